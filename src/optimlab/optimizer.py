@@ -1,0 +1,176 @@
+"""The facade: a :class:`torch.optim.Optimizer` whose math is a transform and whose loop is the engine.
+
+From torch.optim it keeps everything users and libraries rely on: ``param_groups``,
+``add_param_group``, ``state``, ``zero_grad``, step pre/post hooks, ``state_dict`` in torch's
+format. It adds:
+
+* hyperparameter checks on construction, on ``add_param_group``, on every step (a value a user
+  or scheduler wrote into ``param_groups``) and on ``load_state_dict``;
+* ``load_state_dict`` that matches state to parameters *by name* when both sides were built
+  from ``model.named_parameters()``, so a reordered or extended model gets the right state;
+* steps that either happen whole or not at all (everything is checked before anything changes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from optimlab import engine
+from optimlab.checks import Check
+from optimlab.core import Transform
+
+
+class Optimizer(torch.optim.Optimizer):
+    """Base of optimlab's optimizers: subclasses say which transform a group runs.
+
+    Subclasses set :attr:`checks` (group key -> check) and :attr:`counts_steps`, and implement
+    :meth:`build_transform` and :meth:`structure` (what in a group changes the *shape* of the
+    math, such as ``nesterov``; a group's transform is built once per structure).
+    """
+
+    checks: ClassVar[Mapping[str, Check]] = {}
+    #: Keep torch.optim's ``state['step']`` per parameter (the torch twin has one).
+    counts_steps: ClassVar[bool] = False
+
+    def __init__(self, params: Any, defaults: dict[str, Any]) -> None:
+        self.check_group(defaults)
+        self._transforms: dict[tuple, Transform] = {}
+        super().__init__(params, defaults)
+
+    # -- what a subclass provides ----------------------------------------------------------
+    def build_transform(self, group: Mapping[str, Any]) -> Transform:
+        raise NotImplementedError
+
+    def structure(self, group: Mapping[str, Any]) -> tuple:
+        return ()
+
+    def check_group(self, group: Mapping[str, Any]) -> None:
+        """Check the group's hyperparameters; subclasses add checks that span several."""
+        owner = self.owner
+        for key, check in self.checks.items():
+            if key in group:
+                check(owner, key, group[key])
+
+    # -- the facade ------------------------------------------------------------------------
+    @property
+    def owner(self) -> str:
+        return f"optimlab.{type(self).__name__}"
+
+    def transform_for(self, group: Mapping[str, Any]) -> Transform:
+        key = self.structure(group)
+        transform = self._transforms.get(key)
+        if transform is None:
+            transform = self._transforms[key] = self.build_transform(group)
+        return transform
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        super().add_param_group(param_group)
+        group = self.param_groups[-1]
+        try:
+            self.check_group(group)
+            for i, p in enumerate(group["params"]):
+                if not (p.is_floating_point() or p.is_complex()):
+                    raise TypeError(f"{self.owner}: parameter {param_name(group, len(self.param_groups) - 1, i)} "
+                                    f"is {p.dtype}; optimizers need floating-point or complex parameters")
+        except (TypeError, ValueError):
+            self.param_groups.pop()  # leave the optimizer as it was
+            raise
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> Any:
+        """One optimization step over every parameter that has a gradient.
+
+        ``closure`` (optional) re-evaluates the model and returns the loss; it runs with
+        gradients enabled before the step. Parameters whose ``.grad`` is None are skipped.
+        """
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        works = []
+        for index, group in enumerate(self.param_groups):
+            self.check_group(group)
+            work = engine.GroupStep(self.transform_for(group), group, [], [], [], [], self.counts_steps, self.owner)
+            for i, p in enumerate(group["params"]):
+                if p.grad is not None:
+                    work.params.append(p)
+                    work.grads.append(p.grad)
+                    work.states.append(self.state[p])
+                    work.names.append(param_name(group, index, i))
+            if work.params:
+                works.append(work)
+        engine.run(works)
+        return loss
+
+    # -- checkpoints -----------------------------------------------------------------------
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Load a state dict from :meth:`state_dict` of optimlab *or* of the torch.optim twin.
+
+        When every group here and in ``state_dict`` has ``param_names`` (the optimizer was
+        built from ``model.named_parameters()``), state is matched by name: parameters are
+        found wherever they now sit, and parameters new to the model start fresh. Otherwise
+        parameters are matched by position, as in torch. Either way the state dict is fully
+        checked (groups, hyperparameters, state shapes) before anything is loaded.
+        """
+        super().load_state_dict(self.checked_state_dict(state_dict))
+
+    def checked_state_dict(self, state_dict: Mapping[str, Any]) -> dict[str, Any]:
+        """``state_dict`` checked against this optimizer and laid out by this one's positions."""
+        owner = self.owner
+        if not isinstance(state_dict, Mapping) or not {"state", "param_groups"} <= set(state_dict):
+            raise TypeError(f"{owner}.load_state_dict: expected a dict with 'state' and 'param_groups' "
+                            f"(from Optimizer.state_dict()), got {type(state_dict).__name__}")
+        saved_groups = state_dict["param_groups"]
+        saved_state = state_dict["state"]
+        if len(saved_groups) != len(self.param_groups):
+            raise ValueError(f"{owner}.load_state_dict: the state dict has {len(saved_groups)} parameter "
+                             f"group(s), this optimizer has {len(self.param_groups)}")
+        groups = []
+        for index, (saved, current) in enumerate(zip(saved_groups, self.param_groups)):
+            group = {k: v for k, v in saved.items() if k not in ("params", "param_names")}
+            for key, value in self.defaults.items():
+                group.setdefault(key, value)  # options newer than the checkpoint
+            needed = [k for k in self.transform_for({**current, **group}).hyperparams if k not in saved]
+            if needed:
+                raise ValueError(f"{owner}.load_state_dict: parameter group {index} of the state dict has no "
+                                 f"{needed[0]!r}: it was saved by a different kind of optimizer")
+            self.check_group(group)
+            groups.append(group)
+
+        by_name = all("param_names" in g for g in saved_groups) and all("param_names" in g for g in self.param_groups)
+        if by_name:
+            saved_by_name = {name: saved_state.get(pid)
+                             for g in saved_groups for pid, name in zip(g["params"], g["param_names"])}
+            wanted = [name for g in self.param_groups for name in g["param_names"]]
+            found = [saved_by_name.get(name) for name in wanted]
+        else:
+            for index, (saved, current) in enumerate(zip(saved_groups, self.param_groups)):
+                if len(saved["params"]) != len(current["params"]):
+                    raise ValueError(f"{owner}.load_state_dict: parameter group {index} has "
+                                     f"{len(saved['params'])} parameters in the state dict and "
+                                     f"{len(current['params'])} here (to match by name, build both "
+                                     "optimizers from model.named_parameters())")
+            found = [saved_state.get(pid) for g in saved_groups for pid in g["params"]]
+
+        state, position = {}, 0
+        for index, (group, current) in enumerate(zip(groups, self.param_groups)):
+            group["params"] = list(range(position, position + len(current["params"])))
+            if "param_names" in current:
+                group["param_names"] = list(current["param_names"])
+            for i, p in enumerate(current["params"]):
+                entry = found[position + i]
+                if entry is not None:
+                    engine.check_state_shapes(f"{owner}.load_state_dict", param_name(current, index, i), p, entry)
+                    state[position + i] = entry
+            position += len(current["params"])
+        return {"state": state, "param_groups": groups}
+
+
+def param_name(group: Mapping[str, Any], group_index: int, index: int) -> str:
+    names = group.get("param_names")
+    return repr(names[index]) if names else f"#{index} of group {group_index}"
+

@@ -1,0 +1,121 @@
+"""Per-coordinate adaptive step sizes: Adagrad, RMSprop, Adam.
+
+All three divide the direction by a running size of past gradients; they differ in how that
+size is accumulated, and the difference matters:
+
+* Adagrad *sums* squared gradients, so its effective step only shrinks (good for sparse
+  features, stalls on long non-convex runs).
+* RMSprop keeps an exponential *average* of squared gradients, so the step adapts up and down.
+* Adam also averages the gradient itself (first moment) and corrects both averages for their
+  zero initialisation (bias correction), so its first steps have the intended size.
+
+In all three ``eps`` is added to the square root, ``u / (sqrt(v) + eps)``, not inside it
+(``sqrt(v + eps)``), as in the papers and torch.optim.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from optimlab.core import HyperParams, State, Transform
+
+
+class ScaleByAdagrad(Transform):
+    """Adagrad (Duchi, Hazan & Singer, 2011, JMLR 12, diagonal version, Eq. (1) / Fig. 1)::
+
+        sum_t = sum_{t-1} + u_t^2               (sum_0 = initial_accumulator_value)
+        out   = u_t / (sqrt(sum_t) + eps) / (1 + (t - 1) * lr_decay)
+
+    ``lr_decay`` is torch.optim.Adagrad's built-in 1/t-style decay of the step size.
+    """
+
+    hyperparams = ("lr_decay", "eps")
+
+    def __init__(self, initial_accumulator_value: float = 0.0) -> None:
+        self.initial_accumulator_value = initial_accumulator_value
+
+    def init(self, param: Tensor) -> dict[str, Tensor]:
+        return {"sum": torch.full_like(param, self.initial_accumulator_value, memory_format=torch.preserve_format)}
+
+    def update(self, u: Tensor, param: Tensor, state: State, hp: HyperParams, step: Any) -> Tensor:
+        accumulator = state["sum"]
+        accumulator.add_(u * u)
+        out = u / (accumulator.sqrt() + hp["eps"])
+        lr_decay = hp["lr_decay"]
+        return out if lr_decay == 0 else out / (1 + (step - 1) * lr_decay)
+
+
+class ScaleByRMS(Transform):
+    """RMSprop (Tieleman & Hinton, 2012, Lecture 6.5) and its centered form (Graves, 2013,
+    "Generating Sequences With Recurrent Neural Networks", Eq. (38)-(41))::
+
+        v_t = alpha * v_{t-1} + (1 - alpha) * u_t^2
+        g_t = alpha * g_{t-1} + (1 - alpha) * u_t          (centered only)
+        out = u_t / (sqrt(v_t - g_t^2) + eps)   centered   else   u_t / (sqrt(v_t) + eps)
+
+    Centering divides by an estimate of the gradient's standard deviation instead of its
+    root mean square. Momentum, if any, is applied to ``out`` by :class:`Momentum` after this.
+    """
+
+    hyperparams = ("alpha", "eps")
+
+    def __init__(self, centered: bool = False) -> None:
+        self.centered = centered
+
+    def init(self, param: Tensor) -> dict[str, Tensor]:
+        state = {"square_avg": torch.zeros_like(param, memory_format=torch.preserve_format)}
+        if self.centered:
+            state["grad_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+        return state
+
+    def update(self, u: Tensor, param: Tensor, state: State, hp: HyperParams, step: Any) -> Tensor:
+        weight = 1 - hp["alpha"]
+        square_avg = state["square_avg"].lerp_(u * u, weight)
+        if self.centered:
+            grad_avg = state["grad_avg"].lerp_(u, weight)
+            variance = square_avg - grad_avg * grad_avg
+            return u / (variance.sqrt() + hp["eps"])
+        return u / (square_avg.sqrt() + hp["eps"])
+
+    def __repr__(self) -> str:
+        return f"ScaleByRMS(centered={self.centered})"
+
+
+class ScaleByAdam(Transform):
+    """Adam (Kingma & Ba, 2015, Algorithm 1) with optional AMSGrad (Reddi et al., 2018, Alg. 2)::
+
+        m_t = beta1 * m_{t-1} + (1 - beta1) * u_t
+        v_t = beta2 * v_{t-1} + (1 - beta2) * u_t^2
+        vmax_t = max(vmax_{t-1}, v_t)                       (amsgrad; then v_t := vmax_t below)
+        out = (m_t / (1 - beta1^t)) / (sqrt(v_t / (1 - beta2^t)) + eps)
+
+    The bias corrections undo the pull of the zero initialisation towards 0; without them the
+    first steps are ~1/(1-beta1) = 10x too small for the default betas. ``eps`` is added after
+    the bias-corrected square root, as in Algorithm 1.
+    """
+
+    hyperparams = ("betas", "eps")
+
+    def __init__(self, amsgrad: bool = False) -> None:
+        self.amsgrad = amsgrad
+
+    def init(self, param: Tensor) -> dict[str, Tensor]:
+        names = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq") if self.amsgrad else ("exp_avg", "exp_avg_sq")
+        return {name: torch.zeros_like(param, memory_format=torch.preserve_format) for name in names}
+
+    def update(self, u: Tensor, param: Tensor, state: State, hp: HyperParams, step: Any) -> Tensor:
+        beta1, beta2 = hp["betas"]
+        exp_avg = state["exp_avg"].lerp_(u, 1 - beta1)
+        exp_avg_sq = state["exp_avg_sq"].lerp_(u * u, 1 - beta2)
+        if self.amsgrad:
+            exp_avg_sq = torch.maximum(state["max_exp_avg_sq"], exp_avg_sq, out=state["max_exp_avg_sq"])
+        bias_correction1 = 1 - beta1**step
+        bias_correction2 = 1 - beta2**step
+        denom = exp_avg_sq.sqrt() / bias_correction2**0.5 + hp["eps"]
+        return exp_avg / bias_correction1 / denom
+
+    def __repr__(self) -> str:
+        return f"ScaleByAdam(amsgrad={self.amsgrad})"
