@@ -41,6 +41,11 @@ class Optimizer(torch.optim.Optimizer):
         self._transforms: dict[tuple, Transform] = {}
         super().__init__(params, defaults)
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # torch pickles only defaults, state and param_groups; the transform cache is rebuilt.
+        super().__setstate__(state)
+        self.__dict__.setdefault("_transforms", {})
+
     # -- what a subclass provides ----------------------------------------------------------
     def build_transform(self, group: Mapping[str, Any]) -> Transform:
         raise NotImplementedError
