@@ -16,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the examples import 
 
 import linear_regression  # noqa: E402
 import mnist_classifiers  # noqa: E402
+from optimlab.lab import DataNotFoundError  # noqa: E402
 
 
 def section(title: str) -> None:
@@ -36,7 +37,11 @@ def main() -> int:
 
     section("MNIST classifiers (examples/mnist_classifiers.py)")
     start = time.perf_counter()
-    outcomes = mnist_classifiers.fit_all()
+    try:
+        outcomes = mnist_classifiers.fit_all()
+    except DataNotFoundError as error:
+        print(f"cannot run: {error}")
+        return 1
     mnist_classifiers.report(outcomes)
     for o in outcomes:
         rows.append(("MNIST", f"{o.name}, {o.optimizer}", f"test acc {o.test:.4f} (valid {o.valid:.4f})",

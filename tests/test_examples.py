@@ -44,11 +44,16 @@ def test_stochastic_recipes_fit_in_any_order(seed):
 
 def test_batch_gd_stability_limit_is_one_eleventh():
     outcomes = {round(lr, 4): fit for lr, fit in linreg.learning_rate_table(steps=1000)}
-    assert outcomes[0.0455].w == 2.0  # lr = 1/22 lands on w = 2 in one step (float32 rounding aside)
+    assert outcomes[0.0455].ok
     assert outcomes[0.09].ok  # just below 1/11: oscillates, converges
     above = outcomes[round(1 / 11 + 1e-3, 4)]
     assert not above.ok and abs(above.w - 2) > 1e6  # just above: grows by 1.022x a step
     assert outcomes[0.1].stop_reason is StopReason.DIVERGED
+
+
+def test_batch_gd_lands_in_one_step_at_lr_one_over_22():
+    fit = linreg.fit(linreg.Recipe("lr=1/22", lambda p: linreg.optimlab.SGD(p, lr=1 / 22), steps=1))
+    assert fit.steps == 1 and abs(fit.w - 2) <= 2.5e-7  # float32 rounding of 1/22 * 44
 
 
 def test_momentum_forms_first_steps():
