@@ -225,7 +225,8 @@ def test_direct_schedules_give_the_trajectory_of_values_written_by_hand():
     net = model()
     direct = optimlab.Adam(net.parameters(), lr=LR, betas=(beta1, 0.99), weight_decay=weight_decay, eps=eps)
     assert direct.param_groups[0]["lr"] == LR(0) and direct.defaults["lr"] is LR
-    train(net, direct, data)
+    used = train(net, direct, data)
+    assert used == S.trace(LR, STEPS)  # before each step the group shows the value that step uses
     assert direct.schedules.t == STEPS
     net_direct = flat(net)
 
@@ -262,16 +263,17 @@ def test_direct_per_group_schedules_and_groups_added_later():
     for _ in range(3):
         opt.step()
     opt.add_param_group({"params": [c], "lr": S.linear(0.0, 1.0, 10)})  # follows the optimizer's own count
-    assert [g["lr"] for g in opt.param_groups] == [0.1, lr_b(2), 0.3]
+    # the groups show the values the coming step uses: step 3
+    assert opt.schedules.t == 3 and [g["lr"] for g in opt.param_groups] == [0.1, lr_b(3), 0.3]
     opt.step()
-    assert [g["lr"] for g in opt.param_groups] == [0.1, lr_b(3), 0.3]
+    assert [g["lr"] for g in opt.param_groups] == [0.1, lr_b(4), 0.4]
     with pytest.raises(ValueError, match="lowest value"):
         opt.add_param_group({"params": [torch.zeros(1, requires_grad=True)], "lr": S.linear(1.0, -1.0, 5)})
     assert len(opt.param_groups) == len(opt.schedules.groups) == 3
     opt.param_groups[2]["lr"] = S.constant(0.01)  # a new schedule, assigned: adopted at the next step
     opt.param_groups[0]["momentum"] = S.linear(0.0, 0.5, 10)
     opt.step()
-    assert [g["lr"] for g in opt.param_groups] == [0.1, lr_b(4), 0.01] and opt.param_groups[0]["momentum"] == 0.2
+    assert [g["lr"] for g in opt.param_groups] == [0.1, lr_b(5), 0.01] and opt.param_groups[0]["momentum"] == 0.25
     assert "Schedule" not in repr(opt.state_dict()["param_groups"])
 
 
@@ -332,7 +334,7 @@ def test_direct_state_dict_loads_into_torch_and_back():
     state = opt.state_dict()
     twin = torch.optim.SGD(model().parameters(), lr=0.5, momentum=0.9)
     twin.load_state_dict(state)  # the extra "schedules" key is ignored by torch
-    assert twin.param_groups[0]["lr"] == LR(11)
+    assert twin.param_groups[0]["lr"] == LR(12)  # the value for the coming step
     plain = optimlab.SGD(model().parameters(), lr=0.5, momentum=0.9)
     plain.load_state_dict(twin.state_dict())
     assert "schedules" not in plain.state_dict()

@@ -124,7 +124,7 @@ class Optimizer(torch.optim.Optimizer):
             if work.params:
                 works.append(work)
         engine.run(works)
-        self.schedules.advance()
+        self.schedules.advance(self.param_groups)  # t += 1; the next step's values in
         return loss
 
     # -- checkpoints -----------------------------------------------------------------------

@@ -3,8 +3,8 @@
 The optimizer keeps them here, *beside* its ``param_groups``, never inside: the groups always
 hold the plain number the schedule gives for the coming step, so torch schedulers, Hugging Face,
 Lightning and ``state_dict`` see the groups they always see. Before each step the optimizer
-writes ``group[name] = schedule(t)``, ``t`` counting its own steps from 0, so there is no call
-order to get wrong. ``t`` and the state of stateful schedules travel in the optimizer's
+writes ``group[name] = schedule(t)``, ``t`` counting its own steps from 0 (and after it, the
+value for ``t + 1``), so there is no call order to get wrong. ``t`` and the state of stateful schedules travel in the optimizer's
 ``state_dict()`` under the extra key ``"schedules"`` (torch.optim ignores it).
 
 A scheduled value that something else changes between steps (a torch.optim.lr_scheduler
@@ -111,13 +111,19 @@ class DirectSchedules:
                         f"optimizer, but something else changed it from {written[slot]!r} to {current!r} (a "
                         "torch.optim.lr_scheduler on the same value?): schedule each hyperparameter in one "
                         "place, either in the optimizer or in a scheduler")
+        self._write(pairs)
+
+    def advance(self, param_groups: Iterable[MutableMapping[str, Any]]) -> None:
+        """After a step: count it, and write the values for the next one, so ``param_groups``
+        always show what the coming step will use (as after a scheduler's ``step()``)."""
+        self.t += 1
+        self._write(list(zip(param_groups, self.groups, self.written)))
+
+    def _write(self, pairs: list[tuple[MutableMapping[str, Any], dict[Slot, Schedule], dict[Slot, float]]]) -> None:
         for group, slots, written in pairs:
             for slot, schedule in slots.items():
                 write(group, slot, schedule(self.t))
                 written[slot] = float(read(group, slot))
-
-    def advance(self) -> None:
-        self.t += 1
 
     # -- checkpoints -------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
