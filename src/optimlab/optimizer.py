@@ -134,7 +134,9 @@ class Optimizer(torch.optim.Optimizer):
             group = {k: v for k, v in saved.items() if k not in ("params", "param_names")}
             for key, value in self.defaults.items():
                 group.setdefault(key, value)  # options newer than the checkpoint
-            needed = [k for k in self.transform_for({**current, **group}).hyperparams if k not in saved]
+            # Only this optimizer's own options are required (RMSprop's momentum reads no dampening).
+            needed = [k for k in self.transform_for({**current, **group}).hyperparams
+                      if k in self.defaults and k not in saved]
             if needed:
                 raise ValueError(f"{owner}.load_state_dict: parameter group {index} of the state dict has no "
                                  f"{needed[0]!r}: it was saved by a different kind of optimizer")
