@@ -207,6 +207,48 @@ def states_in_order(optimizer: torch.optim.Optimizer) -> list[dict[str, Any]]:
     return [optimizer.state.get(p, {}) for g in optimizer.param_groups for p in g["params"]]
 
 
+class Run:
+    """An optimizer stepping its parameters, tracking the scale its tensors reach (:class:`PathScale`)."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, params: Sequence[Tensor]) -> None:
+        self.optimizer, self.params, self.scale = optimizer, list(params), PathScale()
+        self._after_step = self.scale.watch(optimizer, self.params)
+
+    @classmethod
+    def build(cls, optimizer_cls: type, params: Sequence[Tensor], hp: dict[str, Any], override: dict[str, Any],
+              split: int) -> Run:
+        """``optimizer_cls`` on copies of ``params``: group 0 with ``hp``, group 1 ``override``."""
+        params = clone_params(params)
+        return cls(optimizer_cls(two_groups(params, split, override), **hp), params)
+
+    def steps(self, sequence: Grads) -> Run:
+        run_steps(self.optimizer, self.params, sequence, after_step=self._after_step)
+        return self
+
+
+def compare_runs(key: str, mine: Run, theirs: Run, sequence: Grads, tol: float) -> None:
+    """Parameters, then the state of every parameter that ``sequence`` stepped, within ``tol``
+    (scaled by ``theirs``' run); state keys and dtypes equal, step counts exact."""
+    for p, q in zip(mine.params, theirs.params, strict=True):
+        assert p.dtype == q.dtype and p.shape == q.shape and p.stride() == q.stride()
+    scales = [theirs.scale["param", i] for i in range(len(theirs.params))]
+    error = record(f"{key} params", max_rel_error(values(mine.params), values(theirs.params), scales))
+    assert error <= tol, f"parameters differ by {error:.3e} > {tol:.0e}"
+    worst = 0.0
+    for i, (s_mine, s_theirs) in enumerate(zip(states_in_order(mine.optimizer), states_in_order(theirs.optimizer))):
+        if all(grads[i] is None for grads in sequence):
+            continue  # never stepped: torch.optim.Adagrad has state from the start, optimlab none yet
+        assert s_mine.keys() == s_theirs.keys(), f"parameter {i}: state keys {sorted(s_mine)} != {sorted(s_theirs)}"
+        for k in s_theirs:
+            assert s_mine[k].dtype == s_theirs[k].dtype, f"state {k!r}: {s_mine[k].dtype} != {s_theirs[k].dtype}"
+            if k == "step":
+                assert torch.equal(s_mine[k], s_theirs[k]), f"parameter {i}: step {s_mine[k]} != {s_theirs[k]}"
+            else:
+                worst = max(worst, rel_error(s_mine[k], s_theirs[k], theirs.scale["state", i, k]))
+    record(f"{key} state", worst)
+    assert worst <= tol, f"state differs by {worst:.3e} > {tol:.0e}"
+
+
 # -- checkpoints ----------------------------------------------------------------------------
 def through_bytes(state_dict: dict[str, Any]) -> dict[str, Any]:
     """``state_dict`` saved with torch.save into memory and loaded back (weights_only)."""

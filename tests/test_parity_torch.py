@@ -14,7 +14,7 @@ stepped, must agree within (relative error as defined in tests/helpers.py):
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
 
 import pytest
 import torch
@@ -24,18 +24,15 @@ from hypothesis import strategies as st
 from tests.helpers import (
     NAMES,
     Grads,
-    PathScale,
+    Run,
     cast_sequence,
     clone_params,
+    compare_runs,
     grad_sequence,
     make_params,
     max_rel_error,
     record,
-    rel_error,
-    run_steps,
-    states_in_order,
     twins,
-    two_groups,
     values,
 )
 from tests.strategies import VARIANTS, hyperparams, param_specs, seeds, variant_id
@@ -43,24 +40,6 @@ from tests.strategies import VARIANTS, hyperparams, param_specs, seeds, variant_
 STEPS = 50
 SKIP = 0.15
 TOL = {torch.float64: 1e-10, torch.complex128: 1e-10, torch.float32: 1e-5, torch.complex64: 1e-5}
-
-
-class Run(NamedTuple):
-    """One optimizer's run: its parameters, the optimizer, and the scale its tensors reached."""
-
-    params: list[torch.Tensor]
-    optimizer: torch.optim.Optimizer
-    scale: PathScale
-
-
-def run(cls: type, params: list[torch.Tensor], sequence: Grads, hp: dict[str, Any], override: dict[str, Any],
-        split: int) -> Run:
-    """Run ``cls`` on copies of ``params``: group 0 with ``hp``, group 1 with ``override``."""
-    params = clone_params(params)
-    optimizer = cls(two_groups(params, split, override), **hp)
-    scale = PathScale()
-    run_steps(optimizer, params, sequence, after_step=scale.watch(optimizer, params))
-    return Run(params, optimizer, scale)
 
 
 def setup(name: str, specs: list, dtype: torch.dtype, seed: int, hp: dict[str, Any], override: dict[str, Any],
@@ -74,28 +53,6 @@ def setup(name: str, specs: list, dtype: torch.dtype, seed: int, hp: dict[str, A
     return params, grad_sequence(params, STEPS, seed + 1, skip=SKIP), override, min(max(split, 1), len(params) - 1)
 
 
-def compare(key: str, mine: Run, theirs: Run, sequence: Grads, tol: float) -> None:
-    """Parameters, then the state of every parameter that was stepped, within ``tol``."""
-    for p, q in zip(mine.params, theirs.params):
-        assert p.dtype == q.dtype and p.shape == q.shape and p.stride() == q.stride()
-    scales = [theirs.scale["param", i] for i in range(len(theirs.params))]
-    error = record(f"{key} params", max_rel_error(values(mine.params), values(theirs.params), scales))
-    assert error <= tol, f"parameters differ from torch.optim by {error:.3e} > {tol:.0e}"
-    worst = 0.0
-    for i, (s_mine, s_theirs) in enumerate(zip(states_in_order(mine.optimizer), states_in_order(theirs.optimizer))):
-        if all(grads[i] is None for grads in sequence):
-            continue  # never stepped: torch.optim.Adagrad has state from the start, optimlab none yet
-        assert s_mine.keys() == s_theirs.keys(), f"parameter {i}: state keys {sorted(s_mine)} != {sorted(s_theirs)}"
-        for k in s_theirs:
-            assert s_mine[k].dtype == s_theirs[k].dtype, f"state {k!r}: {s_mine[k].dtype} != {s_theirs[k].dtype}"
-            if k == "step":
-                assert torch.equal(s_mine[k], s_theirs[k]), f"parameter {i}: step {s_mine[k]} != {s_theirs[k]}"
-            else:
-                worst = max(worst, rel_error(s_mine[k], s_theirs[k], theirs.scale["state", i, k]))
-    record(f"{key} state", worst)
-    assert worst <= tol, f"state differs from torch.optim by {worst:.3e} > {tol:.0e}"
-
-
 def check_against_torch(name: str, dtype: torch.dtype, data: Any, specs: list, seed: int, split: int,
                         **flags: Any) -> None:
     conditioned = dtype in (torch.float32, torch.complex64)
@@ -103,9 +60,9 @@ def check_against_torch(name: str, dtype: torch.dtype, data: Any, specs: list, s
     override = data.draw(hyperparams(name, conditioned), label="group 1")
     params, sequence, override, split = setup(name, specs, dtype, seed, hp, override, split)
     mine_cls, torch_cls = twins(name)
-    mine = run(mine_cls, params, sequence, hp, override, split)
-    theirs = run(torch_cls, params, sequence, hp, override, split)
-    compare(f"{name} {str(dtype)[6:]}", mine, theirs, sequence, TOL[dtype])
+    mine = Run.build(mine_cls, params, hp, override, split).steps(sequence)
+    theirs = Run.build(torch_cls, params, hp, override, split).steps(sequence)
+    compare_runs(f"{name} {str(dtype)[6:]}", mine, theirs, sequence, TOL[dtype])
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
@@ -148,10 +105,10 @@ def test_bfloat16(name, data, specs, seed, split):
     override = data.draw(hyperparams(name, conditioned=True), label="group 1")
     params, sequence, override, split = setup(name, specs, torch.bfloat16, seed, hp, override, split)
     mine_cls, torch_cls = twins(name)
-    mine = run(mine_cls, params, sequence, hp, override, split)
-    theirs = run(torch_cls, params, sequence, hp, override, split)
-    exact = run(torch_cls, clone_params(params, torch.float64), cast_sequence(sequence, torch.float64), hp, override,
-                split)
+    mine = Run.build(mine_cls, params, hp, override, split).steps(sequence)
+    theirs = Run.build(torch_cls, params, hp, override, split).steps(sequence)
+    exact = Run.build(torch_cls, clone_params(params, torch.float64), hp, override, split)
+    exact.steps(cast_sequence(sequence, torch.float64))
     scales = [exact.scale["param", i] for i in range(len(params))]
     mine_error = max_rel_error(values(mine.params), values(exact.params), scales)
     torch_error = max_rel_error(values(theirs.params), values(exact.params), scales)
