@@ -82,7 +82,8 @@ def hyperparams(draw: Any, name: str, conditioned: bool = False, **fixed: Any) -
     elif name == "RMSprop":
         centered = pick(draw, fixed, "centered", st.booleans())
         with_momentum = pick(draw, fixed, "momentum", st.booleans())
-        hp.update(centered=centered, alpha=pick(draw, fixed, "alpha", st.floats(0.5 if conditioned else 0.1 if centered else 0.0, 0.999)), eps=draw(epss),
+        lowest_alpha = 0.5 if conditioned else 0.1 if centered else 0.0
+        hp.update(centered=centered, alpha=pick(draw, fixed, "alpha", st.floats(lowest_alpha, 0.999)), eps=draw(epss),
                   momentum=draw(momenta) if with_momentum else 0.0)
     elif name in ("Adam", "AdamW"):
         beta1 = draw(rates)

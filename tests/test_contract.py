@@ -174,7 +174,7 @@ def test_dtypes_and_layouts_are_kept(name, dtype):
     params = make_params(SPECS, dtype, seed=0)
     sequence = grad_sequence(params, 3, seed=1)
     mine, theirs = (Run.build(cls, params, HP[name], {}, len(params)).steps(sequence) for cls in twins(name))
-    for p, q, original in zip(mine.params, theirs.params, params):
+    for p, original in zip(mine.params, params):
         assert (p.dtype, p.shape, p.stride()) == (original.dtype, original.shape, original.stride())
         assert torch.isfinite(p).all() and not torch.equal(p, original)
     for s_mine, s_theirs in zip(*(snapshot(run.optimizer)["state"] for run in (mine, theirs))):

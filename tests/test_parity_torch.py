@@ -120,6 +120,27 @@ def test_bfloat16(name, data, specs, seed, split):
         f"bfloat16: optimlab is {mine_error:.3e} from float64, torch.optim {torch_error:.3e}")
 
 
+def closure_run(cls: type, params: list[torch.Tensor], targets: list[torch.Tensor], hp: dict[str, Any]):
+    """``STEPS`` calls of ``step(closure)`` inside ``no_grad``; the parameters and returned losses."""
+    params = clone_params(params)
+    optimizer = cls(params, **hp)
+    returned, computed = [], []
+
+    def closure():
+        assert torch.is_grad_enabled()
+        optimizer.zero_grad()
+        loss = sum(torch.log(torch.cosh(p - c)).sum() + 0.1 * (p**2).sum() for p, c in zip(params, targets))
+        loss.backward()
+        computed.append(loss)
+        return loss
+
+    for _ in range(STEPS):
+        with torch.no_grad():
+            returned.append(optimizer.step(closure))
+    assert all(r is c for r, c in zip(returned, computed, strict=True))
+    return values(params), torch.stack([loss.detach() for loss in returned])
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_step_with_closure(name):
     """``step(closure)`` evaluates the closure with grad enabled (even inside ``no_grad``),
@@ -129,26 +150,8 @@ def test_step_with_closure(name):
           "AdamW": dict(lr=0.05, weight_decay=0.1)}[name]
     params = make_params([((), "contiguous"), ((3, 4), "transposed")], torch.float64, seed=7)
     targets = [torch.randn(p.shape, generator=torch.Generator().manual_seed(8), dtype=torch.float64) for p in params]
-    results = []
-    for cls in twins(name):
-        mine = clone_params(params)
-        optimizer = cls(mine, **hp)
-        returned, computed = [], []
-
-        def closure():
-            assert torch.is_grad_enabled()
-            optimizer.zero_grad()
-            loss = sum(torch.log(torch.cosh(p - c)).sum() + 0.1 * (p**2).sum() for p, c in zip(mine, targets))
-            loss.backward()
-            computed.append(loss)
-            return loss
-
-        for _ in range(STEPS):
-            with torch.no_grad():
-                returned.append(optimizer.step(closure))
-        assert all(r is c for r, c in zip(returned, computed, strict=True))
-        results.append((values(mine), torch.stack([loss.detach() for loss in returned])))
-    (mine_params, mine_losses), (torch_params, torch_losses) = results
+    (mine_params, mine_losses), (torch_params, torch_losses) = (closure_run(cls, params, targets, hp)
+                                                                for cls in twins(name))
     assert torch_losses[-1] < torch_losses[0]  # the run optimizes something
     assert record(f"{name} closure params", max_rel_error(mine_params, torch_params)) <= 1e-10
     assert max_rel_error([mine_losses], [torch_losses]) <= 1e-10
