@@ -226,14 +226,17 @@ class Run:
         return self
 
 
-def compare_runs(key: str, mine: Run, theirs: Run, sequence: Grads, tol: float) -> None:
+def compare_runs(key: str, mine: Run, theirs: Run, sequence: Grads, tol: float, final_tol: float | None = None) -> None:
     """Parameters, then the state of every parameter that ``sequence`` stepped, within ``tol``
-    (scaled by ``theirs``' run); state keys and dtypes equal, step counts exact."""
+    (scaled by ``theirs``' run); state keys and dtypes equal, step counts exact. ``final_tol``
+    also bounds the parameters' error scaled by their final values only."""
     for p, q in zip(mine.params, theirs.params, strict=True):
         assert p.dtype == q.dtype and p.shape == q.shape and p.stride() == q.stride()
     scales = [theirs.scale["param", i] for i in range(len(theirs.params))]
     error = record(f"{key} params", max_rel_error(values(mine.params), values(theirs.params), scales))
     assert error <= tol, f"parameters differ by {error:.3e} > {tol:.0e}"
+    final = record(f"{key} params (final-value scale)", max_rel_error(values(mine.params), values(theirs.params)))
+    assert final_tol is None or final <= final_tol, f"parameters differ by {final:.3e} > {final_tol:.0e} (final scale)"
     worst = 0.0
     for i, (s_mine, s_theirs) in enumerate(zip(states_in_order(mine.optimizer), states_in_order(theirs.optimizer))):
         if all(grads[i] is None for grads in sequence):

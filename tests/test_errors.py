@@ -106,11 +106,15 @@ class Tagger(nn.Module):
         return self.dense(self.emb(idx)).sum()
 
 
+@pytest.mark.parametrize("groups", ["one group", "a later group"])
 @pytest.mark.parametrize("name", NAMES)
-def test_sparse_gradient_raises_and_updates_nothing(name):
+def test_sparse_gradient_raises_and_updates_nothing(name, groups):
+    """The dense parameters come first, in the same group or in an earlier one: still nothing moves."""
     torch.manual_seed(0)
     model = Tagger()
-    optimizer = getattr(optimlab, name)(model.named_parameters(), lr=0.1)
+    named = list(model.named_parameters())
+    params = named if groups == "one group" else [{"params": named[:2]}, {"params": named[2:]}]
+    optimizer = getattr(optimlab, name)(params, lr=0.1)
     for _ in range(2):  # dense steps first, so the dense parameters have state
         model.zero_grad()
         model(torch.tensor([1, 2, 5])).backward()

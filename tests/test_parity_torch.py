@@ -62,7 +62,10 @@ def check_against_torch(name: str, dtype: torch.dtype, data: Any, specs: list, s
     mine_cls, torch_cls = twins(name)
     mine = Run.build(mine_cls, params, hp, override, split).steps(sequence)
     theirs = Run.build(torch_cls, params, hp, override, split).steps(sequence)
-    compare_runs(f"{name} {str(dtype)[6:]}", mine, theirs, sequence, TOL[dtype])
+    # float64 also meets the bound scaled by the final values alone (float32 cannot: a parameter
+    # that wanders to 3 and ends at 0.01 carries float32 rounding of 3; see tests/helpers.py).
+    final_tol = TOL[dtype] if dtype in (torch.float64, torch.complex128) else None
+    compare_runs(f"{name} {str(dtype)[6:]}", mine, theirs, sequence, TOL[dtype], final_tol)
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
