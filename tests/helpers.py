@@ -90,21 +90,6 @@ class PathScale:
         return after_step
 
 
-def assert_rel_close(actual: Sequence[Tensor], expected: Sequence[Tensor], tol: float, what: str = "",
-                     scales: Sequence[float | None] | None = None) -> float:
-    """Every pair within ``tol`` relative error (NaN fails); returns the worst error."""
-    worst = max_rel_error(actual, expected, scales)
-    assert worst <= tol, f"{what}: relative error {worst:.3e} > {tol:.0e}"
-    return worst
-
-
-def assert_equal(actual: Sequence[Tensor], expected: Sequence[Tensor], what: str = "") -> None:
-    """Bit-for-bit equality (torch.equal) of every pair."""
-    assert len(actual) == len(expected), what
-    for i, (a, b) in enumerate(zip(actual, expected)):
-        assert a.dtype == b.dtype and torch.equal(a, b), f"{what}: tensor {i} differs ({rel_error(a, b):.3e})"
-
-
 # -- parameters -----------------------------------------------------------------------------
 def randn(shape: Sequence[int], generator: torch.Generator, is_complex: bool = False) -> Tensor:
     """Standard normal float64 values (complex128: independent real and imaginary parts)."""
