@@ -26,4 +26,4 @@ def pytest_terminal_summary(terminalreporter) -> None:
     if WORST:
         terminalreporter.section("worst relative errors measured (max|a-b| / max|b|, per tensor)")
         for key in sorted(WORST):
-            terminalreporter.write_line(f"{key:<48} {WORST[key]:.3e}")
+            terminalreporter.write_line(f"{key:<64} {WORST[key]:.3e}")
