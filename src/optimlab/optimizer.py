@@ -161,11 +161,15 @@ class Optimizer(torch.optim.Optimizer):
             raise ValueError(f"{owner}.load_state_dict: the state dict has {len(saved_groups)} parameter "
                              f"group(s), this optimizer has {len(self.param_groups)}")
         groups = []
-        for index, (saved, current) in enumerate(zip(saved_groups, self.param_groups)):
+        for index, saved in enumerate(saved_groups):
             group = {k: v for k, v in saved.items() if k not in ("params", "param_names")}
             for key, value in self.schedules.resolved(self.defaults).items():
                 group.setdefault(key, value)  # options newer than the checkpoint
-            needed = [k for k in self.transform_for({**current, **group}).hyperparams if k not in saved]
+            # Every numeric hyperparameter of this optimizer is required: torch.optim's groups have
+            # always had them, and another kind of optimizer lacks some (Adam's has no 'momentum').
+            # Flags newer than a checkpoint (maximize, foreach, ...) were filled in just above.
+            needed = [k for k, v in self.defaults.items()
+                      if not isinstance(v, bool) and v is not None and k not in saved]
             if needed:
                 raise ValueError(f"{owner}.load_state_dict: parameter group {index} of the state dict has no "
                                  f"{needed[0]!r}: it was saved by a different kind of optimizer")
