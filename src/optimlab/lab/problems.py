@@ -29,6 +29,7 @@ reach its target within its budget (``lrs``); sweeps centre their grids on it.
 from __future__ import annotations
 
 import functools
+import hashlib
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -62,6 +63,8 @@ class Problem:
     is a term of the objective added to every training batch's loss (e.g. L2); the reported
     validation and test losses are the data loss alone. ``lrs`` maps optimizer names (of
     :mod:`optimlab.lab.zoo`) to a measured learning rate that reaches the target.
+    ``revision``: bump it when the data or the model change in a way :attr:`fingerprint`
+    cannot see (it sees the model's architecture, the functions and the target, not the data).
     """
 
     name: str
@@ -78,6 +81,7 @@ class Problem:
     metric_fn: MetricFn | None = None
     penalty: Penalty | None = None
     lrs: Mapping[str, float] = field(default_factory=dict)
+    revision: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "lrs", MappingProxyType(dict(self.lrs)))
@@ -108,6 +112,14 @@ class Problem:
         return metrics
 
     @property
+    def fingerprint(self) -> str:
+        """A digest of what determines this problem's results: the model's architecture (its
+        repr), the data, loss, metric and penalty functions by name, the target and the
+        evaluation interval, and ``revision``. Run keys include it, so results stored for an
+        earlier definition of a problem are never taken for results of the current one."""
+        return problem_fingerprint(self)
+
+    @property
     def target_spec(self) -> Target:
         """The target as the training loop's :class:`~optimlab.lab.loop.Target`."""
         return Target(self.metric, self.target, self.higher_is_better)
@@ -128,6 +140,31 @@ class Problem:
     def better(self, a: float, b: float) -> bool:
         """Whether metric value ``a`` is strictly better than ``b`` (nan is never better)."""
         return a > b if self.higher_is_better else a < b
+
+
+def qualified(function: Any) -> str:
+    if function is None:
+        return "none"
+    if isinstance(function, functools.partial):
+        return f"partial({qualified(function.func)}, {function.args!r}, {function.keywords!r})"
+    name = getattr(function, "__qualname__", None) or type(function).__qualname__
+    return f"{getattr(function, '__module__', '')}.{name}"
+
+
+_fingerprints: dict[int, tuple[Problem, str]] = {}
+
+
+def problem_fingerprint(problem: Problem) -> str:
+    cached = _fingerprints.get(id(problem))
+    if cached is not None and cached[0] is problem:
+        return cached[1]
+    parts = [problem.name, repr(problem.build_model(0)), qualified(problem.loader), qualified(problem.loss_fn),
+             qualified(problem.metric_fn), problem.metric, str(problem.higher_is_better), repr(problem.target),
+             str(problem.eval_every), repr(getattr(problem.penalty, "strength", problem.penalty is not None)),
+             str(problem.revision)]
+    digest = hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+    _fingerprints[id(problem)] = (problem, digest)
+    return digest
 
 
 # -- losses and metrics (module level: plain functions, picklable) ------------------------------
@@ -188,6 +225,28 @@ class Point2D(nn.Module):
         return self.function.at(self.w).expand(len(x))
 
 
+class Standardize(nn.Module):
+    """``(x - mean) / std`` with fixed scalars: the pixels' mean and standard deviation over the
+    training split (as torchvision's MNIST examples normalise). Centred inputs make the first
+    layer's curvature far better conditioned: every optimizer here reaches the MNIST targets in
+    about half the steps it needs on raw [0, 1] pixels."""
+
+    def __init__(self, mean: float, std: float) -> None:
+        super().__init__()
+        self.mean, self.std = mean, std
+
+    def forward(self, x: Tensor) -> Tensor:
+        return (x - self.mean) / self.std
+
+    def extra_repr(self) -> str:
+        return f"mean={self.mean}, std={self.std}"
+
+
+#: Pixel mean and standard deviation of the training splits (checked by the tests).
+MNIST_STATS = (0.1304, 0.3073)
+FASHION_STATS = (0.2855, 0.3528)
+
+
 def mlp(sizes: tuple[int, ...], dropout: float = 0.0) -> nn.Sequential:
     """Linear layers of ``sizes`` with ReLU (and dropout, if > 0) between them."""
     layers: list[nn.Module] = []
@@ -201,12 +260,13 @@ def mlp(sizes: tuple[int, ...], dropout: float = 0.0) -> nn.Sequential:
 
 
 def small_cnn() -> nn.Sequential:
-    """28x28 -> conv 3x3 (8) -> ReLU -> pool 2 -> conv 3x3 (16) -> ReLU -> pool 2 -> linear 784 -> 10.
+    """28x28 -> conv 3x3 (8) -> ReLU -> pool 2 -> conv 3x3 (16) -> ReLU -> pool 2 -> linear 784 -> 10,
+    on standardized pixels.
 
     About 0.3 M multiply-adds per image: a few milliseconds per batch of 128 on one CPU core.
     """
     return nn.Sequential(
-        nn.Unflatten(1, (1, 28, 28)),
+        Standardize(*FASHION_STATS), nn.Unflatten(1, (1, 28, 28)),
         nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
         nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
         nn.Flatten(), nn.Linear(16 * 7 * 7, 10))
@@ -281,15 +341,15 @@ def linreg() -> Problem:
 def linreg_diabetes() -> Problem:
     return Problem("linreg-diabetes", "linear regression on scikit-learn's diabetes data (10 standardized "
                    "features, 442 patients), mean squared error, full batch; metric R^2",
-                   lab_data.diabetes, lambda: nn.Linear(10, 1), mse, "r2", True, 0.43, max_steps=1000,
-                   batch_size=None, eval_every=10, metric_fn=r2, lrs={})
+                   lab_data.diabetes, lambda: nn.Linear(10, 1), mse, "r2", True, 0.48, max_steps=1000,
+                   batch_size=None, eval_every=1, metric_fn=r2, lrs={})
 
 
 def logreg_cancer() -> Problem:
     return Problem("logreg-cancer", "logistic regression on scikit-learn's breast-cancer data (30 standardized "
                    "features, 569 tumours), batch 32: convex",
                    lab_data.breast_cancer, lambda: nn.Sequential(nn.Linear(30, 1), nn.Flatten(0)),
-                   binary_cross_entropy, "accuracy", True, 0.97, max_steps=1000, batch_size=32, eval_every=10,
+                   binary_cross_entropy, "accuracy", True, 0.98, max_steps=1000, batch_size=32, eval_every=1,
                    metric_fn=binary_accuracy, lrs={})
 
 
@@ -302,8 +362,17 @@ def mlp_digits(hidden: int = 64) -> Problem:
 
 def softmax_mnist() -> Problem:
     return Problem("softmax-mnist", "multinomial logistic regression 784 -> 10 on MNIST, batch 128: convex",
-                   lab_data.mnist, lambda: nn.Linear(784, 10), F.cross_entropy, "accuracy", True, 0.915,
+                   lab_data.mnist, lambda: nn.Sequential(Standardize(*MNIST_STATS), nn.Linear(784, 10)), F.cross_entropy, "accuracy", True, 0.915,
                    max_steps=2000, batch_size=128, eval_every=100, metric_fn=accuracy, lrs={})
+
+
+#: Measured on mlp-mnist (seed 0, half-decade grids, steps to 0.97 validation accuracy in brackets):
+#: sgd 0.316 (800; 0.1: 1500; 1.0 stalls at 0.67), momentum 0.0316 (700; 0.01: 1500, 0.1: 900),
+#: nesterov 0.0316 (700; 0.01: 1500, 0.1: 1000), adagrad 0.0316 (1100; 0.01: 1800, 0.1 misses: 0.966),
+#: rmsprop 0.00316 (1000; 0.001: 1100, 0.01 misses: 0.962), adam 0.00316 (900; 0.001: 1100, 0.01 misses:
+#: 0.964), adamw 0.00316 (1000; 0.001: 1100, 0.01 misses: 0.966).
+MLP_MNIST_LRS = {"sgd": 0.316, "momentum": 0.0316, "nesterov": 0.0316, "adagrad": 0.0316, "rmsprop": 0.00316,
+                 "adam": 0.00316, "adamw": 0.00316}
 
 
 def mlp_mnist(hidden: int = 128, dropout: float = 0.0, l2: float = 0.0) -> Problem:
@@ -318,9 +387,10 @@ def mlp_mnist(hidden: int = 128, dropout: float = 0.0, l2: float = 0.0) -> Probl
     extras = "".join([f", dropout {dropout:g}" if dropout else "", f", L2 {l2:g}" if l2 else ""])
     return Problem(format_spec("mlp-mnist", params),
                    f"MLP 784-{hidden}-10 (ReLU{extras}) on MNIST, batch 128",
-                   lab_data.mnist, lambda: mlp((784, hidden, 10), dropout), F.cross_entropy, "accuracy", True,
+                   lab_data.mnist, lambda: nn.Sequential(Standardize(*MNIST_STATS), mlp((784, hidden, 10), dropout)),
+                   F.cross_entropy, "accuracy", True,
                    0.97, max_steps=2000, batch_size=128, eval_every=100, metric_fn=accuracy,
-                   penalty=L2(l2) if l2 else None, lrs={})
+                   penalty=L2(l2) if l2 else None, lrs=MLP_MNIST_LRS)
 
 
 def cnn_fashion() -> Problem:
@@ -346,7 +416,7 @@ def quadratic(cond: float = 100.0, dim: int = 20, rotate: bool = True) -> Proble
 def rosenbrock() -> Problem:
     return Problem("rosenbrock", "Rosenbrock's valley (1 - x)^2 + 100 (y - x^2)^2 from (-1.2, 1), jittered by "
                    "0.1 times a normal draw from the seed; minimum 0 at (1, 1)",
-                   no_data, lambda: point_model("rosenbrock", 0.1), mean_value, "loss", False, 1e-4,
+                   no_data, lambda: point_model("rosenbrock", 0.1), mean_value, "loss", False, 1e-3,
                    max_steps=5000, batch_size=None, eval_every=10, lrs={})
 
 

@@ -129,8 +129,11 @@ class RunConfig:
         return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
 
     def key(self) -> str:
-        """16 hex digits of the SHA-256 of the canonical JSON: equal configs, equal keys."""
-        return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:16]
+        """16 hex digits of the SHA-256 of the canonical JSON and the problem's fingerprint:
+        equal configs, equal keys; a changed problem definition (another model, target, ...)
+        gives new keys, so its old results are not reused."""
+        text = self.canonical_json() + "\n" + get_problem(self.problem).fingerprint
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def __hash__(self) -> int:
         return hash(self.canonical_json())

@@ -26,7 +26,7 @@ import json
 import math
 import sqlite3
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -182,6 +182,14 @@ class Store:
                 raise KeyError(f"Store.link: no run with key {key!r}")
             self._upsert_sweep(sweep, row["problem"], None, time.time())
             self._link(sweep, key, phase)
+
+    def unlink(self, sweep: str, keys: Iterable[str]) -> int:
+        """Remove runs ``keys`` from ``sweep`` (the runs stay stored); returns how many were in it."""
+        keys = list(keys)
+        with self.transaction():
+            before = self.conn.total_changes
+            self.conn.executemany("DELETE FROM sweep_runs WHERE sweep = ? AND key = ?", [(sweep, k) for k in keys])
+            return self.conn.total_changes - before
 
     # -- reading -------------------------------------------------------------------------------
     def has(self, key: str) -> bool:

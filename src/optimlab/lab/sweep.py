@@ -353,6 +353,16 @@ class _Plan:
 
     def start(self) -> None:
         stored = self.store.done_keys(self.spec.name)
+        # Runs of an earlier version of this sweep (other rates, seeds, optimizers, or a problem
+        # whose definition changed, hence other keys) leave it, so that its runs are exactly
+        # the current spec's. They stay stored, and come back by key if the spec does.
+        wanted = set()
+        for name in self.spec.optimizers:
+            for lr in self.spec.grid(name):
+                wanted.update(c.key() for c in [*self.spec.grid_configs(name), *self.spec.best_configs(name, lr)])
+        if stored - wanted:
+            self.store.unlink(self.spec.name, stored - wanted)
+            stored &= wanted
         for name in self.spec.optimizers:
             configs = self.spec.grid_configs(name)
             self.total += len(configs) + len(self.spec.best_configs(name, 1.0))
@@ -391,8 +401,12 @@ class _Plan:
 
     def grid_done(self, optimizer: str, stored: set[str]) -> None:
         """Queue the best phase of ``optimizer`` (first in line: its summary completes soonest)."""
-        rows = [r for r in self.store.runs(self.spec.name, optimizer=optimizer) if r["phase"] == GRID]
-        best = pick_best(rows, self.spec.problem_obj.higher_is_better)
+        rows = self.store.runs(self.spec.name, optimizer=optimizer)
+        best = pick_best([r for r in rows if r["phase"] == GRID], self.spec.problem_obj.higher_is_better)
+        keep = set() if best is None else {c.key() for c in self.spec.best_configs(optimizer, best)}
+        stale = {r["key"] for r in rows if r["phase"] == BEST and r["key"] not in keep}
+        if stale:  # best-phase runs of a rate that is no longer the best
+            self.store.unlink(self.spec.name, stale)
         planned = len(self.spec.best_configs(optimizer, 1.0))
         if best is None:
             self.total -= planned

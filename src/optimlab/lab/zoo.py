@@ -81,8 +81,15 @@ def grid_around(center: float, points: int = 3, per_decade: int = 2) -> tuple[fl
         raise ValueError(f"grid_around: per_decade must be an int >= 1, got {per_decade!r}")
     if isinstance(points, bool) or not isinstance(points, int) or points < 1:
         raise ValueError(f"grid_around: points must be an int >= 1, got {points!r}")
-    half = (points - 1) / 2 / per_decade
-    return log_grid(center * 10**-half, center * 10**half, points) if points > 1 else (round_lr(center),)
+    if points == 1:
+        return (round_lr(center),)
+    # On the lattice 10^(k / per_decade) when the centre is a rounded lattice point (0.316 is
+    # 10^-0.5 to 3 digits): then the grid is 0.1, 0.316, 1 and not 0.0999, 0.316, 0.999.
+    position = math.log10(center) * per_decade
+    if abs(position - round(position)) < 0.01:
+        position = round(position)
+    half = (points - 1) / 2
+    return log_grid(10 ** ((position - half) / per_decade), 10 ** ((position + half) / per_decade), points)
 
 
 OPTIMIZERS: dict[str, OptimizerSpec] = {spec.name: spec for spec in (
