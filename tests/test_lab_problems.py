@@ -150,8 +150,8 @@ def test_l2_penalty_and_dropout_variants():
     model = problem.build_model(0)
     assert any(isinstance(m, torch.nn.Dropout) and m.p == 0.5 for m in model.modules())
     weights = [p for p in model.parameters() if p.ndim > 1]
-    expected = 0.005 * sum(float((w.double() ** 2).sum()) for w in weights)
-    assert float(problem.penalty(model)) == pytest.approx(expected, rel=1e-5)
+    expected = 0.005 * sum(float((w.detach().double() ** 2).sum()) for w in weights)
+    assert float(problem.penalty(model).detach()) == pytest.approx(expected, rel=1e-5)
     assert isinstance(problem.penalty, L2) and PROBLEMS["mlp-mnist"].penalty is None
     assert problem.fingerprint != PROBLEMS["mlp-mnist"].fingerprint
 

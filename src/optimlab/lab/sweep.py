@@ -25,6 +25,7 @@ from __future__ import annotations
 import concurrent.futures as futures
 import math
 import multiprocessing
+import os
 import signal
 import statistics
 import sys
@@ -455,6 +456,14 @@ def run_sweep(spec: SweepSpec, store: Store, *, workers: int = 1, progress: bool
     complete = not interrupted and len(store.done_keys(spec.name)) >= plan.total
     return SweepResult(**{**result.__dict__, "ran": plan.ran, "reused": plan.reused, "interrupted": interrupted,
                           "complete": complete, "seconds": time.perf_counter() - began})
+
+
+def default_workers() -> int:
+    """Worker processes worth starting here: the CPU cores this process may use (at least 1)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def check_kwargs(spec: SweepSpec) -> None:
