@@ -274,7 +274,7 @@ def test_functions_have_their_minima_and_views(name):
         p = torch.tensor(point, dtype=torch.float64, requires_grad=True)
         value = function.at(p)
         value.backward()
-        assert float(value) == pytest.approx(function.minimum, abs=1e-12)
+        assert value.item() == pytest.approx(function.minimum, abs=1e-12)
         assert p.grad.abs().max() < 1e-9  # a stationary point
     gx, gy, gz = function.grid(50)
     assert gx.shape == gy.shape == gz.shape == (50, 50) and torch.isfinite(gz).all()
