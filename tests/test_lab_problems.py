@@ -12,9 +12,9 @@ from optimlab.lab import data as lab_data
 from optimlab.lab.functions2d import FUNCTIONS, get_function
 from optimlab.lab.problems import (
     FASHION_STATS,
+    L2,
     MNIST_STATS,
     PROBLEMS,
-    L2,
     Problem,
     Standardize,
     get_problem,

@@ -17,9 +17,9 @@ import torch
 
 import optimlab
 from optimlab.lab.runs import RunConfig
+from optimlab.lab.specs import UnknownNameError
 from optimlab.lab.store import Store
 from optimlab.lab.sweep import BEST, GRID, SweepSpec, median, pick_best, run_sweep, summarize
-from optimlab.lab.specs import UnknownNameError
 
 SRC = str(Path(optimlab.__file__).resolve().parents[1])
 

@@ -145,10 +145,6 @@ class Problem:
             return get_optimizer(optimizer).lrs
         return grid_around(center, points, per_decade)
 
-    def better(self, a: float, b: float) -> bool:
-        """Whether metric value ``a`` is strictly better than ``b`` (nan is never better)."""
-        return a > b if self.higher_is_better else a < b
-
 
 def qualified(function: Any) -> str:
     if function is None:
@@ -402,7 +398,8 @@ SOFTMAX_MNIST_LRS = {"sgd": 0.1, "momentum": 0.01, "nesterov": 0.01, "adagrad": 
 
 def softmax_mnist() -> Problem:
     return Problem("softmax-mnist", "multinomial logistic regression 784 -> 10 on MNIST, batch 128: convex",
-                   lab_data.mnist, lambda: nn.Sequential(Standardize(*MNIST_STATS), nn.Linear(784, 10)), F.cross_entropy, "accuracy", True, 0.915,
+                   lab_data.mnist, lambda: nn.Sequential(Standardize(*MNIST_STATS), nn.Linear(784, 10)),
+                   F.cross_entropy, "accuracy", True, 0.915,
                    max_steps=2000, batch_size=128, eval_every=50, metric_fn=accuracy, lrs=SOFTMAX_MNIST_LRS)
 
 

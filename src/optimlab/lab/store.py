@@ -45,7 +45,7 @@ BOOLEAN_COLUMNS = ("stop_at_target", "diverged", "higher_is_better")
 RUN_FIELDS = ("key", "sweep", "phase", *CONFIG_COLUMNS, *RESULT_COLUMNS, "created", "finished")
 FORMATS = ("csv", "json")
 
-SCHEMA = f"""
+SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS sweeps (
     name TEXT PRIMARY KEY, problem TEXT NOT NULL, spec TEXT, created REAL NOT NULL, updated REAL NOT NULL);

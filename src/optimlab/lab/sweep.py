@@ -95,7 +95,8 @@ class SweepSpec:
         fix("optimizers", optimizers)
         for name in ("seeds", "best_seeds"):
             seeds = tuple(getattr(self, name))
-            if any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
+            bad = any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds)
+            if bad or len(set(seeds)) != len(seeds):
                 raise ValueError(f"SweepSpec: {name} must be distinct ints >= 0, got {list(seeds)}")
             fix(name, seeds)
         if not self.seeds:
@@ -473,7 +474,8 @@ def check_kwargs(spec: SweepSpec) -> None:
             get_optimizer(name).make([torch.zeros(1, requires_grad=True)], spec.grid(name)[0],
                                      **spec.kwargs.get(name, {}))
         except (TypeError, ValueError) as error:
-            raise ValueError(f"SweepSpec: optimizer {name!r} with kwargs {spec.kwargs.get(name, {})}: {error}") from None
+            raise ValueError(f"SweepSpec: optimizer {name!r} with kwargs {spec.kwargs.get(name, {})}: "
+                             f"{error}") from None
 
 
 def sweep_bar(plan: _Plan, progress: bool | None) -> Any:
