@@ -68,7 +68,7 @@ def lookup(groups):
     for group in groups:
         for name, _ in group["params"]:
             assert name not in out, f"{name} is in two groups"
-            out[name] = (group["lr"], group["weight_decay"], group["group"])
+            out[name] = (group["lr"], group.get("weight_decay"), group["group"])
     return out
 
 
@@ -94,6 +94,13 @@ def test_param_groups_exempt_biases_and_norms_from_weight_decay():
         assert lr == 1e-4
     assert table["embeddings.word_embeddings.weight"][1] == 0.01  # a matrix: decays
     assert table["embeddings.norm.weight"][1] == 0.0  # a norm's gain: exempt
+
+
+def test_without_a_weight_decay_the_decaying_groups_take_the_optimizers_own():
+    model = TinyTransformer()
+    opt = optimlab.AdamW(param_groups(model, 1e-4), weight_decay=0.3)
+    decays = {g["group"]: g["weight_decay"] for g in opt.param_groups}
+    assert decays == {"body/decay": 0.3, "body/no_decay": 0.0}  # one learning rate: two groups
 
 
 def test_norm_parameters_are_exempt_even_when_not_one_dimensional():

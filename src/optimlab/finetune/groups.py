@@ -75,14 +75,16 @@ def no_decay(name: str, param: Tensor, norm_names: set[str] = frozenset()) -> bo
     return name.endswith("bias") or param.ndim <= 1 or name in norm_names
 
 
-def param_groups(model: nn.Module, lr: float, *, weight_decay: float = 0.0, head: Sequence[str] = (),
+def param_groups(model: nn.Module, lr: float, *, weight_decay: float | None = None, head: Sequence[str] = (),
                  head_lr: float | None = None, layer_decay: float | None = None, depth: Depth = transformer_depth,
                  decay_rule: Callable[..., bool] | None = no_decay, trainable_only: bool = False) -> list[dict[str, Any]]:
     """Param groups of ``model`` by rule (see the module docstring for the rules).
 
     Args:
         lr: the body's learning rate (before layer-wise decay).
-        weight_decay: for the parameters that decay; 0 for those ``decay_rule`` exempts.
+        weight_decay: for the parameters that decay; None leaves their groups without a
+            ``weight_decay`` key, so they take the optimizer's own (its default or the value
+            given to it). Those ``decay_rule`` exempts always get 0.
         head: name prefixes of the new head's parameters (e.g. ``["classifier"]``).
         head_lr: the head's learning rate (default: ``lr``); the head gets no layer decay.
         layer_decay: factor in (0, 1] per layer below the top (None or 1: no decay).
@@ -98,7 +100,8 @@ def param_groups(model: nn.Module, lr: float, *, weight_decay: float = 0.0, head
     ``"body/depth3/decay"``, which optimizers keep and ignore.
     """
     check_positive("lr", lr)
-    check_nonnegative("weight_decay", weight_decay)
+    if weight_decay is not None:
+        check_nonnegative("weight_decay", weight_decay)
     if head_lr is not None:
         check_positive("head_lr", head_lr)
     if layer_decay is not None:
@@ -119,19 +122,22 @@ def param_groups(model: nn.Module, lr: float, *, weight_decay: float = 0.0, head
     norm_names = norm_parameter_names(model)
     depths = {n: depth(n) for n, _ in named if not any(matches(n, prefix) for prefix in head)}
     top = max((d for d in depths.values() if d is not None), default=0)
-    groups: dict[tuple[str, float, float], dict[str, Any]] = {}
+    groups: dict[tuple[str, float, float | None], dict[str, Any]] = {}
     for name, param in named:
         if name in depths:
             d = depths[name]
             scale = 1.0 if layer_decay is None or d is None else layer_decay ** (top + 1 - d)
-            part, group_lr = ("body" if d is None else f"body/depth{d}"), lr * scale
+            part, group_lr = ("body" if d is None or layer_decay is None else f"body/depth{d}"), lr * scale
         else:
             part, group_lr = "head", lr if head_lr is None else head_lr
         decays = decay_rule is None or not decay_rule(name, param, norm_names)
         wd = weight_decay if decays else 0.0
         label = f"{part}/{'decay' if decays else 'no_decay'}"
-        group = groups.setdefault((label, group_lr, wd), {"params": [], "lr": group_lr, "weight_decay": wd,
-                                                           "group": label})
+        group = groups.get((label, group_lr, wd))
+        if group is None:
+            group = groups[label, group_lr, wd] = {"params": [], "lr": group_lr, "group": label}
+            if wd is not None:
+                group["weight_decay"] = wd
         group["params"].append((name, param))
     return list(groups.values())
 
@@ -146,8 +152,9 @@ def describe_groups(groups: Iterable[dict[str, Any]]) -> list[str]:
     lines = []
     for group in groups:
         count = sum((p[1] if isinstance(p, tuple) else p).numel() for p in group["params"])
-        lines.append(f"{group.get('group', '?'):<24} lr {group['lr']:.3g}  wd {group.get('weight_decay', 0):g}  "
-                     f"{count:,} params")
+        wd = group.get("weight_decay")
+        lines.append(f"{group.get('group', '?'):<24} lr {group['lr']:.3g}  "
+                     f"weight decay {'default' if wd is None else format(wd, 'g'):<8} {count:,} params")
     return lines
 
 

@@ -37,7 +37,7 @@ class Recipe:
     """How to fine-tune (see the module docstring).
 
     lr: the body's learning rate. head_lr: the head's (None: ``lr``). weight_decay: for all but
-    biases and normalization parameters. layer_decay: layer-wise learning-rate decay factor
+    biases and normalization parameters (None: the optimizer's own). layer_decay: layer-wise learning-rate decay factor
     (None: off). warmup: fraction of the steps (< 1) or number of steps. decay: "linear",
     "cosine" or "none" after the warm-up. clip_norm: global gradient-norm cap (None: off).
     accumulate: micro-batches per optimizer step. autocast: "off", "bf16" or "auto".
@@ -47,7 +47,7 @@ class Recipe:
 
     lr: float = 1e-4
     head_lr: float | None = 1e-3
-    weight_decay: float = 0.01
+    weight_decay: float | None = 0.01
     layer_decay: float | None = None
     warmup: float = 0.1
     decay: str = "linear"
@@ -64,9 +64,10 @@ class Recipe:
                                       or not 0 < value < math.inf):
                 raise ValueError(f"Recipe: {name} must be a positive number{' or None' if name != 'lr' else ''}, "
                                  f"got {value!r}")
-        if isinstance(self.weight_decay, bool) or not isinstance(self.weight_decay, numbers.Real) \
-                or not 0 <= self.weight_decay < math.inf:
-            raise ValueError(f"Recipe: weight_decay must be a finite number >= 0, got {self.weight_decay!r}")
+        if self.weight_decay is not None and (isinstance(self.weight_decay, bool)
+                                              or not isinstance(self.weight_decay, numbers.Real)
+                                              or not 0 <= self.weight_decay < math.inf):
+            raise ValueError(f"Recipe: weight_decay must be a finite number >= 0 or None, got {self.weight_decay!r}")
         if self.layer_decay is not None and (isinstance(self.layer_decay, bool)
                                              or not isinstance(self.layer_decay, numbers.Real)
                                              or not 0 < self.layer_decay <= 1):

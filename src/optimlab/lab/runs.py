@@ -228,6 +228,9 @@ def summarize(problem: Problem, trained: TrainResult, test: Mapping[str, float] 
 def execute(config: RunConfig, *, progress: bool | None = False, threads: int | None = None) -> RunResult:
     """Run ``config``: build the model from its seed, train it, evaluate it on the test split.
 
+    The optimizer gets the problem's param groups if it has them (fine-tuning: head and body
+    learning rates), the run's schedule or else the problem's, and the problem's loop hooks.
+
     A batch loss that is not finite or exceeds ``EXPLODE`` (1e3) times the first one ends the
     run as diverged (a result, not an error). ``threads`` sets torch's thread count for this
     process first (worker processes use 1). Ctrl-C returns an INTERRUPTED result (not tested).
@@ -237,13 +240,16 @@ def execute(config: RunConfig, *, progress: bool | None = False, threads: int | 
     problem = get_problem(config.problem)
     data = problem.load()
     model = problem.build_model(config.seed)
-    optimizer = get_optimizer(config.optimizer).make(model.parameters(), config.lr, **config.kwargs)
-    scheduler = build_schedule(config.schedule, optimizer, config.max_steps)
+    params = model.parameters() if problem.param_groups is None else problem.param_groups(model, config.lr)
+    optimizer = get_optimizer(config.optimizer).make(params, config.lr, **config.kwargs)
+    schedule = config.schedule if config.schedule is not None else problem.schedule
+    scheduler = build_schedule(schedule, optimizer, config.max_steps)
     trained = train(model, problem.loss_fn, optimizer, data.train, batch_size=config.batch_size,
                     steps=config.max_steps, seed=config.seed, evaluate=lambda m: problem.evaluate(m, data.valid),
                     eval_every=problem.eval_every, scheduler=scheduler,
                     target=problem.target_spec if config.stop_at_target else None,
-                    explode=EXPLODE, penalty=problem.penalty, progress=progress)
+                    explode=EXPLODE, penalty=problem.penalty, progress=progress,
+                    hooks=problem.hooks(model) if problem.hooks is not None else ())
     finished = trained.stop_reason not in (StopReason.DIVERGED, StopReason.INTERRUPTED)
     test = problem.evaluate(model, data.test) if finished else None
     return summarize(problem, trained, test)

@@ -15,6 +15,8 @@ replaces one (any callable of that form, e.g. one returning a scheduler of anoth
     linear          LinearLR from lr to end_factor x lr over the budget          end_factor=0.0
     warmup-cosine   linear warm-up from lr/warmup for warmup steps, then cosine  warmup=100
     step            StepLR: lr x gamma every `every` steps                       every=1000, gamma=0.1
+    warmup-linear   fine-tuning: linear warm-up over a fraction (< 1) or number   warmup=0.1
+                    of steps, then linear decay to 0 (optimlab.finetune)
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Any
 import torch
 from torch.optim import lr_scheduler
 
+from optimlab.finetune.schedule import warmup_decay
 from optimlab.lab.specs import bind, format_spec, parse_spec, unknown
 
 #: ``builder(optimizer, total_steps, **params)`` -> an object with ``step()``, or None (constant lr).
@@ -57,12 +60,17 @@ def step_decay(optimizer: torch.optim.Optimizer, total_steps: int, every: int = 
     return lr_scheduler.StepLR(optimizer, step_size=every, gamma=gamma)
 
 
+def warmup_linear(optimizer: torch.optim.Optimizer, total_steps: int, warmup: float = 0.1) -> Any:
+    return warmup_decay(optimizer, total_steps, warmup, "linear")
+
+
 SCHEDULES: dict[str, ScheduleBuilder] = {
     "constant": constant,
     "cosine": cosine,
     "linear": linear,
     "warmup-cosine": warmup_cosine,
     "step": step_decay,
+    "warmup-linear": warmup_linear,
 }
 
 
