@@ -74,7 +74,8 @@ class Problem:
     Fine-tuning problems also set: ``param_groups(model, lr)`` -> the optimizer's param groups
     (e.g. a 10x learning rate for a new head, no weight decay for biases and norms; None: every
     parameter at ``lr``), ``hooks(model)`` -> training-loop hooks for each run (e.g. gradient
-    clipping), and ``schedule``, the schedule spec for runs that name none.
+    clipping), ``schedule``, the schedule spec for runs that name none, and the loop's
+    ``accumulate`` (micro-batches per step) and ``autocast`` (dtype or None).
     """
 
     name: str
@@ -95,6 +96,8 @@ class Problem:
     param_groups: Callable[[nn.Module, float], list[dict[str, Any]]] | None = None
     hooks: Callable[[nn.Module], list[Any]] | None = None
     schedule: str | None = None
+    accumulate: int = 1
+    autocast: torch.dtype | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "lrs", MappingProxyType(dict(self.lrs)))
@@ -181,9 +184,11 @@ def problem_fingerprint(problem: Problem) -> str:
              qualified(problem.metric_fn), problem.metric, str(problem.higher_is_better), repr(problem.target),
              str(problem.eval_every), repr(getattr(problem.penalty, "strength", problem.penalty is not None)),
              str(problem.revision)]
-    if problem.param_groups is not None or problem.hooks is not None or problem.schedule is not None:
+    if (problem.param_groups, problem.hooks, problem.schedule, problem.accumulate, problem.autocast) != \
+            (None, None, None, 1, None):
         # only for the problems that set them: the other problems keep their fingerprints (and stored runs)
-        parts += [qualified(problem.param_groups), qualified(problem.hooks), str(problem.schedule)]
+        parts += [qualified(problem.param_groups), qualified(problem.hooks), str(problem.schedule),
+                  str(problem.accumulate), str(problem.autocast)]
     digest = hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
     _fingerprints[id(problem)] = (problem, digest)
     return digest

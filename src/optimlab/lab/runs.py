@@ -249,7 +249,8 @@ def execute(config: RunConfig, *, progress: bool | None = False, threads: int | 
                     eval_every=problem.eval_every, scheduler=scheduler,
                     target=problem.target_spec if config.stop_at_target else None,
                     explode=EXPLODE, penalty=problem.penalty, progress=progress,
-                    hooks=problem.hooks(model) if problem.hooks is not None else ())
+                    hooks=problem.hooks(model) if problem.hooks is not None else (),
+                    accumulate=problem.accumulate, autocast=problem.autocast)
     finished = trained.stop_reason not in (StopReason.DIVERGED, StopReason.INTERRUPTED)
     test = problem.evaluate(model, data.test) if finished else None
     return summarize(problem, trained, test)
