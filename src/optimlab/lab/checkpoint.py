@@ -92,8 +92,10 @@ class Checkpointer:
             raise ValueError(f"Checkpointer: every must be an int >= 1 (steps), got {every!r}")
         self.path, self.key, self.every, self.hooks = Path(path), key, every, list(hooks)
         self.saved = 0
+        self.loop: Any = None  # the loop last seen, for a final save after training
 
     def after_step(self, loop: Any) -> None:
+        self.loop = loop
         if loop.step % self.every == 0:
             self.save(loop)
 

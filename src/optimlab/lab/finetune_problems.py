@@ -112,12 +112,12 @@ def recipe_text(head_scale: float, layer_decay: float, clip: float, unfreeze: in
     return ", ".join(parts)
 
 
-def subset(dataset: Dataset, train: int | None, valid: int | None) -> Dataset:
-    """The first ``train`` / ``valid`` rows of the splits (None: all)."""
+def subset(dataset: Dataset, train: int | None, valid: int | None, test: int | None = None) -> Dataset:
+    """The first ``train`` / ``valid`` / ``test`` rows of the splits (None: all)."""
     def head(split: Split, n: int | None) -> Split:
         return split if n is None else Split(split.x[:n], split.y[:n])
 
-    return Dataset(dataset.name, head(dataset.train, train), head(dataset.valid, valid), dataset.test)
+    return Dataset(dataset.name, head(dataset.train, train), head(dataset.valid, valid), head(dataset.test, test))
 
 
 def changed(values: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
@@ -155,22 +155,23 @@ def finetune_sentiment(train: int = 2000, valid: int = 1000, test: int = 1000, m
 
 #: Measured (seed 0, the default sizes and recipe, half-decade grids): see finetune_fashion.
 FASHION_LRS: dict[str, float] = {}
-FASHION_SIZES = {"train": 50_000, "valid": 2000, "steps": 300}
+FASHION_SIZES = {"train": 50_000, "valid": 2000, "test": 10_000, "steps": 300}
 
 
-def fashion(train: int | None, valid: int | None) -> Dataset:
-    return subset(lab_data.fashion_mnist(), train, valid)
+def fashion(train: int | None, valid: int | None, test: int | None = None) -> Dataset:
+    return subset(lab_data.fashion_mnist(), train, valid, test)
 
 
-def finetune_fashion(train: int = 50_000, valid: int = 2000, steps: int = 300, head_scale: float = 10.0,
+def finetune_fashion(train: int = 50_000, valid: int = 2000, test: int = 10_000, steps: int = 300,
+                     head_scale: float = 10.0,
                      layer_decay: float = 1.0, clip: float = 1.0, unfreeze: int = 0, patience: int = 0,
                      accumulate: int = 1, autocast: str = "off") -> Any:
     from optimlab.lab.problems import Problem, accuracy
 
-    for name, value in (("train", train), ("valid", valid), ("steps", steps)):
+    for name, value in (("train", train), ("valid", valid), ("test", test), ("steps", steps)):
         if value < 1:
             raise ValueError(f"finetune-fashion: {name} must be >= 1, got {value!r}")
-    sizes = {"train": train, "valid": valid, "steps": steps}
+    sizes = {"train": train, "valid": valid, "test": test, "steps": steps}
     choices = {"head_scale": head_scale, "layer_decay": layer_decay, "clip": clip, "unfreeze": unfreeze,
                "patience": patience, "accumulate": accumulate, "autocast": autocast}
     fields = recipe("finetune-fashion", **choices)
@@ -179,7 +180,8 @@ def finetune_fashion(train: int = 50_000, valid: int = 2000, steps: int = 300, h
                    f"fine-tune a CNN pretrained on MNIST digits (390 k parameters) with a new head on Fashion-MNIST: "
                    f"{steps} steps of batch {128 * accumulate} from {train:,} images, validated on {valid:,}; "
                    f"{recipe_text(**choices)}",
-                   functools.partial(fashion, train if train < 50_000 else None, valid if valid < 10_000 else None),
+                   functools.partial(fashion, train if train < 50_000 else None, valid if valid < 10_000 else None,
+                                     test if test < 10_000 else None),
                    pretrained.PretrainedCNN, F.cross_entropy, "accuracy", True, 0.87,
                    max_steps=steps, batch_size=128, eval_every=max(1, steps // 6), metric_fn=accuracy,
                    lrs=FASHION_LRS, **fields)
