@@ -125,7 +125,7 @@ def changed(values: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
 
 
 #: Measured (seed 0, the default sizes and recipe, half-decade grids): see finetune_sentiment.
-SENTIMENT_LRS: dict[str, float] = {}
+SENTIMENT_LRS: dict[str, float] = {"adamw": 1e-4}
 SENTIMENT_SIZES = {"train": 2000, "valid": 1000, "test": 1000, "max_length": 64, "batch": 32}
 
 
@@ -154,7 +154,7 @@ def finetune_sentiment(train: int = 2000, valid: int = 1000, test: int = 1000, m
 
 
 #: Measured (seed 0, the default sizes and recipe, half-decade grids): see finetune_fashion.
-FASHION_LRS: dict[str, float] = {}
+FASHION_LRS: dict[str, float] = {"adamw": 0.00316}
 FASHION_SIZES = {"train": 50_000, "valid": 2000, "test": 10_000, "steps": 300}
 
 
