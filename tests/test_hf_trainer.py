@@ -63,8 +63,13 @@ def fit(optimizer_class, tmp_path):
     return trainer
 
 
-def test_trainer_runs_optimlab_optimizer_and_schedule(tmp_path):
-    trainer = fit(optimlab.AdamW, tmp_path / "optimlab")
+@pytest.fixture(scope="module")
+def optimlab_trainer(tmp_path_factory):
+    return fit(optimlab.AdamW, tmp_path_factory.mktemp("optimlab"))
+
+
+def test_trainer_runs_optimlab_optimizer_and_schedule(optimlab_trainer):
+    trainer = optimlab_trainer
     assert isinstance(trainer.optimizer.optimizer if hasattr(trainer.optimizer, "optimizer") else trainer.optimizer,
                       optimlab.AdamW)
     assert isinstance(trainer.lr_scheduler, Scheduler) and trainer.lr_scheduler.last_epoch == STEPS
@@ -83,8 +88,8 @@ def test_trainer_runs_optimlab_optimizer_and_schedule(tmp_path):
     assert (predictions == evaluation.labels).float().mean() >= 0.9
 
 
-def test_trainer_run_matches_torch_adamw(tmp_path):
-    ours = fit(optimlab.AdamW, tmp_path / "optimlab").model
+def test_trainer_run_matches_torch_adamw(optimlab_trainer, tmp_path):
+    ours = optimlab_trainer.model
     theirs = fit(torch.optim.AdamW, tmp_path / "torch").model
     for (name, a), (_, b) in zip(ours.named_parameters(), theirs.named_parameters()):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=name)
