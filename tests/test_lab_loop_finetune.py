@@ -270,3 +270,12 @@ def test_finetune_options_are_checked():
         train(model, F.cross_entropy, opt, data, steps=1, hooks=[object()])
     with pytest.raises(ValueError, match="resume must be a Loop.state_dict"):
         train(model, F.cross_entropy, opt, data, steps=1, resume={"steps": 1})
+
+
+def test_progress_bar_shows_the_loss_and_the_validation_metrics(capsys):
+    data = classification()
+    model = mlp()
+    train(model, F.cross_entropy, optimlab.SGD(model.parameters(), lr=0.1), data, batch_size=10, steps=8,
+          evaluate=accuracy_of(data), eval_every=4, progress=True)
+    shown = capsys.readouterr().err
+    assert "8/8" in shown and "loss=" in shown and "valid_accuracy=" in shown and "valid_loss=" in shown

@@ -135,13 +135,17 @@ def summary(outcome: Outcome) -> str:
     return "\n".join(line for line in lines if line)
 
 
-def add_parser(subparsers: Any, parent: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    """The ``finetune`` subcommand's parser (its handler is :func:`run_command`)."""
+def add_parser(subparsers: Any, formatter_class: Any = argparse.ArgumentDefaultsHelpFormatter,
+               paths: bool = True) -> argparse.ArgumentParser:
+    """The ``finetune`` subcommand's parser (its handler is :func:`run_command`); ``paths``
+    adds ``--db`` and ``--out`` (a caller with its own shared options leaves them out)."""
     parser = subparsers.add_parser(
-        "finetune", parents=[parent] if parent is not None else [],
-        help="fine-tune a pretrained model (resumable; stored with the other runs)",
-        description=__doc__.split("\n\n")[0] + ". Kill it and run the same command again to resume.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        "finetune", help="fine-tune a pretrained model (resumable; stored with the other runs)",
+        description="Fine-tune a pretrained model on a fine-tuning problem with one optimizer and the fine-tuning "
+                    "recipe (head at 10x lr, no decay for biases and norms, warm-up + linear decay, clipping), "
+                    "with a progress bar and atomic checkpoints. Kill it and run the same command again: it resumes "
+                    "where it was. The finished run is stored in the results database.",
+        formatter_class=formatter_class)
     parser.add_argument("--problem", default=DEFAULT_PROBLEM,
                         help="problem spec, e.g. finetune-sentiment:train=500 or finetune-fashion")
     parser.add_argument("--optimizer", default=DEFAULT_OPTIMIZER, help="optimizer name (as in compare)")
@@ -166,7 +170,7 @@ def add_parser(subparsers: Any, parent: argparse.ArgumentParser | None = None) -
                         help="keep the final checkpoint (trained weights) after storing the run")
     parser.add_argument("--sweep", default=SWEEP, help="sweep name the run is stored under")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    if parent is None:
+    if paths:
         parser.add_argument("--db", type=Path, default=Path("out") / "optimlab.sqlite", help="results database")
         parser.add_argument("--out", type=Path, default=Path("out"), help="output folder (checkpoints/ inside)")
     return parser

@@ -270,13 +270,18 @@ def train(model: nn.Module, loss_fn: LossFn, optimizer: torch.optim.Optimizer, d
         else contextlib.nullcontext
     methods = {name: [getattr(h, name) for h in hooks if callable(getattr(h, name, None))]
                for name in ("before_step", "after_step", "after_evaluation")}
-    shown = [0.0]  # when the progress bar's numbers were last refreshed
+    shown: dict[str, Any] = {"at": 0.0}  # the bar's latest numbers, and when they were last shown
 
-    def show(**values: Any) -> None:
-        if bar is not None and (time.perf_counter() - shown[0] > 0.2 or result.steps == budget):
-            shown[0] = time.perf_counter()
+    def show(force: bool = False, **values: Any) -> None:
+        """Put the batch loss and the last evaluation's metrics on the bar (at most 5 times a second)."""
+        if bar is None:
+            return
+        shown.update(values)
+        if force or time.perf_counter() - shown["at"] > 0.2 or result.steps == budget:
+            shown["at"] = time.perf_counter()
             last = result.evaluations[-1].metrics if result.evaluations else {}
-            bar.set_postfix({**values, **{k: f"{v:.4g}" for k, v in last.items()}}, refresh=False)
+            bar.set_postfix({**{k: v for k, v in shown.items() if k != "at"},
+                             **{f"valid_{k}": f"{v:.4g}" for k, v in last.items()}}, refresh=False)
 
     def stop_by_hook(hook: Any) -> None:
         owner = getattr(hook, "__self__", hook)
@@ -297,7 +302,7 @@ def train(model: nn.Module, loss_fn: LossFn, optimizer: torch.optim.Optimizer, d
         for hook in methods["after_evaluation"]:
             if hook(loop, evaluation) and result.stop_reason is StopReason.MAX_STEPS and result.steps < budget:
                 stop_by_hook(hook)
-        show()
+        show(force=True)
         clock.resume()
 
     def stop_diverged(value: float, epoch: int, message: str) -> None:
