@@ -1,0 +1,747 @@
+"""The CPU fast path: a traced update compiled to one C kernel that steps a whole group.
+
+Why a generated C kernel rather than ``torch.compile`` (measurements in docs/performance.md):
+an optimizer step is ~20 flops per 20-28 bytes, so it is memory-bound only if every tensor is
+read and written once, the per-tensor scalars (``1 - beta2 ** step``) are computed once per
+tensor rather than once per element, and the Python cost per tensor stays well under a
+microsecond. The kernel here
+
+* takes *all* tensors of a group at once (arrays of data pointers, like torch's fused
+  multi-tensor kernels), reading gradients where autograd left them: no flattening, no copies,
+  nothing about the user's parameters changes;
+* splits the group's elements evenly over threads (OpenMP, sharing torch's runtime) and runs the
+  traced program once per element, loading each input once and storing each output once;
+* increments each parameter's ``state['step']`` itself and derives the scalars from it;
+* reads hyperparameters as runtime float64 arguments, so no value change ever recompiles.
+
+Kernels are plain C99 (no torch headers): compiling one takes a fraction of a second, and the
+shared object is kept in a persistent cache keyed by the source, compiler flags and CPU, so a
+later process only loads it.
+
+Semantics follow ATen's CPU kernels for each operation (e.g. ``lerp`` as a fused multiply-add
+around the nearer end, ``maximum`` propagating NaN, true division), computing each operation in
+its result dtype and casting scalar operands to it, as torch does for Python numbers and 0-d
+tensors; scalar-only math is double precision, as the eager path's Python floats are.
+"""
+
+from __future__ import annotations
+
+import array
+import ctypes
+import hashlib
+import operator
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import weakref
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from optimlab.core import Transform
+from optimlab.engine_trace import NeedsEagerStep, Node, Program, Unsupported, hp_values, trace
+
+#: Bump when the generated code changes meaning (old cached kernels are then ignored).
+CODEGEN_VERSION = 1
+
+#: Below this many elements in a call the kernel stays on one thread (waking threads costs more).
+PARALLEL_MIN_ELEMENTS = 32768
+
+CTYPE = {torch.float32: "float", torch.float64: "double", torch.bool: "int"}
+SUFFIX = {"float": "f", "double": "", "int": ""}
+
+
+class BuildError(RuntimeError):
+    """No usable C compiler, or the kernel did not compile or load."""
+
+
+# -- code generation ---------------------------------------------------------------------------
+def _literal(value: float | bool, ctype: str) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if value != value:
+        return f"(({ctype})NAN)"
+    if value in (float("inf"), float("-inf")):
+        return f"(({ctype})({'-' if value < 0 else ''}INFINITY))"
+    return f"(({ctype}){float(value).hex()})"
+
+
+def _promote(nodes: list[Node], args: tuple[int, ...]) -> torch.dtype:
+    """The dtype torch computes a comparison in: vectors win over 0-d values, which win over numbers."""
+    for tier in (lambda n: n.vector and n.dtype is not None, lambda n: not n.vector and n.dtype is not None):
+        dtypes = [nodes[i].dtype for i in args if tier(nodes[i])]
+        if dtypes:
+            return torch.float64 if torch.float64 in dtypes else (torch.float32 if torch.float32 in dtypes
+                                                                   else torch.bool)
+    return torch.float64
+
+
+def _expression(node: Node, operands: list[str], ctype: str, vector: bool) -> str:
+    """C expression for one operation on operands already cast to ``ctype``."""
+    f = SUFFIX[ctype]
+    a = operands
+    op = node.op
+    simple = {
+        "add": lambda: f"({a[0]} + {a[1]})",
+        "sub": lambda: f"({a[0]} - {a[1]})",
+        "add_alpha": lambda: f"fma{f}({a[2]}, {a[1]}, {a[0]})",
+        "sub_alpha": lambda: f"fma{f}(-{a[2]}, {a[1]}, {a[0]})",
+        "mul": lambda: f"({a[0]} * {a[1]})",
+        "div": lambda: f"({a[0]} / {a[1]})",
+        "neg": lambda: f"(-{a[0]})",
+        "sqrt": lambda: f"sqrt{f}({a[0]})",
+        "rsqrt": lambda: f"(({ctype})1 / sqrt{f}({a[0]}))",
+        "reciprocal": lambda: f"(({ctype})1 / {a[0]})",
+        "abs": lambda: f"fabs{f}({a[0]})",
+        "sign": lambda: f"(({ctype})((({ctype})0 < {a[0]}) - ({a[0]} < ({ctype})0)))",
+        "exp": lambda: f"exp{f}({a[0]})",
+        "log": lambda: f"log{f}({a[0]})",
+        "lerp": lambda: f"lerp_{ctype}({a[0]}, {a[1]}, {a[2]})",
+        "maximum": lambda: f"maximum_{ctype}({a[0]}, {a[1]})",
+        "minimum": lambda: f"minimum_{ctype}({a[0]}, {a[1]})",
+        "clamp": lambda: f"clamp_{ctype}({a[0]}, {a[1]}, {a[2]})",
+        "clamp_min": lambda: f"clamp_min_{ctype}({a[0]}, {a[1]})",
+        "clamp_max": lambda: f"clamp_max_{ctype}({a[0]}, {a[1]})",
+        "addcmul": lambda: f"({a[0]} + {a[3]} * {a[1]} * {a[2]})",
+        "addcdiv": lambda: f"({a[0]} + {a[3]} * {a[1]} / {a[2]})",
+        "where": lambda: f"({a[0]} ? {a[1]} : {a[2]})",
+        "copy": lambda: a[0],
+        "fill": lambda: a[0],
+    }
+    comparisons = {"gt": ">", "lt": "<", "ge": ">=", "le": "<=", "eq": "==", "ne": "!="}
+    if op in comparisons:
+        return f"({a[0]} {comparisons[op]} {a[1]})"
+    if op == "pow":
+        return None  # handled by the caller, which knows whether the exponent is a constant
+    if op not in simple:
+        raise Unsupported(f"no C code for operation {op!r}")
+    return simple[op]()
+
+
+HELPERS = r"""
+/* ATen's CPU lerp: a fused multiply-add around the nearer end. */
+static inline float lerp_float(float a, float b, float w) {
+    return fabsf(w) < 0.5f ? fmaf(w, b - a, a) : fmaf(w - 1.0f, b - a, b); }
+static inline double lerp_double(double a, double b, double w) {
+    return fabs(w) < 0.5 ? fma(w, b - a, a) : fma(w - 1.0, b - a, b); }
+/* torch.maximum / minimum / clamp: NaN in, NaN out. */
+static inline float maximum_float(float a, float b) { return (a != a || a > b) ? a : b; }
+static inline double maximum_double(double a, double b) { return (a != a || a > b) ? a : b; }
+static inline float minimum_float(float a, float b) { return (a != a || a < b) ? a : b; }
+static inline double minimum_double(double a, double b) { return (a != a || a < b) ? a : b; }
+static inline float clamp_min_float(float a, float lo) { return (a != a) ? a : (a < lo ? lo : a); }
+static inline double clamp_min_double(double a, double lo) { return (a != a) ? a : (a < lo ? lo : a); }
+static inline float clamp_max_float(float a, float hi) { return (a != a) ? a : (hi < a ? hi : a); }
+static inline double clamp_max_double(double a, double hi) { return (a != a) ? a : (hi < a ? hi : a); }
+static inline float clamp_float(float a, float lo, float hi) { return clamp_max_float(clamp_min_float(a, lo), hi); }
+static inline double clamp_double(double a, double lo, double hi) { return clamp_max_double(clamp_min_double(a, lo), hi); }
+"""
+
+
+def _pow(node_base: Node, exponent: Node, a: list[str], ctype: str, vector: bool) -> str:
+    """ATen's tensor ** number special-cases a few exponents; scalar math follows Python (pow)."""
+    f = SUFFIX[ctype]
+    if vector and exponent.op == "const" and not exponent.vector:
+        special = {2.0: f"({a[0]} * {a[0]})", 3.0: f"({a[0]} * {a[0]} * {a[0]})", 0.5: f"sqrt{f}({a[0]})",
+                   -0.5: f"(({ctype})1 / sqrt{f}({a[0]}))", -1.0: f"(({ctype})1 / {a[0]})",
+                   -2.0: f"(({ctype})1 / ({a[0]} * {a[0]}))", 1.0: a[0]}
+        if float(exponent.value) in special:
+            return special[float(exponent.value)]
+    return f"pow{f}({a[0]}, {a[1]})"
+
+
+class Roles:
+    """Where each tensor of a parameter sits in the pointer array, and its C type."""
+
+    def __init__(self, program: Program, param_dtype: torch.dtype, counts_steps: bool) -> None:
+        self.state_keys = sorted(k for (kind, *rest) in program.inputs for k in rest if kind == "state")
+        self.names = ["param", "grad"] + [f"state:{k}" for k in self.state_keys]
+        self.dtypes = [param_dtype, param_dtype] + [program.state_dtypes[k] for k in self.state_keys]
+        self.step_dtype = program.state_dtypes.get("step") if counts_steps else None
+        if counts_steps:
+            self.names.append("step")
+            self.dtypes.append(self.step_dtype)
+
+    def index(self, key: tuple) -> int:
+        if key[0] == "state":
+            return 2 + self.state_keys.index(key[1])
+        return {"param": 0, "grad": 1}[key[0]]
+
+
+def generate(program: Program, roles: Roles) -> str:
+    """C source of ``optimlab_step`` for a traced program."""
+    nodes = program.nodes
+    step_role = len(roles.names) - 1 if roles.step_dtype is not None else None
+
+    # Which values depend on the element (vector) and which are per-tensor scalars.
+    scalar_lines: list[str] = []
+    vector_lines: list[str] = []
+    loads: list[str] = []
+    pointers: list[str] = []
+    used = set(i for n in nodes for i in n.args) | {i for _, i in program.writes}
+    names: dict[int, str] = {}
+    for key, index in program.inputs.items():
+        node = nodes[index]
+        if key[0] in ("param", "grad", "state"):
+            role = roles.index(key)
+            ctype = CTYPE[roles.dtypes[role]]
+            if index in used or any(k == key for k, _ in program.writes):
+                pointers.append(f"        {ctype}* restrict R{role} = ({ctype}*)ptrs[{role} * nt + t] + lo;")
+            if index in used:
+                loads.append(f"            const {ctype} v{index} = R{role}[i];")
+            names[index] = f"v{index}"
+        elif key[0] == "step":
+            names[index] = "step"
+        elif key[0] == "step_tensor":
+            names[index] = "step_value"
+        elif key[0] == "hp":
+            names[index] = f"hp[{key[1]}]"
+
+    for index, node in enumerate(nodes):
+        if node.op == "input":
+            continue
+        if node.op == "const":
+            names[index] = None  # literal, cast where used
+            continue
+        ctype = CTYPE[node.dtype]
+        compute = ctype
+        if node.op in ("gt", "lt", "ge", "le", "eq", "ne"):
+            compute = CTYPE[_promote(nodes, node.args)]
+        elif node.op == "where":
+            compute = ctype
+        operands = []
+        for position, i in enumerate(node.args):
+            arg = nodes[i]
+            want = "int" if node.op == "where" and position == 0 else compute
+            if arg.op == "const":
+                operands.append(_literal(arg.value, want))
+            elif CTYPE[arg.dtype] != want:
+                operands.append(f"(({want}){names[i]})")  # torch casts operands to the op's dtype
+            else:
+                operands.append(names[i])
+        if node.op == "pow":
+            text = _pow(nodes[node.args[0]], nodes[node.args[1]], operands, compute, node.vector)
+        else:
+            text = _expression(node, operands, compute, node.vector)
+        if compute != ctype:
+            text = f"(({ctype}){text})"
+        if node.vector:
+            vector_lines.append(f"            const {ctype} v{index} = {text};")
+            names[index] = f"v{index}"
+        else:
+            scalar_lines.append(f"        const {ctype} s{index} = {text};")
+            names[index] = f"s{index}"
+
+    stores = [f"            R{roles.index(key)}[i] = v{index};" if nodes[index].vector
+              else f"            R{roles.index(key)}[i] = {names[index]};" for key, index in program.writes]
+
+    step_ctype = CTYPE[roles.step_dtype] if roles.step_dtype is not None else None
+    step_prepass = ""
+    step_read = ""
+    if step_role is not None:
+        step_prepass = f"""
+    for (int64_t t = 0; t < nt; ++t) {{  /* state['step'] += 1, once per tensor */
+        {step_ctype}* s = ({step_ctype}*)ptrs[{step_role} * nt + t];
+        *s = *s + ({step_ctype})1;
+    }}"""
+        step_read = (f"        const {step_ctype} step_value = *({step_ctype}*)ptrs[{step_role} * nt + t];\n"
+                     f"        const double step = (double)step_value;\n")
+
+    return f"""/* optimlab fused step, generated from a traced Transform.update (codegen v{CODEGEN_VERSION}).
+{chr(10).join(' * ' + line for line in program.describe().splitlines())}
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+{HELPERS}
+static void run_range(int64_t nt, void* const* ptrs, const int64_t* numel, const int64_t* start,
+                      const double* hp, int64_t begin, int64_t end)
+{{
+    /* First tensor touching [begin, end): binary search over the prefix sums of sizes. */
+    int64_t low = 0, high = nt - 1;
+    while (low < high) {{
+        int64_t mid = (low + high + 1) / 2;
+        if (start[mid] <= begin) low = mid; else high = mid - 1;
+    }}
+    for (int64_t t = low; t < nt && start[t] < end; ++t) {{
+        int64_t lo = begin > start[t] ? begin - start[t] : 0;
+        int64_t hi = (end < start[t] + numel[t] ? end : start[t] + numel[t]) - start[t];
+        if (hi <= lo) continue;
+        const int64_t n = hi - lo;
+{step_read}{chr(10).join(scalar_lines)}
+{chr(10).join(pointers)}
+        for (int64_t i = 0; i < n; ++i) {{
+{chr(10).join(loads)}
+{chr(10).join(vector_lines)}
+{chr(10).join(stores)}
+        }}
+    }}
+}}
+
+int optimlab_step(int64_t nt, void* const* ptrs, const int64_t* numel, const double* hp, int64_t nthreads)
+{{
+    if (nt <= 0) return 0;
+    int64_t* start = (int64_t*)malloc(sizeof(int64_t) * (size_t)(nt + 1));
+    if (!start) return 1;
+    start[0] = 0;
+    for (int64_t t = 0; t < nt; ++t) start[t + 1] = start[t] + numel[t];
+    const int64_t total = start[nt];{step_prepass}
+#ifdef _OPENMP
+    if (nthreads > 1 && total >= {PARALLEL_MIN_ELEMENTS}) {{
+        #pragma omp parallel num_threads((int)nthreads)
+        {{
+            const int64_t k = omp_get_thread_num(), parts = omp_get_num_threads();
+            run_range(nt, ptrs, numel, start, hp, total * k / parts, total * (k + 1) / parts);
+        }}
+        free(start);
+        return 0;
+    }}
+#endif
+    run_range(nt, ptrs, numel, start, hp, 0, total);
+    free(start);
+    return 0;
+}}
+"""
+
+
+# -- building and loading ----------------------------------------------------------------------
+def cache_dir() -> Path:
+    """Where compiled kernels are kept: $OPTIMLAB_CACHE_DIR, else the user's cache directory."""
+    root = os.environ.get("OPTIMLAB_CACHE_DIR")
+    if root:
+        return Path(root) / "kernels"
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "optimlab" / "kernels"
+
+
+def _cpu_fingerprint() -> str:
+    """Identifies the instruction set the kernels are built for (-march=native)."""
+    text = f"{platform.system()} {platform.machine()} {platform.processor()}"
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith(("model name", "flags", "Features")):
+                    text += line
+                if line.strip() == "":
+                    break  # the first processor describes them all
+    except OSError:
+        pass
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def find_compiler() -> str | None:
+    """$CC, else cc, gcc or clang from PATH; None if there is none."""
+    candidates = [os.environ["CC"]] if os.environ.get("CC") else ["cc", "gcc", "clang"]
+    for name in candidates:
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+#: Flag sets tried in order: the first that compiles is used (OpenMP and -march=native are
+#: not available everywhere). No -ffast-math: NaN and infinity behave as in torch.
+FLAG_SETS = (
+    ["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-ffp-contract=off"],
+    ["-O3", "-fopenmp", "-fno-math-errno", "-ffp-contract=off"],
+    ["-O3", "-fno-math-errno", "-ffp-contract=off"],
+)
+
+
+class Kernel:
+    """A loaded ``optimlab_step``; call with the arrays the engine builds."""
+
+    def __init__(self, path: Path, source: str) -> None:
+        self.path = path
+        self.source = source
+        self.library = ctypes.CDLL(str(path))
+        function = self.library.optimlab_step
+        function.restype = ctypes.c_int
+        function.argtypes = [ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64]
+        self.function = function
+
+    def __call__(self, nt: int, ptrs: int, numel: int, hp: int, nthreads: int) -> None:
+        if self.function(nt, ptrs, numel, hp, nthreads) != 0:
+            raise MemoryError("optimlab fused step: out of memory")
+
+
+_lock = threading.Lock()
+_loaded: dict[str, Kernel] = {}
+_fingerprint: str | None = None
+
+
+def build(source: str) -> Kernel:
+    """Compile (or find in the cache) and load the kernel for ``source``."""
+    global _fingerprint
+    with _lock:
+        if source in _loaded:
+            return _loaded[source]
+        compiler = find_compiler()
+        if compiler is None:
+            raise BuildError("no C compiler found (set CC, or install gcc or clang)")
+        if _fingerprint is None:
+            _fingerprint = _cpu_fingerprint()
+        directory = cache_dir()
+        errors = []
+        for flags in FLAG_SETS:
+            key = hashlib.sha256("\0".join([source, compiler, *flags, _fingerprint, sys.platform]).encode())
+            path = directory / f"step-{key.hexdigest()[:32]}.so"
+            if not path.exists():
+                try:
+                    _compile(compiler, flags, source, path)
+                except BuildError as error:
+                    errors.append(str(error))
+                    continue
+            try:
+                kernel = Kernel(path, source)
+            except OSError as error:  # a damaged cache entry: rebuild it once
+                try:
+                    path.unlink()
+                    _compile(compiler, flags, source, path)
+                    kernel = Kernel(path, source)
+                except (OSError, BuildError) as again:
+                    errors.append(f"{error}; {again}")
+                    continue
+            _loaded[source] = kernel
+            return kernel
+        raise BuildError("could not compile the fused step:\n" + "\n".join(errors))
+
+
+def _compile(compiler: str, flags: list[str], source: str, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".build-") as work:
+        c_file = Path(work) / "step.c"
+        c_file.write_text(source)
+        out = Path(work) / "step.so"
+        command = [compiler, *flags, "-std=c99", "-fPIC", "-shared", str(c_file), "-o", str(out), "-lm"]
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        except (OSError, subprocess.TimeoutExpired) as error:
+            raise BuildError(f"{' '.join(command)}: {error}") from error
+        if done.returncode != 0:
+            raise BuildError(f"{' '.join(command)}:\n{done.stderr[-2000:]}")
+        os.replace(out, path)  # atomic: concurrent processes never see half a file
+
+
+
+class Compiled:
+    """A kernel and the layout of the pointer array it expects."""
+
+    def __init__(self, kernel: Kernel, roles: Roles) -> None:
+        self.kernel = kernel
+        self.roles = roles
+
+
+#: transform -> {(hp structure, signature, counts_steps): Compiled or the reason there is none}
+_kernels: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def kernel_for(transform: Transform, hyperparams: Mapping[str, Any], structure: tuple, sig: tuple,
+               state: Mapping[str, Any], counts_steps: bool) -> Compiled | Exception:
+    """The kernel for a transform on parameters of one signature (traced once, built once), or
+    the reason there is none (:class:`Unsupported`, :class:`NeedsEagerStep`, :class:`BuildError`)."""
+    cache = _kernels.get(transform)
+    if cache is None:
+        cache = _kernels[transform] = {}
+    key = (structure, sig, counts_steps)
+    found = cache.get(key)
+    if found is None:
+        try:
+            program = trace(transform, hyperparams, sig[0], state, counts_steps)
+            roles = Roles(program, sig[0], counts_steps)
+            found = Compiled(build(generate(program, roles)), roles)
+        except (Unsupported, NeedsEagerStep, BuildError) as reason:
+            found = reason
+        cache[key] = found
+    return found
+
+
+# -- running a group -----------------------------------------------------------------------------
+_strided = torch.strided
+_float_dtypes = (torch.float32, torch.float64)
+
+
+class StateEntry:
+    """A parameter's state, checked once for the kernel: its tensors in kernel order.
+
+    A step re-checks only that the same tensor objects are still there, at the same
+    addresses, for a parameter of the same shape; anything else re-checks in full.
+    """
+
+    __slots__ = ("state", "keys", "tensors", "pointers", "shape", "sig")
+
+    def __init__(self, state: dict, param: torch.Tensor, counts_steps: bool) -> None:
+        self.state = state  # held, so that id(state) stays this dict's while the entry lives
+        self.sig = None
+        self.shape = param.shape
+        dtype = param.dtype
+        step_dtype = None
+        for key, value in state.items():
+            if key == "step":
+                if not (counts_steps and isinstance(value, torch.Tensor) and value.dim() == 0
+                        and value.dtype in _float_dtypes and value.is_cpu):
+                    return
+                step_dtype = value.dtype
+            elif not (isinstance(value, torch.Tensor) and value.dtype is dtype and value.shape == self.shape
+                      and value.is_cpu and value.layout is _strided and value.is_contiguous()):
+                return
+        self.keys = sorted(k for k in state if k != "step") + (["step"] if step_dtype is not None else [])
+        self.tensors = [state[k] for k in self.keys]
+        self.pointers = [t.data_ptr() for t in self.tensors]
+        self.sig = (dtype, tuple(sorted(state)), step_dtype)
+
+    def still_valid(self, state: dict, param: torch.Tensor) -> bool:
+        if len(state) != len(self.tensors) or param.shape != self.shape:
+            return False
+        for key, tensor, pointer in zip(self.keys, self.tensors, self.pointers):
+            if state.get(key) is not tensor or tensor.data_ptr() != pointer:
+                return False
+        return True
+
+
+class Batch:
+    """Parameters of one group that share a signature: one kernel call.
+
+    ``roles[r]`` / ``pointers[r]`` are the r-th state tensor of every parameter (in the
+    kernel's order: state keys sorted, then the step count) and their addresses.
+    """
+
+    __slots__ = ("indices", "params", "grads", "states", "entries", "roles", "pointers")
+
+    def __init__(self) -> None:
+        self.indices: list[int] = []
+        self.params: list[torch.Tensor] = []
+        self.grads: list[torch.Tensor] = []
+        self.states: list[dict] = []
+        self.entries: list[StateEntry] = []
+        self.roles: list[list[torch.Tensor]] = []
+        self.pointers: list[list[int]] = []
+
+    def finish(self) -> Batch:
+        """Fill ``roles``/``pointers`` from the per-parameter entries."""
+        count = len(self.entries[0].tensors) if self.entries else 0
+        self.roles = [[e.tensors[r] for e in self.entries] for r in range(count)]
+        self.pointers = [[e.pointers[r] for e in self.entries] for r in range(count)]
+        return self
+
+
+_shape = operator.attrgetter("shape")
+_dtype = operator.attrgetter("dtype")
+_is_cpu = operator.attrgetter("is_cpu")
+_layout = operator.attrgetter("layout")
+_is_contiguous = torch.Tensor.is_contiguous
+_data_ptr = torch.Tensor.data_ptr
+
+
+class GroupCache:
+    """What a group's parameters and states looked like at its last step, to re-check in bulk.
+
+    The steady state of training (the same parameters, all with gradients, the same state
+    tensors at the same addresses) is confirmed with a few list-wide comparisons instead of
+    a Python loop over parameters; anything different goes through :func:`prepare`'s full
+    per-parameter sorting.
+    """
+
+    def __init__(self, group: Any) -> None:
+        self.group = group  # held, so that id(group) stays this group's while the cache lives
+        self.entries: dict[int, StateEntry] = {}
+        self.steady: tuple | None = None
+
+    def remember(self, work: Any, sig: tuple, batch: Batch) -> None:
+        params, states = work.params, work.states
+        keys = batch.entries[0].keys if batch.entries else []
+        self.steady = (sig, list(map(id, params)), list(map(id, states)), list(map(_dtype, params)),
+                       list(map(_shape, params)), list(map(len, states)), keys,
+                       [list(map(id, role)) for role in batch.roles], batch.pointers, batch.roles,
+                       list(range(len(params))))
+
+    def check(self, work: Any) -> dict[tuple, Batch] | None:
+        """The batch for this step if nothing changed since the last one, else None."""
+        (sig, param_ids, state_ids, dtypes, shapes, lens, keys, role_ids, role_pointers, roles,
+         indices) = self.steady
+        params, grads, states = work.params, work.grads, work.states
+        if (list(map(id, params)) != param_ids or list(map(id, states)) != state_ids
+                or list(map(_dtype, grads)) != dtypes or list(map(_dtype, params)) != dtypes
+                or not all(map(_is_cpu, grads)) or not all(map(_is_cpu, params))
+                or any(layout is not _strided for layout in map(_layout, grads))
+                or not all(map(_is_contiguous, grads)) or not all(map(_is_contiguous, params))
+                or list(map(_shape, grads)) != shapes or list(map(_shape, params)) != shapes
+                or list(map(len, states)) != lens):
+            return None
+        for key, ids, pointers in zip(keys, role_ids, role_pointers):
+            try:
+                tensors = list(map(operator.itemgetter(key), states))
+            except KeyError:
+                return None
+            if list(map(id, tensors)) != ids or list(map(_data_ptr, tensors)) != pointers:
+                return None
+        batch = Batch()
+        batch.indices, batch.params, batch.grads, batch.states = indices, params, grads, states
+        batch.roles, batch.pointers = roles, role_pointers
+        return {sig: batch}
+
+
+#: transform -> {id(group): GroupCache}; dies with the optimizer that owns the transform.
+_caches: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+_stateless: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def stateless(transform: Transform) -> bool:
+    """Whether the transform keeps no state of its own (plain SGD): its empty state is final."""
+    known = _stateless.get(transform)
+    if known is None:
+        known = _stateless[transform] = not transform.init(torch.empty(1, device="meta"))
+    return known
+
+
+def group_cache(work: Any) -> GroupCache:
+    per_transform = _caches.get(work.transform)
+    if per_transform is None:
+        per_transform = _caches[work.transform] = {}
+    cache = per_transform.get(id(work.hyperparams))
+    if cache is None or cache.group is not work.hyperparams:
+        if len(per_transform) > 64:
+            per_transform.clear()
+        cache = per_transform[id(work.hyperparams)] = GroupCache(work.hyperparams)
+    return cache
+
+
+def prepare(work: Any, initialized: bool = False) -> tuple[dict[tuple, Batch], list[int], list[int]]:
+    """Sort a group's parameters: kernel batches by signature, fresh ones (no state yet), the rest.
+
+    Never raises and changes nothing: parameters it cannot take go to "the rest", for which the
+    engine runs the full checks and the eager path. ``initialized``: states were just created.
+    """
+    cache = group_cache(work)
+    if cache.steady is not None and not initialized:
+        batches = cache.check(work)
+        if batches is not None:
+            return batches, [], []
+    cache.steady = None
+    entries = cache.entries
+    needs_init = not initialized and (work.counts_steps or not stateless(work.transform))
+    batches: dict[tuple, Batch] = {}
+    fresh: list[int] = []
+    other: list[int] = []
+    floats = _float_dtypes
+    strided = _strided
+    i = -1
+    for p, g, state in zip(work.params, work.grads, work.states):
+        i += 1
+        dtype = p.dtype
+        if not (dtype in floats and g.dtype is dtype and p.is_cpu and g.is_cpu and g.layout is strided
+                and p.is_contiguous() and g.is_contiguous() and g.shape == p.shape):
+            other.append(i)
+            continue
+        if not state and needs_init:
+            fresh.append(i)
+            continue
+        entry = entries.get(id(state))
+        if entry is None or not entry.still_valid(state, p):
+            entry = StateEntry(state, p, work.counts_steps)
+            if len(entries) > 4 * len(work.params) + 64:
+                entries.clear()  # states of parameters long gone
+            entries[id(state)] = entry
+        if entry.sig is None:
+            other.append(i)
+            continue
+        batch = batches.get(entry.sig)
+        if batch is None:
+            batch = batches[entry.sig] = Batch()
+        batch.indices.append(i)
+        batch.params.append(p)
+        batch.grads.append(g)
+        batch.states.append(state)
+        batch.entries.append(entry)
+    for batch in batches.values():
+        batch.finish()
+    if not initialized and not fresh and not other and len(batches) == 1:
+        (sig, batch), = batches.items()
+        cache.remember(work, sig, batch)
+    return batches, fresh, other
+
+
+def add_fresh(work: Any, batches: dict[tuple, Batch], fresh: list[int]) -> list[int]:
+    """Put parameters whose state was just created into batches; returns those that fit none."""
+    more_batches, _, other = prepare(subset_of(work, fresh), initialized=True)
+    for sig, more in more_batches.items():
+        batch = batches.get(sig)
+        if batch is None:
+            batch = batches[sig] = Batch()
+        else:  # copies: the lists may be the group cache's own
+            batch.indices, batch.params, batch.grads, batch.states = (
+                list(batch.indices), list(batch.params), list(batch.grads), list(batch.states))
+            batch.roles, batch.pointers = [list(r) for r in batch.roles], [list(r) for r in batch.pointers]
+        batch.indices += [fresh[i] for i in more.indices]
+        batch.params += more.params
+        batch.grads += more.grads
+        batch.states += more.states
+        if not batch.roles:
+            batch.roles, batch.pointers = [[] for _ in more.roles], [[] for _ in more.pointers]
+        for mine, theirs in zip(batch.roles, more.roles):
+            mine += theirs
+        for mine, theirs in zip(batch.pointers, more.pointers):
+            mine += theirs
+    return [fresh[i] for i in other]
+
+
+def subset_of(work: Any, indices: list[int]) -> Any:
+    return type(work)(work.transform, work.hyperparams, [work.params[i] for i in indices],
+                      [work.grads[i] for i in indices], [work.states[i] for i in indices],
+                      [work.names[i] for i in indices], work.counts_steps, work.owner)
+
+
+def run_group(work: Any, hyperparams: Mapping[str, Any], batches: Mapping[tuple, Batch]) -> list[int]:
+    """Step a group's batches, one kernel call each; returns the indices left for the eager path."""
+    from optimlab.engine import path_counts, warn_once
+
+    try:
+        structure, values = hp_values(hyperparams)
+    except Unsupported as reason:
+        warn_once(f"optimlab: {work.transform!r} runs on the eager path: {reason}")
+        return [i for batch in batches.values() for i in batch.indices]
+    eager: list[int] = []
+    for sig, batch in batches.items():
+        compiled = kernel_for(work.transform, hyperparams, structure, sig, batch.states[0], work.counts_steps)
+        if isinstance(compiled, Exception):
+            if isinstance(compiled, BuildError):
+                warn_once(f"optimlab: the fused CPU step is unavailable, using the eager path: {compiled}")
+            elif isinstance(compiled, Unsupported):
+                warn_once(f"optimlab: {work.transform!r} runs on the eager path: {compiled}")
+            eager += batch.indices
+            continue
+        run_batch(compiled, batch, values)
+        path_counts["fused"] += len(batch.indices)
+    return eager
+
+
+def run_batch(compiled: Compiled, batch: Batch, hp: list[float]) -> None:
+    """One call of the kernel over a batch: ``p += update`` for each parameter."""
+    params = batch.params
+    pointers = list(map(_data_ptr, params))
+    pointers += map(_data_ptr, batch.grads)
+    written = list(params)
+    for tensors, addresses in zip(batch.roles, batch.pointers):
+        pointers += addresses
+        written += tensors
+    if len(pointers) != len(compiled.roles.names) * len(params):  # never hand the kernel a short array
+        raise RuntimeError(f"optimlab fused step: {len(pointers)} pointers for {len(params)} parameters "
+                           f"and roles {compiled.roles.names}")
+    pointer_array = array.array("q", pointers)
+    numel_array = array.array("q", [p.numel() for p in params])
+    hp_array = array.array("d", hp or [0.0])
+    compiled.kernel(len(params), pointer_array.buffer_info()[0], numel_array.buffer_info()[0],
+                    hp_array.buffer_info()[0], torch.get_num_threads())
+    # The kernel wrote through raw pointers: tell autograd, as an in-place torch op would.
+    torch.autograd.graph.increment_version(written)
