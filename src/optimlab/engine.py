@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import itertools
+import operator
 import os
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -98,7 +100,7 @@ class GroupStep:
 class LazyNames(Sequence[str]):
     """Parameter names for error messages, made only when one is read (a step makes none)."""
 
-    def __init__(self, positions: list[int], name_of: Callable[[int], str]) -> None:
+    def __init__(self, positions: Sequence[int], name_of: Callable[[int], str]) -> None:
         self.positions = positions
         self.name_of = name_of
 
@@ -111,22 +113,30 @@ class LazyNames(Sequence[str]):
         return self.name_of(self.positions[index])
 
 
+_grad = operator.attrgetter("grad")
+
+
 def collect(transform: Transform, group: Mapping[str, Any], state: Mapping[Tensor, State], counts_steps: bool,
             owner: str, name_of: Callable[[int], str]) -> GroupStep:
     """A group's share of a step: the parameters that have a gradient (the others are skipped,
     and their step counts do not advance), with their gradients and states."""
+    every = group["params"]
+    grads = list(map(_grad, every))
+    if not any(map(operator.is_, grads, itertools.repeat(None))):  # the usual case: all of them
+        states = list(map(state.__getitem__, every))
+        return GroupStep(transform, group, list(every), grads, states, LazyNames(range(len(every)), name_of),
+                         counts_steps, owner)
     params: list[Tensor] = []
-    grads: list[Tensor] = []
-    states: list[State] = []
+    kept: list[Tensor] = []
+    states = []
     positions: list[int] = []
-    for i, p in enumerate(group["params"]):
-        g = p.grad
+    for i, (p, g) in enumerate(zip(every, grads)):
         if g is not None:
             params.append(p)
-            grads.append(g)
+            kept.append(g)
             states.append(state[p])
             positions.append(i)
-    return GroupStep(transform, group, params, grads, states, LazyNames(positions, name_of), counts_steps, owner)
+    return GroupStep(transform, group, params, kept, states, LazyNames(positions, name_of), counts_steps, owner)
 
 
 def step_dtype() -> torch.dtype:
@@ -178,14 +188,14 @@ def plan(work: GroupStep) -> Any:
     """Check one group and sort its parameters by path; returns the function that steps them.
 
     Checks cost per parameter on every step, so the common case is checked by what the fused
-    path needs anyway (:func:`optimlab.engine_cpu.prepare`); only when something looks unusual
+    path needs anyway (:func:`optimlab.engine_fused.prepare`); only when something looks unusual
     does the full :func:`check` run, to raise its clear error or to confirm that the parameter
     merely belongs to another path.
     """
-    from optimlab import engine_cpu
+    from optimlab import engine_fused
 
     if _path in ("auto", "fused"):
-        batches, fresh, other = engine_cpu.prepare(work)
+        batches, fresh, other = engine_fused.prepare(work)
     else:
         batches, fresh, other = {}, [], list(range(len(work.params)))
     if other:
@@ -202,9 +212,9 @@ def plan(work: GroupStep) -> Any:
         if fresh:
             for i in fresh:
                 init_state(work, i)
-            eager += engine_cpu.add_fresh(work, batches, fresh)
+            eager += engine_fused.add_fresh(work, batches, fresh)
         if batches:
-            eager += engine_cpu.run_group(work, hp, batches)
+            eager += engine_fused.run_group(work, hp, batches)
         if compiled:
             from optimlab import engine_compiled
             left = engine_compiled.run(work, compiled, hp, init_state)

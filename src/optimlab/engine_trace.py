@@ -123,10 +123,34 @@ def hp_structure(hyperparams: Mapping[str, Any]) -> tuple[tuple, list[str], list
     return structure, names, values
 
 
+_plain = frozenset((int, float, bool, str, type(None)))
+_recent: dict[tuple, tuple[tuple, list[float]]] = {}
+
+
+def _is_plain(value: Any) -> bool:
+    kind = type(value)
+    return kind in _plain or (kind is tuple and all(type(v) in _plain for v in value))
+
+
 def hp_values(hyperparams: Mapping[str, Any]) -> tuple[tuple, list[float]]:
-    """The structure and runtime values only (what a step needs once the program exists)."""
-    structure, _, values = hp_structure(hyperparams)
-    return structure, values
+    """The structure and runtime values only (what a step needs once the program exists).
+
+    Remembers recent answers for hyperparameters made of plain numbers (a tensor's value can
+    change in place, so those are read every time).
+    """
+    items = tuple(hyperparams.items())
+    for _, value in items:
+        if not _is_plain(value):
+            structure, _, values = hp_structure(hyperparams)
+            return structure, values
+    key = items + tuple(type(v) for _, v in items)  # 1 == True == 1.0, but not as hyperparameters
+    found = _recent.get(key)
+    if found is None:
+        if len(_recent) > 256:
+            _recent.clear()
+        structure, _, values = hp_structure(hyperparams)
+        found = _recent[key] = (structure, values)
+    return found
 
 
 def hp_rebuild(hyperparams: Mapping[str, Any], structure: tuple, number: Any) -> dict[str, Any]:
