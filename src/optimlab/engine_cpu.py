@@ -338,14 +338,18 @@ def _cpu_fingerprint() -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def find_compiler() -> str | None:
-    """$CC, else cc, gcc or clang from PATH; None if there is none."""
-    candidates = [os.environ["CC"]] if os.environ.get("CC") else ["cc", "gcc", "clang"]
-    for name in candidates:
+def find_compiler() -> str:
+    """$CC, else cc, gcc or clang from PATH."""
+    if os.environ.get("CC"):
+        path = shutil.which(os.environ["CC"])
+        if path is None:
+            raise BuildError(f"the C compiler CC={os.environ['CC']!r} was not found")
+        return path
+    for name in ("cc", "gcc", "clang"):
         path = shutil.which(name)
         if path:
             return path
-    return None
+    raise BuildError("no C compiler found (install gcc or clang, or set CC)")
 
 
 #: Flag sets tried in order: the first that compiles is used (OpenMP and -march=native are
@@ -386,8 +390,6 @@ def build(source: str) -> Kernel:
         if source in _loaded:
             return _loaded[source]
         compiler = find_compiler()
-        if compiler is None:
-            raise BuildError("no C compiler found (set CC, or install gcc or clang)")
         if _fingerprint is None:
             _fingerprint = _cpu_fingerprint()
         directory = cache_dir()

@@ -69,7 +69,8 @@ class StateEntry:
         self.sig = (dtype, tuple(sorted(state)), step_dtype)
 
     def still_valid(self, state: dict, param: torch.Tensor) -> bool:
-        if len(state) != len(self.tensors) or param.shape != self.shape:
+        if (self.sig is None or len(state) != len(self.tensors) or param.shape != self.shape
+                or param.dtype is not self.sig[0]):
             return False
         for key, tensor, pointer in zip(self.keys, self.tensors, self.pointers):
             if state.get(key) is not tensor or tensor.data_ptr() != pointer:
@@ -138,7 +139,8 @@ class Steady:
         try:
             if (list(map(id, params)) != self.param_ids or list(map(id, states)) != self.state_ids
                     or list(map(_data_ptr, params)) != self.param_pointers or list(map(_shape, params)) != self.shapes
-                    or not all(map(_is_contiguous, params)) or list(map(_dtype, grads)) != self.dtypes
+                    or not all(map(_is_contiguous, params)) or list(map(_dtype, params)) != self.dtypes
+                    or list(map(_dtype, grads)) != self.dtypes
                     or not all(map(_is_cpu, grads)) or not all(map(_is_contiguous, grads))):
                 return None
             # A state tensor replaced or moved (``t.data = t.data.to(...)``) has a new address.
