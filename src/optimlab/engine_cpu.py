@@ -48,7 +48,7 @@ from optimlab.core import Transform
 from optimlab.engine_trace import NeedsEagerStep, Node, Program, Unsupported, hp_values, trace
 
 #: Bump when the generated code changes meaning (old cached kernels are then ignored).
-CODEGEN_VERSION = 1
+CODEGEN_VERSION = 2
 
 #: Below this many elements in a call the kernel stays on one thread (waking threads costs more).
 PARALLEL_MIN_ELEMENTS = 32768
@@ -59,6 +59,10 @@ SUFFIX = {"float": "f", "double": "", "int": ""}
 
 class BuildError(RuntimeError):
     """No usable C compiler, or the kernel did not compile or load."""
+
+
+class NoCompiler(BuildError):
+    """There is no C compiler to build a kernel with."""
 
 
 # -- code generation ---------------------------------------------------------------------------
@@ -130,11 +134,11 @@ static inline float lerp_float(float a, float b, float w) {
     return fabsf(w) < 0.5f ? fmaf(w, b - a, a) : fmaf(w - 1.0f, b - a, b); }
 static inline double lerp_double(double a, double b, double w) {
     return fabs(w) < 0.5 ? fma(w, b - a, a) : fma(w - 1.0, b - a, b); }
-/* torch.maximum / minimum / clamp: NaN in, NaN out. */
-static inline float maximum_float(float a, float b) { return (a != a || a > b) ? a : b; }
-static inline double maximum_double(double a, double b) { return (a != a || a > b) ? a : b; }
-static inline float minimum_float(float a, float b) { return (a != a || a < b) ? a : b; }
-static inline double minimum_double(double a, double b) { return (a != a || a < b) ? a : b; }
+/* torch.maximum / minimum / clamp: NaN in, NaN out; otherwise std::max / std::min. */
+static inline float maximum_float(float a, float b) { return (a != a) ? a : (b != b) ? b : (a < b) ? b : a; }
+static inline double maximum_double(double a, double b) { return (a != a) ? a : (b != b) ? b : (a < b) ? b : a; }
+static inline float minimum_float(float a, float b) { return (a != a) ? a : (b != b) ? b : (b < a) ? b : a; }
+static inline double minimum_double(double a, double b) { return (a != a) ? a : (b != b) ? b : (b < a) ? b : a; }
 static inline float clamp_min_float(float a, float lo) { return (a != a) ? a : (a < lo ? lo : a); }
 static inline double clamp_min_double(double a, double lo) { return (a != a) ? a : (a < lo ? lo : a); }
 static inline float clamp_max_float(float a, float hi) { return (a != a) ? a : (hi < a ? hi : a); }
@@ -343,13 +347,13 @@ def find_compiler() -> str:
     if os.environ.get("CC"):
         path = shutil.which(os.environ["CC"])
         if path is None:
-            raise BuildError(f"the C compiler CC={os.environ['CC']!r} was not found")
+            raise NoCompiler(f"the C compiler CC={os.environ['CC']!r} was not found")
         return path
     for name in ("cc", "gcc", "clang"):
         path = shutil.which(name)
         if path:
             return path
-    raise BuildError("no C compiler found (install gcc or clang, or set CC)")
+    raise NoCompiler("no C compiler found (install gcc or clang, or set CC)")
 
 
 #: Flag sets tried in order: the first that compiles is used (OpenMP and -march=native are
@@ -384,38 +388,40 @@ _fingerprint: str | None = None
 
 
 def build(source: str) -> Kernel:
-    """Compile (or find in the cache) and load the kernel for ``source``."""
+    """Load the kernel for ``source`` from the cache, compiling it first if it is not there.
+
+    The cache key is the source, the flags and the CPU (kernels use -march=native), not the
+    compiler: a warm cache needs no compiler at all.
+    """
     global _fingerprint
     with _lock:
         if source in _loaded:
             return _loaded[source]
-        compiler = find_compiler()
         if _fingerprint is None:
             _fingerprint = _cpu_fingerprint()
         directory = cache_dir()
         errors = []
         for flags in FLAG_SETS:
-            key = hashlib.sha256("\0".join([source, compiler, *flags, _fingerprint, sys.platform]).encode())
+            key = hashlib.sha256("\0".join([source, *flags, _fingerprint, sys.platform]).encode())
             path = directory / f"step-{key.hexdigest()[:32]}.so"
-            if not path.exists():
-                try:
-                    _compile(compiler, flags, source, path)
-                except BuildError as error:
-                    errors.append(str(error))
-                    continue
             try:
-                kernel = Kernel(path, source)
-            except OSError as error:  # a damaged cache entry: rebuild it once
+                if not path.exists():
+                    _compile(find_compiler(), flags, source, path)
                 try:
-                    path.unlink()
-                    _compile(compiler, flags, source, path)
                     kernel = Kernel(path, source)
-                except (OSError, BuildError) as again:
-                    errors.append(f"{error}; {again}")
-                    continue
+                except OSError:  # a damaged cache entry: build it again, once
+                    path.unlink(missing_ok=True)
+                    _compile(find_compiler(), flags, source, path)
+                    kernel = Kernel(path, source)
+            except NoCompiler as error:
+                errors.append(str(error))
+                break
+            except (OSError, BuildError) as error:
+                errors.append(str(error))
+                continue
             _loaded[source] = kernel
             return kernel
-        raise BuildError("could not compile the fused step:\n" + "\n".join(errors))
+        raise BuildError("; ".join(dict.fromkeys(errors)))
 
 
 def _compile(compiler: str, flags: list[str], source: str, path: Path) -> None:

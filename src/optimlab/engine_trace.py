@@ -196,6 +196,7 @@ class Recorder(TorchDispatchMode):
         self.nodes: list[Node] = []
         self.current: dict[int, int] = {}   # id(tensor) -> node holding its current value
         self.keep: list[Tensor] = []        # keeps traced tensors alive so ids stay unique
+        self.aliased: set[int] = set()      # ids of tensors that share memory with another
 
     # values --------------------------------------------------------------------------------
     def add(self, node: Node) -> int:
@@ -230,6 +231,12 @@ class Recorder(TorchDispatchMode):
         if name in ("_local_scalar_dense", "is_nonzero", "item"):
             raise Unsupported("the update reads a tensor's value in Python (a branch such as "
                               "`if hp == 0`; write it with optimlab.core.is_zero)")
+        if name in ("detach", "alias"):  # the same values; writing through either would be aliasing
+            out = func(*args, **kwargs)
+            source = args[0]
+            self.aliased.update((id(source), id(out)))
+            self.bind(out, self.value_of(source))
+            return out
         in_place = name.endswith("_") and not name.startswith("_")
         rule = OPS.get(name[:-1] if in_place else name)
         if rule is None:
@@ -248,6 +255,8 @@ class Recorder(TorchDispatchMode):
         index = self.add(Node(op, tuple(self.value_of(x) for x in operands), out.dtype, out.dim() != 0))
         written = bound["self"] if in_place else bound.get("out")
         if isinstance(written, Tensor):
+            if id(written) in self.aliased:
+                raise Unsupported(f"aten.{name} writes to a tensor that has an alias (detach)")
             self.bind(written, index)
         self.bind(out, index)
         return out
@@ -359,6 +368,7 @@ OPS: dict[str, Any] = {
     "zeros_like": _full_like(0.0),
     "ones_like": _full_like(1.0),
     "full_like": _full_like(None),
+    "scalar_tensor": lambda a: ("fill", (a["s"],)),
 }
 
 
