@@ -35,7 +35,11 @@ CONFIGS = [
     ("AdamW", dict(lr=0.01, amsgrad=True, weight_decay=0.0)),
 ]
 SHAPES = [(5, 3), (7,), (), (1,), (40,), (2, 3, 4)]
-TOL = {torch.float32: dict(rtol=2e-6, atol=1e-7), torch.float64: dict(rtol=1e-13, atol=1e-15)}
+#: The fused path rounds exactly where torch does (half types after every operation), so it
+#: agrees with eager to a unit or two in the last place; sqrt is the usual difference (torch's
+#: vectorised sqrt is not always correctly rounded).
+TOL = {torch.float32: dict(rtol=2e-6, atol=1e-7), torch.float64: dict(rtol=1e-13, atol=1e-15),
+       torch.bfloat16: dict(rtol=1.6e-2, atol=1e-5), torch.float16: dict(rtol=2e-3, atol=1e-6)}
 STEPS = 6
 
 
@@ -86,8 +90,11 @@ def fused_count() -> int:
     return engine.path_counts["fused"]
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
-@pytest.mark.parametrize("config", CONFIGS, ids=config_id)
+CASES = ([(c, torch.float32) for c in CONFIGS] + [(c, torch.float64) for c in CONFIGS]
+         + [(c, torch.bfloat16) for c in CONFIGS] + [(c, torch.float16) for c in CONFIGS[::3]])
+
+
+@pytest.mark.parametrize("config, dtype", CASES, ids=[f"{config_id(c)}-{str(d)[6:]}" for c, d in CASES])
 def test_fused_equals_eager(config: tuple[str, dict], dtype: torch.dtype) -> None:
     name, kwargs = config
     reference = run(name, kwargs, "eager", dtype)
@@ -200,11 +207,10 @@ def test_groups_dtypes_and_fallbacks_in_one_optimizer() -> None:
             train(opt, params, STEPS)
         results[path] = params, opt, {k: v - before.get(k, 0) for k, v in engine.path_counts.items()}
     params, opt, counts = results["auto"]
-    assert counts["fused"] > 0 and counts["eager"] > 0  # float32/64 fused; complex, bf16, transposed eager
+    assert counts["fused"] > 0 and counts["eager"] > 0  # float32/64, bfloat16 fused; complex, transposed eager
     ref_params, ref_opt, _ = results["eager"]
     for a, b in zip(params, ref_params):
-        tol = dict(rtol=0, atol=0) if a.dtype == torch.bfloat16 else dict(rtol=2e-6, atol=1e-7)
-        torch.testing.assert_close(a, b, **tol)
+        torch.testing.assert_close(a, b, **TOL.get(a.dtype, TOL[torch.float32]))
 
 
 def test_schedules_change_hyperparameters_without_new_kernels() -> None:

@@ -124,7 +124,10 @@ def run(update: Update, path: str, dtype: torch.dtype, steps: int = 3) -> tuple[
     return p.detach(), opt.state[p]["buf"]
 
 
-CASES = [(name, torch.float32) for name in OPS] + [(name, torch.float64) for name in DOUBLE]
+#: bfloat16 and float16, rounded after every operation as torch does, on another subset.
+HALF = ["add_alpha", "div", "sqrt", "lerp_high", "maximum", "to_double", "where", "scalar_math", "state_mul_add"]
+CASES = ([(name, torch.float32) for name in OPS] + [(name, torch.float64) for name in DOUBLE]
+         + [(name, torch.bfloat16) for name in HALF] + [(name, torch.float16) for name in HALF])
 
 
 @pytest.mark.parametrize("name, dtype", CASES, ids=[f"{n}-{str(d)[6:]}" for n, d in CASES])
@@ -135,10 +138,16 @@ def test_operation_matches_eager(name: str, dtype: torch.dtype) -> None:
     got = run(update, "auto", dtype)
     assert engine.path_counts["fused"] > before, "the fused path did not run"
     eps = torch.finfo(dtype).eps
-    tol = dict(rtol=(2 if exact else 8) * eps, atol=0.0, equal_nan=True)
     for a, b in zip(got, expected):
-        # torch's sqrt/exp/log come from vectorised libraries that may round differently
-        torch.testing.assert_close(a, b, **{**tol, "rtol": max(tol["rtol"], 4 * eps)})
+        # torch's sqrt/exp/log come from vectorised libraries that may round differently, and
+        # its add/lerp use a fused multiply-add or not depending on the position in the tensor:
+        # a last-place difference. In half types one such difference, rounded, is one unit of
+        # the type at the magnitude of the intermediate value, hence the absolute tolerance.
+        finite = b[b.isfinite()].abs()
+        scale = finite.max().item() if finite.numel() else 1.0
+        half = dtype in (torch.bfloat16, torch.float16)
+        torch.testing.assert_close(a, b, rtol=(4 if exact else 8) * eps, atol=2 * eps * scale if half else 0.0,
+                                   equal_nan=True)
 
 
 def trace_of(update: Update, state: dict | None = None, hp: dict | None = None) -> Any:

@@ -48,12 +48,19 @@ from optimlab.core import Transform
 from optimlab.engine_trace import NeedsEagerStep, Node, Program, Unsupported, hp_values, trace
 
 #: Bump when the generated code changes meaning (old cached kernels are then ignored).
-CODEGEN_VERSION = 2
+CODEGEN_VERSION = 3
 
 #: Below this many elements in a call the kernel stays on one thread (waking threads costs more).
 PARALLEL_MIN_ELEMENTS = 32768
 
-CTYPE = {torch.float32: "float", torch.float64: "double", torch.bool: "int"}
+#: C type a value of each dtype is computed in (half types in float, rounded after every
+#: operation as torch's CPU kernels round each result), and the type it is stored as.
+CTYPE = {torch.float32: "float", torch.float64: "double", torch.bool: "int",
+         torch.bfloat16: "float", torch.float16: "float"}
+STORAGE = {torch.float32: "float", torch.float64: "double", torch.bfloat16: "uint16_t", torch.float16: "uint16_t"}
+LOAD = {torch.bfloat16: "load_bf16", torch.float16: "load_f16"}
+STORE = {torch.bfloat16: "store_bf16", torch.float16: "store_f16"}
+ROUND = {torch.bfloat16: "round_bf16", torch.float16: "round_f16"}
 SUFFIX = {"float": "f", "double": "", "int": ""}
 
 
@@ -81,8 +88,10 @@ def _promote(nodes: list[Node], args: tuple[int, ...]) -> torch.dtype:
     for tier in (lambda n: n.vector and n.dtype is not None, lambda n: not n.vector and n.dtype is not None):
         dtypes = [nodes[i].dtype for i in args if tier(nodes[i])]
         if dtypes:
-            return torch.float64 if torch.float64 in dtypes else (torch.float32 if torch.float32 in dtypes
-                                                                   else torch.bool)
+            result = dtypes[0]
+            for dtype in dtypes[1:]:
+                result = torch.promote_types(result, dtype)
+            return result
     return torch.float64
 
 
@@ -129,6 +138,32 @@ def _expression(node: Node, operands: list[str], ctype: str, vector: bool) -> st
 
 
 HELPERS = r"""
+/* bfloat16 and float16 are stored as their bits and computed in float; every result is
+   rounded to the nearest even value of the type, as c10::BFloat16 and c10::Half convert. */
+static inline float load_bf16(uint16_t b) { uint32_t u = (uint32_t)b << 16; float f; memcpy(&f, &u, 4); return f; }
+static inline uint16_t store_bf16(float f) {
+    uint32_t u; memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)0x7fc0u;  /* NaN */
+    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16); }
+static inline float round_bf16(float f) { return load_bf16(store_bf16(f)); }
+static inline float load_f16(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16, exponent = (h >> 10) & 0x1fu, mantissa = h & 0x3ffu, u;
+    float f;
+    if (exponent == 0) { f = (float)mantissa * 0x1p-24f; return sign ? -f : f; }  /* zero, subnormal */
+    u = exponent == 31 ? (sign | 0x7f800000u | (mantissa << 13))                 /* inf, NaN */
+                       : (sign | ((exponent + 112u) << 23) | (mantissa << 13));
+    memcpy(&f, &u, 4); return f; }
+static inline uint16_t store_f16(float f) {
+    uint32_t u; memcpy(&u, &f, 4);
+    uint32_t sign = (u >> 16) & 0x8000u, a = u & 0x7fffffffu;
+    if (a > 0x7f800000u) return (uint16_t)(sign | 0x7e00u);                        /* NaN */
+    if (a >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u);                       /* rounds to inf */
+    if (a < 0x38800000u) {                                                         /* subnormal half */
+        float v; memcpy(&v, &a, 4);
+        return (uint16_t)(sign | (uint32_t)nearbyintf(v * 0x1p24f)); }
+    return (uint16_t)(sign | (((a + 0xfffu + ((a >> 13) & 1u)) >> 13) - (112u << 10))); }
+static inline float round_f16(float f) { return load_f16(store_f16(f)); }
+
 /* ATen's CPU lerp: a fused multiply-add around the nearer end. */
 static inline float lerp_float(float a, float b, float w) {
     return fabsf(w) < 0.5f ? fmaf(w, b - a, a) : fmaf(w - 1.0f, b - a, b); }
@@ -194,11 +229,13 @@ def generate(program: Program, roles: Roles) -> str:
         node = nodes[index]
         if key[0] in ("param", "grad", "state"):
             role = roles.index(key)
-            ctype = CTYPE[roles.dtypes[role]]
+            dtype = roles.dtypes[role]
+            storage, ctype = STORAGE[dtype], CTYPE[dtype]
             if index in used or any(k == key for k, _ in program.writes):
-                pointers.append(f"        {ctype}* restrict R{role} = ({ctype}*)ptrs[{role} * nt + t] + lo;")
+                pointers.append(f"        {storage}* restrict R{role} = ({storage}*)ptrs[{role} * nt + t] + lo;")
             if index in used:
-                loads.append(f"            const {ctype} v{index} = R{role}[i];")
+                load = f"{LOAD[dtype]}(R{role}[i])" if dtype in LOAD else f"R{role}[i]"
+                loads.append(f"            const {ctype} v{index} = {load};")
             names[index] = f"v{index}"
         elif key[0] == "step":
             names[index] = "step"
@@ -235,6 +272,8 @@ def generate(program: Program, roles: Roles) -> str:
             text = _expression(node, operands, compute, node.vector)
         if compute != ctype:
             text = f"(({ctype}){text})"
+        if node.dtype in ROUND:
+            text = f"{ROUND[node.dtype]}({text})"
         if node.vector:
             vector_lines.append(f"            const {ctype} v{index} = {text};")
             names[index] = f"v{index}"
@@ -242,8 +281,13 @@ def generate(program: Program, roles: Roles) -> str:
             scalar_lines.append(f"        const {ctype} s{index} = {text};")
             names[index] = f"s{index}"
 
-    stores = [f"            R{roles.index(key)}[i] = v{index};" if nodes[index].vector
-              else f"            R{roles.index(key)}[i] = {names[index]};" for key, index in program.writes]
+    stores = []
+    for key, index in program.writes:
+        role = roles.index(key)
+        value = names[index]
+        if roles.dtypes[role] in STORE:
+            value = f"{STORE[roles.dtypes[role]]}({value})"
+        stores.append(f"            R{role}[i] = {value};")
 
     step_ctype = CTYPE[roles.step_dtype] if roles.step_dtype is not None else None
     step_prepass = ""
@@ -263,6 +307,7 @@ def generate(program: Program, roles: Roles) -> str:
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif

@@ -30,7 +30,8 @@ from optimlab.engine_cpu import BuildError, Compiled, kernel_for
 from optimlab.engine_trace import Unsupported, hp_values
 
 _strided = torch.strided
-_float_dtypes = (torch.float32, torch.float64)
+_float_dtypes = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
+_step_dtypes = (torch.float32, torch.float64)
 _shape = operator.attrgetter("shape")
 _dtype = operator.attrgetter("dtype")
 _is_cpu = operator.attrgetter("is_cpu")
@@ -57,7 +58,7 @@ class StateEntry:
         for key, value in state.items():
             if key == "step":
                 if not (counts_steps and isinstance(value, torch.Tensor) and value.dim() == 0
-                        and value.dtype in _float_dtypes and value.is_cpu):
+                        and value.dtype in _step_dtypes and value.is_cpu):
                     return
                 step_dtype = value.dtype
             elif not (isinstance(value, torch.Tensor) and value.dtype is dtype and value.shape == self.shape

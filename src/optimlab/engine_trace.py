@@ -38,7 +38,8 @@ from optimlab.core import Transform
 #: an odd one makes an accidental match with some other dimension unlikely.
 TRACE_LENGTH = 7
 
-FLOAT_DTYPES = (torch.float32, torch.float64)
+FLOAT_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
+STEP_DTYPES = (torch.float32, torch.float64)
 
 
 class Unsupported(Exception):
@@ -406,7 +407,7 @@ def trace(transform: Transform, hyperparams: Mapping[str, Any], param_dtype: tor
     state_dtypes: dict[str, torch.dtype] = {}
     for key, value in state.items():
         if key == "step":
-            if not (isinstance(value, Tensor) and value.dim() == 0 and value.dtype in FLOAT_DTYPES):
+            if not (isinstance(value, Tensor) and value.dim() == 0 and value.dtype in STEP_DTYPES):
                 raise Unsupported("state['step'] is not a 0-d float tensor")
             traced_state[key] = scalar_input(("step_tensor",), value.dtype)
             state_dtypes[key] = value.dtype
