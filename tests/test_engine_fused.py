@@ -385,3 +385,25 @@ def test_engine_path_selection() -> None:
         before = dict(engine.path_counts)
         train(optimlab.Adam(params), params, 2)
         assert engine.path_counts["fused"] == before.get("fused", 0)
+
+
+def test_channels_last_parameters_use_the_kernel() -> None:
+    """Dense tensors that share a layout (channels_last convolution weights) are stepped in
+    memory order: same result as eager, and the fused path runs."""
+    outcomes = []
+    for path in ("eager", "auto"):
+        g = torch.Generator().manual_seed(0)
+        params = [torch.nn.Parameter(torch.randn(4, 3, 2, 5, generator=g).to(memory_format=torch.channels_last)),
+                  torch.nn.Parameter(torch.randn(6, generator=g))]
+        opt = optimlab.AdamW(params, lr=0.01)
+        before = fused_count()
+        with engine.using(path):
+            for step in range(3):
+                for p in params:
+                    p.grad = torch.randn(p.shape, generator=g).to(memory_format=torch.channels_last) \
+                        if p.dim() == 4 else torch.randn(p.shape, generator=g)
+                opt.step()
+        assert (fused_count() - before == 6) == (path == "auto")
+        assert opt.state[params[0]]["exp_avg"].is_contiguous(memory_format=torch.channels_last)
+        outcomes.append((params, opt))
+    assert_same(*outcomes[1], *outcomes[0], TOL[torch.float32])

@@ -40,6 +40,21 @@ _data_ptr = torch.Tensor.data_ptr
 _values = dict.values
 
 
+def dense_like(t: torch.Tensor, param: torch.Tensor) -> bool:
+    """Whether ``t`` covers one block of memory with the parameter's layout, so that stepping
+    both in memory order pairs the right elements (contiguous, or e.g. both channels_last)."""
+    if t.is_contiguous() and param.is_contiguous():
+        return True
+    if t.stride() != param.stride() or t.shape != param.shape:
+        return False
+    expected = 1
+    for size, stride in sorted(zip(t.shape, t.stride()), key=lambda pair: pair[1]):
+        if size != 1 and stride != expected:
+            return False
+        expected *= size
+    return True
+
+
 class StateEntry:
     """A parameter's state, checked in full for the kernel: its tensors in the kernel's order
     (state keys sorted, then the step count) and their addresses; ``sig`` is None if the
@@ -62,7 +77,7 @@ class StateEntry:
                     return
                 step_dtype = value.dtype
             elif not (isinstance(value, torch.Tensor) and value.dtype is dtype and value.shape == self.shape
-                      and value.is_cpu and value.layout is _strided and value.is_contiguous()):
+                      and value.is_cpu and value.layout is _strided and dense_like(value, param)):
                 return
         self.keys = sorted(k for k in state if k != "step") + (["step"] if step_dtype is not None else [])
         self.tensors = [state[k] for k in self.keys]
@@ -216,7 +231,7 @@ def prepare(work: Any, initialized: bool = False) -> tuple[dict[tuple, Batch], l
     for i, (p, g, state) in enumerate(zip(work.params, work.grads, work.states)):
         dtype = p.dtype
         if not (dtype in floats and g.dtype is dtype and p.is_cpu and g.is_cpu and g.layout is strided
-                and p.is_contiguous() and g.is_contiguous() and g.shape == p.shape):
+                and g.shape == p.shape and (p.is_contiguous() and g.is_contiguous() or dense_like(g, p))):
             other.append(i)
             continue
         if not state and needs_init:
@@ -241,7 +256,7 @@ def prepare(work: Any, initialized: bool = False) -> tuple[dict[tuple, Batch], l
         batch.entries.append(entry)
     for batch in batches.values():
         batch.finish()
-    if not initialized and not fresh and not other and len(batches) == 1:
+    if not initialized and not fresh and not other and len(batches) == 1 and all(map(_is_contiguous, work.params)):
         (sig, batch), = batches.items()
         cache.steady = Steady(sig, batch, work)
     return batches, fresh, other
