@@ -211,13 +211,13 @@ def plan(work: GroupStep) -> Any:
         eager = other
         if fresh:
             for i in fresh:
-                init_state(work, i)
+                initialize(work, i)
             eager += engine_fused.add_fresh(work, batches, fresh)
         if batches:
             eager += engine_fused.run_group(work, hp, batches)
         if compiled:
             from optimlab import engine_compiled
-            left = engine_compiled.run(work, compiled, hp, init_state)
+            left = engine_compiled.run(work, compiled, hp, initialize)
             path_counts["compiled"] += len(compiled) - len(left)
             eager += left
         if eager:
@@ -233,12 +233,17 @@ def subset(work: GroupStep, indices: Sequence[int]) -> GroupStep:
                      pick(work.names), work.counts_steps, work.owner)
 
 
-def init_state(work: GroupStep, i: int) -> None:
+def initialize(work: GroupStep, i: int) -> None:
     """A parameter's state before its first step: torch's step count, then the transform's own."""
     state = work.states[i]
     if work.counts_steps:
         state["step"] = torch.tensor(0.0, dtype=step_dtype())
-    state.update(work.transform.init(work.params[i]))
+    state.update(init_state(work.transform, work.params[i]))
+
+
+def init_state(transform: Transform, p: Tensor) -> dict[str, Any]:
+    """The transform's initial state for ``p``."""
+    return transform.init(p)
 
 
 def plain_hyperparams(work: GroupStep) -> dict[str, Any]:
@@ -259,7 +264,7 @@ def run_eager(work: GroupStep) -> None:
     path_counts["eager"] += len(work.params)
     for i, (p, g, state) in enumerate(zip(work.params, work.grads, work.states)):
         if not state:
-            init_state(work, i)
+            initialize(work, i)
         step = None
         if work.counts_steps:
             state["step"] += 1

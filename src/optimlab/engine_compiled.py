@@ -104,7 +104,7 @@ class Mirror:
 _mirrors: dict[tuple[int, torch.device], Mirror] = {}
 
 
-def run(work: Any, indices: Sequence[int], hyperparams: Mapping[str, Any], init_state: Any) -> list[int]:
+def run(work: Any, indices: Sequence[int], hyperparams: Mapping[str, Any], initialize: Any) -> list[int]:
     """Step the parameters at ``indices``; returns the ones left for the eager path."""
     key = repr(work.transform)
     if key in _broken:
@@ -118,7 +118,7 @@ def run(work: Any, indices: Sequence[int], hyperparams: Mapping[str, Any], init_
     for position, i in enumerate(indices):
         p, g, state = work.params[i], work.grads[i], work.states[i]
         if not state:
-            init_state(work, i)
+            initialize(work, i)
         if p.device not in per_device:
             key = (id(work.hyperparams), p.device)
             if len(_mirrors) > 1024:
