@@ -123,7 +123,7 @@ class Batch:
 class Steady:
     """A group's last all-kernel step, to be confirmed in bulk on the next one."""
 
-    __slots__ = ("sig", "batch", "param_ids", "state_ids", "param_pointers", "shapes", "dtypes",
+    __slots__ = ("sig", "batch", "param_ids", "param_pointers", "shapes", "dtypes",
                  "value_pointers", "pointer_array", "numel_array", "written")
 
     def __init__(self, sig: tuple, batch: Batch, work: Any) -> None:
@@ -132,7 +132,6 @@ class Steady:
         self.sig = sig
         self.batch = batch
         self.param_ids = list(map(id, params))
-        self.state_ids = list(map(id, states))
         self.param_pointers = list(map(_data_ptr, params))
         self.shapes = list(map(_shape, params))
         self.dtypes = list(map(_dtype, params))
@@ -153,7 +152,8 @@ class Steady:
         """The batch for this step if the group is as it was, else None (nothing is changed)."""
         params, grads, states = work.params, work.grads, work.states
         try:
-            if (list(map(id, params)) != self.param_ids or list(map(id, states)) != self.state_ids
+            # (The state dicts themselves may be new: what counts is the tensors they hold, below.)
+            if (list(map(id, params)) != self.param_ids
                     or list(map(_data_ptr, params)) != self.param_pointers or list(map(_shape, params)) != self.shapes
                     or not all(map(_is_contiguous, params)) or list(map(_dtype, params)) != self.dtypes
                     or list(map(_dtype, grads)) != self.dtypes
