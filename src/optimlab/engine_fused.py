@@ -36,6 +36,7 @@ _shape = operator.attrgetter("shape")
 _dtype = operator.attrgetter("dtype")
 _is_cpu = operator.attrgetter("is_cpu")
 _is_contiguous = torch.Tensor.is_contiguous
+_numel = torch.Tensor.numel
 _data_ptr = torch.Tensor.data_ptr
 _values = dict.values
 
@@ -121,57 +122,64 @@ class Batch:
 
 
 class Steady:
-    """A group's last all-kernel step, to be confirmed in bulk on the next one."""
+    """A group's last all-kernel step, to be confirmed in bulk on the next one.
 
-    __slots__ = ("sig", "batch", "param_ids", "param_pointers", "shapes", "dtypes",
-                 "value_pointers", "pointer_array", "numel_array", "written")
+    Every tensor touched costs a few cache misses once a step has streamed megabytes through
+    the caches, and optimizer state is most of the tensors, so the state is confirmed by
+    identity: the same tensor objects in the same dicts. Its storages are held here, so the
+    kernel can never write to freed memory; the one change this does not see is a state
+    tensor's storage swapped in place (``t.set_(...)``, ``t.data = ...``) with nothing else in
+    the group changed, after which the kernel keeps updating the old storage.
+    """
+
+    __slots__ = ("sig", "batch", "params", "param_pointers", "numels", "dtypes", "values", "storages",
+                 "pointer_array", "numel_array")
 
     def __init__(self, sig: tuple, batch: Batch, work: Any) -> None:
         params, states = work.params, work.states
         n = len(params)
         self.sig = sig
         self.batch = batch
-        self.param_ids = list(map(id, params))
+        self.params = list(params)
         self.param_pointers = list(map(_data_ptr, params))
-        self.shapes = list(map(_shape, params))
+        self.numels = list(map(_numel, params))
         self.dtypes = list(map(_dtype, params))
-        values = list(itertools.chain.from_iterable(map(_values, states)))
-        self.value_pointers = list(map(_data_ptr, values))
+        self.values = list(itertools.chain.from_iterable(map(_values, states)))
+        self.storages = [t.untyped_storage() for t in self.values]
         pointers = self.param_pointers + [0] * n
         for addresses in batch.pointers:
             pointers += addresses
         self.pointer_array = array.array("q", pointers)
-        self.numel_array = array.array("q", [p.numel() for p in params])
-        # what the kernel writes, for autograd's version counters (not the step counts)
-        self.written = list(params)
-        for tensors in batch.roles[:len(batch.roles) - (1 if batch.entries[0].keys[-1:] == ["step"] else 0)]:
-            self.written += tensors
+        self.numel_array = array.array("q", self.numels)
         batch.arrays = None
 
     def confirm(self, work: Any) -> Batch | None:
-        """The batch for this step if the group is as it was, else None (nothing is changed)."""
+        """The batch for this step if the group is as it was, else None (nothing is changed).
+
+        Parameters: the same objects, at the same addresses (``p.data = ...`` moves them), of the
+        same sizes. Gradients: on the CPU, contiguous, of the parameters' dtypes (and of their
+        shapes: torch checks that when ``.grad`` is assigned). State: the same tensor objects.
+        """
         params, grads, states = work.params, work.grads, work.states
+        if len(params) != len(self.params):
+            return None
         try:
-            # (The state dicts themselves may be new: what counts is the tensors they hold, below.)
-            if (list(map(id, params)) != self.param_ids
-                    or list(map(_data_ptr, params)) != self.param_pointers or list(map(_shape, params)) != self.shapes
-                    or not all(map(_is_contiguous, params)) or list(map(_dtype, params)) != self.dtypes
+            if (not all(map(operator.is_, params, self.params))
+                    or list(map(_data_ptr, params)) != self.param_pointers
+                    or list(map(_numel, params)) != self.numels
                     or list(map(_dtype, grads)) != self.dtypes
                     or not all(map(_is_cpu, grads)) or not all(map(_is_contiguous, grads))):
                 return None
-            # A state tensor replaced or moved (``t.data = t.data.to(...)``) has a new address.
             values = list(itertools.chain.from_iterable(map(_values, states)))
-            if len(values) != len(self.value_pointers) or list(map(_data_ptr, values)) != self.value_pointers:
+            if len(values) != len(self.values) or not all(map(operator.is_, values, self.values)):
                 return None
         except (RuntimeError, TypeError):  # a sparse gradient, a state that is not a dict
             return None
-        # Gradients match their parameters' shapes: torch checks that when .grad is assigned,
-        # and the parameters are unchanged since they were checked in full.
         n = len(params)
         self.pointer_array[n:2 * n] = array.array("q", map(_data_ptr, grads))
         batch = self.batch
         batch.params, batch.grads, batch.states = params, grads, states
-        batch.arrays = (self.pointer_array, self.numel_array, self.written)
+        batch.arrays = (self.pointer_array, self.numel_array, self.params)
         return batch
 
 
@@ -312,17 +320,14 @@ def run_batch(compiled: Compiled, batch: Batch, hp: list[float]) -> None:
     params = batch.params
     n = len(params)
     if batch.arrays is not None:
-        pointer_array, numel_array, written = batch.arrays
+        pointer_array, numel_array, params = batch.arrays
     else:
         pointers = list(map(_data_ptr, params))
         pointers += map(_data_ptr, batch.grads)
-        written = list(params)
-        for tensors, addresses in zip(batch.roles, batch.pointers):
+        for addresses in batch.pointers:
             pointers += addresses
-        for tensors in batch.roles[:len(compiled.roles.state_keys)]:
-            written += tensors
         pointer_array = array.array("q", pointers)
-        numel_array = array.array("q", [p.numel() for p in params])
+        numel_array = array.array("q", map(_numel, params))
     if len(pointer_array) != len(compiled.roles.names) * n or len(numel_array) != n:
         # never hand the kernel a short array
         raise RuntimeError(f"optimlab fused step: {len(pointer_array)} pointers for {n} parameters "
@@ -330,5 +335,8 @@ def run_batch(compiled: Compiled, batch: Batch, hp: list[float]) -> None:
     hp_array = array.array("d", hp or [0.0])
     compiled.kernel(n, pointer_array.buffer_info()[0], numel_array.buffer_info()[0], hp_array.buffer_info()[0],
                     torch.get_num_threads())
-    # The kernel wrote through raw pointers: tell autograd, as an in-place torch op would.
-    torch.autograd.graph.increment_version(written)
+    # The kernel wrote through raw pointers: bump the parameters' version counters, as an
+    # in-place torch op would, so that autograd still refuses a backward through a graph that
+    # saved them. (The state tensors' counters are left alone: autograd graphs hold parameters,
+    # and touching every state tensor costs as much as the checks above save.)
+    torch.autograd.graph.increment_version(params)
