@@ -407,3 +407,24 @@ def test_channels_last_parameters_use_the_kernel() -> None:
         assert opt.state[params[0]]["exp_avg"].is_contiguous(memory_format=torch.channels_last)
         outcomes.append((params, opt))
     assert_same(*outcomes[1], *outcomes[0], TOL[torch.float32])
+
+
+def test_the_engine_keeps_no_gradients_or_old_state_alive() -> None:
+    """``zero_grad()`` frees gradients and a loaded checkpoint frees the old state, as with eager."""
+    import gc
+    import weakref
+
+    params = make_params(torch.float32, shapes=[(64, 8), (9,)])
+    opt = optimlab.Adam(params, lr=0.01)
+    train(opt, params, 3)
+    for p in params:
+        p.grad = torch.ones_like(p)
+    opt.step()
+    grads = [weakref.ref(p.grad) for p in params]
+    old_state = [weakref.ref(opt.state[p]["exp_avg"]) for p in params]
+    opt.zero_grad()
+    opt.load_state_dict(copy.deepcopy(opt.state_dict()))
+    train(opt, params, 1, start=3)
+    gc.collect()
+    assert all(ref() is None for ref in grads)
+    assert all(ref() is None for ref in old_state)

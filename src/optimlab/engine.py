@@ -8,14 +8,15 @@ Execution paths (all run the same :meth:`Transform.update`; see docs/performance
 
 * ``eager`` runs the transform tensor by tensor with hyperparameters as Python numbers. It is
   the reference that the other paths are tested against.
-* ``fused`` traces the transform once into an elementwise program and compiles it to one C
-  kernel per group (:mod:`optimlab.engine_cpu`): CPU parameters of dtype float32/float64.
+* ``fused`` traces the transform once into an elementwise program and runs it as one
+  generated C kernel per group (:mod:`optimlab.engine_trace`, :mod:`optimlab.engine_cpu`,
+  :mod:`optimlab.engine_fused`): CPU parameters of float32, float64, bfloat16 or float16.
 * ``compiled`` runs the transform under ``torch.compile`` (:mod:`optimlab.engine_compiled`),
   hyperparameters as 0-d tensors: the path for CUDA parameters.
 * ``auto`` (the default) picks ``fused`` on CPU and ``compiled`` on CUDA, and keeps ``eager``
-  wherever neither applies (complex or half-precision parameters, non-contiguous tensors,
-  a transform the tracer cannot express, no C compiler). A path that fails to build falls
-  back to eager with one warning; training never stops because of it.
+  for each parameter where neither applies (complex parameters, sparse or non-dense
+  tensors, a transform the tracer cannot express, no C compiler). A path that fails to build
+  falls back to eager with one warning; training never stops because of it.
 
 Choose with :func:`set_path`, :func:`using`, or the environment variable ``OPTIMLAB_ENGINE``.
 """

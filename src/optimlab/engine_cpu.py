@@ -50,6 +50,10 @@ from optimlab.engine_trace import NeedsEagerStep, Node, Program, Unsupported, hp
 #: Bump when the generated code changes meaning (old cached kernels are then ignored).
 CODEGEN_VERSION = 3
 
+#: Divide a tensor by a per-tensor scalar as a product with its reciprocal (within one unit in
+#: the last place of torch's true division; see docs/performance.md for what it buys).
+RECIPROCAL_DIVISION = os.environ.get("OPTIMLAB_RECIPROCAL_DIVISION", "0") == "1"
+
 #: Below this many elements in a call the kernel stays on one thread (waking threads costs more).
 PARALLEL_MIN_ELEMENTS = 32768
 
@@ -266,8 +270,13 @@ def generate(program: Program, roles: Roles) -> str:
                 operands.append(f"(({want}){names[i]})")  # torch casts operands to the op's dtype
             else:
                 operands.append(names[i])
+        divisor = nodes[node.args[1]] if node.op == "div" else None
         if node.op == "pow":
             text = _pow(nodes[node.args[0]], nodes[node.args[1]], operands, compute, node.vector)
+        elif RECIPROCAL_DIVISION and divisor is not None and node.vector and not divisor.vector:
+            # x / s with s the same for the whole tensor: one division per tensor, then products.
+            scalar_lines.append(f"        const {compute} r{index} = ({compute})1 / {operands[1]};")
+            text = f"({operands[0]} * r{index})"
         else:
             text = _expression(node, operands, compute, node.vector)
         if compute != ctype:

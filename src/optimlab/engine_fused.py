@@ -184,15 +184,20 @@ class Steady:
 
 
 class GroupCache:
-    """Per group: the full checks of each parameter's state, and the steady-state snapshot."""
+    """Per group: the full checks of each parameter's state, and the steady-state snapshot.
 
-    def __init__(self, group: Any) -> None:
-        self.group = group  # held, so that id(group) stays this group's while the cache lives
+    Found by the group's first parameter, not by the group dict, which ``load_state_dict``
+    replaces: the group's parameters outlive it, and a cache per dict would keep old state.
+    """
+
+    def __init__(self, first: torch.Tensor) -> None:
+        self.first = first  # held, so that id(first) stays this parameter's while the cache lives
         self.entries: dict[int, StateEntry] = {}
         self.steady: Steady | None = None
 
 
-#: transform -> {id(group): GroupCache}; dies with the optimizer that owns the transform.
+#: transform -> {id(first parameter of a group): GroupCache}; dies with the optimizer that owns the
+#: transform.
 _caches: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _stateless: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -209,11 +214,11 @@ def group_cache(work: Any) -> GroupCache:
     per_transform = _caches.get(work.transform)
     if per_transform is None:
         per_transform = _caches[work.transform] = {}
-    cache = per_transform.get(id(work.hyperparams))
-    if cache is None or cache.group is not work.hyperparams:
-        if len(per_transform) > 64:
-            per_transform.clear()
-        cache = per_transform[id(work.hyperparams)] = GroupCache(work.hyperparams)
+    group_params = work.hyperparams.get("params") if isinstance(work.hyperparams, dict) else None
+    first = group_params[0] if group_params else work.params[0]
+    cache = per_transform.get(id(first))
+    if cache is None or cache.first is not first:
+        cache = per_transform[id(first)] = GroupCache(first)
     return cache
 
 
@@ -229,7 +234,11 @@ def prepare(work: Any, initialized: bool = False) -> tuple[dict[tuple, Batch], l
         if batch is not None:
             return {cache.steady.sig: batch}, [], []
         cache.steady = None
+    # Entries for this step's states only: a checkpoint loaded or a parameter dropped must not
+    # keep old state tensors alive here.
     entries = cache.entries
+    if not initialized:
+        cache.entries = {}
     needs_init = not initialized and (work.counts_steps or not stateless(work.transform))
     batches: dict[tuple, Batch] = {}
     fresh: list[int] = []
@@ -248,9 +257,7 @@ def prepare(work: Any, initialized: bool = False) -> tuple[dict[tuple, Batch], l
         entry = entries.get(id(state))
         if entry is None or not entry.still_valid(state, p):
             entry = StateEntry(state, p, work.counts_steps)
-            if len(entries) > 4 * len(work.params) + 64:
-                entries.clear()  # states of parameters long gone
-            entries[id(state)] = entry
+        cache.entries[id(state)] = entry
         if entry.sig is None:
             other.append(i)
             continue
@@ -340,3 +347,6 @@ def run_batch(compiled: Compiled, batch: Batch, hp: list[float]) -> None:
     # saved them. (The state tensors' counters are left alone: autograd graphs hold parameters,
     # and touching every state tensor costs as much as the checks above save.)
     torch.autograd.graph.increment_version(params)
+    # Hold nothing of this step: gradients must be freed when the user sets them to None.
+    batch.grads = batch.params = batch.states = []
+    batch.arrays = None
