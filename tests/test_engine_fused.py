@@ -43,6 +43,13 @@ TOL = {torch.float32: dict(rtol=2e-6, atol=1e-7), torch.float64: dict(rtol=1e-13
 STEPS = 6
 
 
+@pytest.fixture(autouse=True)
+def default_path() -> Any:
+    """These tests are about the default path, whatever OPTIMLAB_ENGINE says for the session."""
+    with engine.using("auto"):
+        yield
+
+
 def config_id(config: tuple[str, dict]) -> str:
     name, kwargs = config
     return name + "(" + ",".join(f"{k}={v}" for k, v in kwargs.items()) + ")"

@@ -24,6 +24,13 @@ from optimlab.engine_trace import NeedsEagerStep, Unsupported, hp_structure, tra
 Update = Callable[[torch.Tensor, torch.Tensor, dict, dict, Any], torch.Tensor]
 
 
+@pytest.fixture(autouse=True)
+def default_path() -> Any:
+    """These tests are about the default path, whatever OPTIMLAB_ENGINE says for the session."""
+    with engine.using("auto"):
+        yield
+
+
 class Lambda(optimlab.Transform):
     """A transform made of one expression, with a state buffer ``buf`` and ``lr`` as hyperparameter."""
 
