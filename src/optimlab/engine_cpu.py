@@ -26,10 +26,8 @@ tensors; scalar-only math is double precision, as the eager path's Python floats
 
 from __future__ import annotations
 
-import array
 import ctypes
 import hashlib
-import operator
 import os
 import platform
 import shutil
@@ -45,7 +43,7 @@ from typing import Any
 import torch
 
 from optimlab.core import Transform
-from optimlab.engine_trace import NeedsEagerStep, Node, Program, Unsupported, hp_values, trace
+from optimlab.engine_trace import NeedsEagerStep, Node, Program, Unsupported, trace
 
 #: Bump when the generated code changes meaning (old cached kernels are then ignored).
 CODEGEN_VERSION = 3
@@ -222,7 +220,7 @@ def generate(program: Program, roles: Roles) -> str:
     nodes = program.nodes
     step_role = len(roles.names) - 1 if roles.step_dtype is not None else None
 
-    # Which values depend on the element (vector) and which are per-tensor scalars.
+    # Scalar values are computed once per tensor (per thread), vector values once per element.
     scalar_lines: list[str] = []
     vector_lines: list[str] = []
     loads: list[str] = []
@@ -230,7 +228,6 @@ def generate(program: Program, roles: Roles) -> str:
     used = set(i for n in nodes for i in n.args) | {i for _, i in program.writes}
     names: dict[int, str] = {}
     for key, index in program.inputs.items():
-        node = nodes[index]
         if key[0] in ("param", "grad", "state"):
             role = roles.index(key)
             dtype = roles.dtypes[role]
