@@ -19,9 +19,11 @@ shared object is kept in a persistent cache keyed by the source, compiler flags 
 later process only loads it.
 
 Semantics follow ATen's CPU kernels for each operation (e.g. ``lerp`` as a fused multiply-add
-around the nearer end, ``maximum`` propagating NaN, true division), computing each operation in
-its result dtype and casting scalar operands to it, as torch does for Python numbers and 0-d
-tensors; scalar-only math is double precision, as the eager path's Python floats are.
+around the nearer end, ``maximum`` propagating NaN), computing each operation in its result
+dtype and casting scalar operands to it, as torch does for Python numbers and 0-d tensors;
+scalar-only math is double precision, as the eager path's Python floats are. One deliberate
+difference: a tensor divided by a per-tensor scalar is multiplied by the scalar's reciprocal
+(:data:`RECIPROCAL_DIVISION`), within a unit in the last place of true division.
 """
 
 from __future__ import annotations
@@ -46,11 +48,13 @@ from optimlab.core import Transform
 from optimlab.engine_trace import NeedsEagerStep, Node, Program, Unsupported, trace
 
 #: Bump when the generated code changes meaning (old cached kernels are then ignored).
-CODEGEN_VERSION = 3
+CODEGEN_VERSION = 4
 
-#: Divide a tensor by a per-tensor scalar as a product with its reciprocal (within one unit in
-#: the last place of torch's true division; see docs/performance.md for what it buys).
-RECIPROCAL_DIVISION = os.environ.get("OPTIMLAB_RECIPROCAL_DIVISION", "0") == "1"
+#: Divide a tensor by a per-tensor scalar (Adam's bias corrections) as a product with the
+#: scalar's reciprocal: within one unit in the last place of torch's true division, and one
+#: fewer vector division per element, which is what bounds the step while the data sit in cache
+#: (docs/performance.md). OPTIMLAB_RECIPROCAL_DIVISION=0 keeps true division.
+RECIPROCAL_DIVISION = os.environ.get("OPTIMLAB_RECIPROCAL_DIVISION", "1") != "0"
 
 #: Below this many elements in a call the kernel stays on one thread (waking threads costs more).
 PARALLEL_MIN_ELEMENTS = 32768
@@ -271,8 +275,10 @@ def generate(program: Program, roles: Roles) -> str:
         if node.op == "pow":
             text = _pow(nodes[node.args[0]], nodes[node.args[1]], operands, compute, node.vector)
         elif RECIPROCAL_DIVISION and divisor is not None and node.vector and not divisor.vector:
-            # x / s with s the same for the whole tensor: one division per tensor, then products.
-            scalar_lines.append(f"        const {compute} r{index} = ({compute})1 / {operands[1]};")
+            # x / s with s the same for the whole tensor: one division per tensor (in double,
+            # then rounded once), then products.
+            raw = _literal(divisor.value, "double") if divisor.op == "const" else f"(double){names[node.args[1]]}"
+            scalar_lines.append(f"        const {compute} r{index} = ({compute})(1.0 / {raw});")
             text = f"({operands[0]} * r{index})"
         else:
             text = _expression(node, operands, compute, node.vector)
