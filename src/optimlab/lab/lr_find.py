@@ -20,8 +20,8 @@ The test ends at the first step whose smoothed loss exceeds ``stop_factor`` (4) 
 smoothed loss so far. The training itself runs through the lab's one loop
 (:func:`optimlab.lab.loop.train`), with a ``torch.optim.lr_scheduler.LambdaLR`` raising the lr
 after every step; the loop has no hook to stop on a condition of ours, so it runs until the
-step budget is spent or it stops on its own (a non-finite or exploding loss), and the curve is
-cut at the stop point afterwards.
+step budget is spent or it stops on its own (a non-finite loss, or a batch loss over
+``4 * stop_factor`` times the first one), and the curve is cut at the stop point afterwards.
 
 Suggestion (documented choice): ``lr_min_loss / 10``, the learning rate at the minimum of the
 smoothed loss divided by ten. At the minimum the lr is already at the edge of stability; one
@@ -45,7 +45,7 @@ import torch
 from torch import nn
 
 from optimlab.lab.data import Split
-from optimlab.lab.loop import LossFn, StopReason, train
+from optimlab.lab.loop import LossFn, Penalty, StopReason, train
 
 #: Builds an optimizer for the parameters with the given learning rate.
 MakeOptimizer = Callable[[list[nn.Parameter], float], torch.optim.Optimizer]
@@ -102,16 +102,22 @@ def check_args(lr_min: float, lr_max: float, steps: int, beta: float, stop_facto
 
 def range_test(model: nn.Module, loss_fn: LossFn, make_optimizer: MakeOptimizer, data: Split, *,
                lr_min: float = 1e-6, lr_max: float = 10.0, steps: int = 200, batch_size: int | None = 128,
-               seed: int = 0, beta: float = 0.9, stop_factor: float = 4.0) -> RangeTest:
-    """Run the range test on ``model`` (trained in place) and return the curve and the suggestion."""
+               seed: int = 0, beta: float = 0.9, stop_factor: float = 4.0, penalty: Penalty | None = None,
+               progress: bool | None = False) -> RangeTest:
+    """Run the range test on ``model`` (trained in place) and return the curve and the suggestion.
+
+    ``penalty`` is the problem's term added to every batch loss (see :func:`optimlab.lab.loop.train`).
+    """
     check_args(lr_min, lr_max, steps, beta, stop_factor)
     lrs = exponential_lrs(lr_min, lr_max, steps)
     optimizer = make_optimizer(list(model.parameters()), lr_min)
     ratio = lr_max / lr_min
     # LambdaLR sets lr = lr_min * factor(k) after the k-th scheduler step, so step k (from 0) runs at lrs[k].
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: ratio ** (min(k, steps - 1) / (steps - 1)))
+    # explode: a raw batch loss 4 x stop_factor times the first one is far past the cut; the loop
+    # stops there instead of training on at ever larger learning rates.
     result = train(model, loss_fn, optimizer, data, batch_size=batch_size, steps=steps, seed=seed,
-                   scheduler=scheduler)
+                   scheduler=scheduler, explode=4 * stop_factor, penalty=penalty, progress=progress)
     losses = [r.loss for r in result.records]
     stopped = "max lr reached"
     finite = [v for v in losses if math.isfinite(v)]
