@@ -362,8 +362,15 @@ def add_paths(parser: argparse.ArgumentParser, db: bool = True) -> None:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default: {DEFAULT_OUT}/)")
 
 
-class Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    pass
+class Formatter(argparse.RawDescriptionHelpFormatter):
+    """Help with each option's default, unless its help already says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" not in text and action.option_strings and not any(action.default is v for v in
+                                                                       (None, False, argparse.SUPPRESS)):
+            text += " (default: %(default)s)"
+        return text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -410,7 +417,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--no-report", action="store_true", help="store the runs but write no report")
     compare.add_argument("--quiet", action="store_true", help="no progress bar")
     add_paths(compare)
-    compare.set_defaults(handler=cmd_compare)
+    compare.set_defaults(handler=cmd_compare, command_parser=compare)
 
     lr_find = commands.add_parser(
         "lr-find", formatter_class=Formatter, help="learning-rate range test (Smith 2017): plot and suggestion",
@@ -426,7 +433,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="batch size or 'full' (default: the problem's)")
     lr_find.add_argument("--seed", type=non_negative_int, default=0, help="seed of the model and the batches")
     add_paths(lr_find, db=False)
-    lr_find.set_defaults(handler=cmd_lr_find)
+    lr_find.set_defaults(handler=cmd_lr_find, command_parser=lr_find)
 
     traj = commands.add_parser(
         "trajectories", formatter_class=Formatter, help="optimizer paths on a 2-D function (PNG, optional GIF)",
@@ -443,7 +450,7 @@ def build_parser() -> argparse.ArgumentParser:
     traj.add_argument("--gif", action="store_true", help="also write an animated GIF")
     traj.add_argument("--frames", type=positive_int, default=60, help="GIF frames")
     add_paths(traj, db=False)
-    traj.set_defaults(handler=cmd_trajectories)
+    traj.set_defaults(handler=cmd_trajectories, command_parser=traj)
 
     runs = commands.add_parser(
         "runs", formatter_class=Formatter, help="list stored runs and sweeps, or export them",
@@ -457,23 +464,19 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("--format", choices=("csv", "json"), default=None,
                       help="export format (default: from FILE's extension)")
     runs.add_argument("--db", type=Path, default=DEFAULT_DB, help="results database")
-    runs.set_defaults(handler=cmd_runs)
+    runs.set_defaults(handler=cmd_runs, command_parser=runs)
 
     report = commands.add_parser("report", formatter_class=Formatter, help="(re)write a stored sweep's report",
                                  description="Write the HTML report of a sweep from the results database.")
     report.add_argument("--sweep", default=None, help="sweep name (default: the latest)")
     add_paths(report)
-    report.set_defaults(handler=cmd_report)
+    report.set_defaults(handler=cmd_report, command_parser=report)
     return parser
 
 
 def fail(parser: argparse.ArgumentParser, args: argparse.Namespace, message: str) -> NoReturn:
     """Report a usage error the way argparse does: the command's usage line, the message, exit 2."""
-    sub = parser
-    if getattr(args, "command", None):
-        for action in parser._subparsers._group_actions:  # the subcommand's own usage line
-            sub = action.choices.get(args.command, parser)
-    sub.error(message)
+    getattr(args, "command_parser", parser).error(message)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
