@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import numbers
 from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor
+
+from optimlab.schedules.base import Schedule
 
 #: A check takes (owner, argument name, value) and raises TypeError/ValueError if it is bad.
 Check = Callable[[str, str, Any], None]
@@ -25,7 +28,27 @@ def as_real(owner: str, name: str, value: Any) -> float:
     return number
 
 
+def schedulable(check: Check) -> Check:
+    """``check``, also accepting a :class:`~optimlab.schedules.Schedule` where a number goes.
+
+    A schedule that knows its range (``bounds()``) has both ends checked now, so a schedule that
+    would leave the allowed range fails before training; one that does not is left to the
+    optimizer, which checks the value it writes before every step.
+    """
+    @functools.wraps(check)
+    def checked(owner: str, name: str, value: Any) -> None:
+        if isinstance(value, Schedule):
+            bounds = value.bounds()
+            if bounds is not None:
+                for end, which in zip(bounds, ("lowest", "highest")):
+                    check(owner, f"{name} ({which} value of {value!r})", end)
+            return
+        check(owner, name, value)
+    return checked
+
+
 def at_least(low: float) -> Check:
+    @schedulable
     def check(owner: str, name: str, value: Any) -> None:
         number = as_real(owner, name, value)
         if not number >= low:
@@ -36,6 +59,7 @@ def at_least(low: float) -> Check:
 non_negative = at_least(0.0)
 
 
+@schedulable
 def unit_interval(owner: str, name: str, value: Any) -> None:
     """0 <= value < 1: a decay rate (the weight kept from the past)."""
     number = as_real(owner, name, value)
@@ -43,6 +67,7 @@ def unit_interval(owner: str, name: str, value: Any) -> None:
         raise ValueError(f"{owner}: {name} must be in [0, 1), got {number!r}")
 
 
+@schedulable
 def closed_unit_interval(owner: str, name: str, value: Any) -> None:
     number = as_real(owner, name, value)
     if not 0.0 <= number <= 1.0:

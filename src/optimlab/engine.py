@@ -94,7 +94,7 @@ def run_eager(work: GroupStep) -> None:
         if not state:
             if work.counts_steps:
                 state["step"] = torch.tensor(0.0, dtype=step_dtype())
-            state.update(transform.init(p))
+            state.update(init_state(transform, p))
         step = None
         if work.counts_steps:
             state["step"] += 1
@@ -103,6 +103,15 @@ def run_eager(work: GroupStep) -> None:
             step_complex(transform, p, g, state, hp, step)
         else:
             p.add_(transform.update(g, p, state, hp, step))
+
+
+def init_state(transform: Transform, p: Tensor) -> dict[str, Any]:
+    """The transform's initial state for ``p``; a complex parameter's is made for its real view
+    (so a value ``v`` fills real and imaginary parts alike, as torch.optim does) and kept complex."""
+    if not p.is_complex():
+        return transform.init(p)
+    return {key: torch.view_as_complex(value) if isinstance(value, Tensor) else value
+            for key, value in transform.init(torch.view_as_real(p)).items()}
 
 
 def step_complex(transform: Transform, p: Tensor, g: Tensor, state: State, hp: Mapping[str, Any], step: Any) -> None:

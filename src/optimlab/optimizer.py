@@ -8,7 +8,10 @@ format. It adds:
   or scheduler wrote into ``param_groups``) and on ``load_state_dict``;
 * ``load_state_dict`` that matches state to parameters *by name* when both sides were built
   from ``model.named_parameters()``, so a reordered or extended model gets the right state;
-* steps that either happen whole or not at all (everything is checked before anything changes).
+* steps that either happen whole or not at all (everything is checked before anything changes);
+* schedules wherever a number goes (``lr=cosine(0.1, 1000)``, ``betas=(cosine(...), 0.999)``):
+  kept beside the groups in :attr:`Optimizer.schedules`, their values written into the groups
+  before each step (see :mod:`optimlab.schedules.direct`).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from torch import Tensor
 from optimlab import engine
 from optimlab.checks import Check
 from optimlab.core import Transform
+from optimlab.schedules.direct import DirectSchedules
 
 
 class Optimizer(torch.optim.Optimizer):
@@ -37,14 +41,21 @@ class Optimizer(torch.optim.Optimizer):
     counts_steps: ClassVar[bool] = False
 
     def __init__(self, params: Any, defaults: dict[str, Any]) -> None:
-        self.check_group(defaults)
+        #: Schedules given in place of numbers, and this optimizer's step count ``schedules.t``.
+        self.schedules = DirectSchedules()
+        self.schedules.check(self.checks, self.owner, defaults)
+        self.check_group(self.schedules.resolved(defaults))
         self._transforms: dict[tuple, Transform] = {}
         super().__init__(params, defaults)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**super().__getstate__(), "schedules": self.schedules}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         # torch pickles only defaults, state and param_groups; the transform cache is rebuilt.
         super().__setstate__(state)
         self.__dict__.setdefault("_transforms", {})
+        self.__dict__.setdefault("schedules", DirectSchedules())
 
     # -- what a subclass provides ----------------------------------------------------------
     def build_transform(self, group: Mapping[str, Any]) -> Transform:
@@ -76,6 +87,8 @@ class Optimizer(torch.optim.Optimizer):
         super().add_param_group(param_group)
         group = self.param_groups[-1]
         try:
+            self.schedules.check(self.checks, self.owner, group)
+            self.schedules.take(group)  # schedules out of the group, their values in
             self.check_group(group)
             for i, p in enumerate(group["params"]):
                 if not (p.is_floating_point() or p.is_complex()):
@@ -83,6 +96,7 @@ class Optimizer(torch.optim.Optimizer):
                                     f"is {p.dtype}; optimizers need floating-point or complex parameters")
         except (TypeError, ValueError):
             self.param_groups.pop()  # leave the optimizer as it was
+            self.schedules.truncate(len(self.param_groups))
             raise
 
     @torch.no_grad()
@@ -96,6 +110,7 @@ class Optimizer(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        self.schedules.apply(self.param_groups, self.owner)  # group[name] = schedule(t)
         works = []
         for index, group in enumerate(self.param_groups):
             self.check_group(group)
@@ -109,9 +124,17 @@ class Optimizer(torch.optim.Optimizer):
             if work.params:
                 works.append(work)
         engine.run(works)
+        self.schedules.advance(self.param_groups)  # t += 1; the next step's values in
         return loss
 
     # -- checkpoints -----------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """torch's state dict, plus ``"schedules"`` (step count, stateful schedules) if any."""
+        state_dict = super().state_dict()
+        if self.schedules:
+            state_dict["schedules"] = self.schedules.state_dict()
+        return state_dict
+
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Load a state dict from :meth:`state_dict` of optimlab *or* of the torch.optim twin.
 
@@ -121,7 +144,10 @@ class Optimizer(torch.optim.Optimizer):
         parameters are matched by position, as in torch. Either way the state dict is fully
         checked (groups, hyperparameters, state shapes) before anything is loaded.
         """
-        super().load_state_dict(self.checked_state_dict(state_dict))
+        checked = self.checked_state_dict(state_dict)
+        schedules = self.schedules.checked_state_dict(state_dict.get("schedules"), self.owner)
+        super().load_state_dict(checked)
+        self.schedules.load(schedules, self.param_groups)
 
     def checked_state_dict(self, state_dict: Mapping[str, Any]) -> dict[str, Any]:
         """``state_dict`` checked against this optimizer and laid out by this one's positions."""
@@ -135,11 +161,15 @@ class Optimizer(torch.optim.Optimizer):
             raise ValueError(f"{owner}.load_state_dict: the state dict has {len(saved_groups)} parameter "
                              f"group(s), this optimizer has {len(self.param_groups)}")
         groups = []
-        for index, (saved, current) in enumerate(zip(saved_groups, self.param_groups)):
+        for index, saved in enumerate(saved_groups):
             group = {k: v for k, v in saved.items() if k not in ("params", "param_names")}
-            for key, value in self.defaults.items():
+            for key, value in self.schedules.resolved(self.defaults).items():
                 group.setdefault(key, value)  # options newer than the checkpoint
-            needed = [k for k in self.transform_for({**current, **group}).hyperparams if k not in saved]
+            # Every numeric hyperparameter of this optimizer is required: torch.optim's groups have
+            # always had them, and another kind of optimizer lacks some (Adam's has no 'momentum').
+            # Flags newer than a checkpoint (maximize, foreach, ...) were filled in just above.
+            needed = [k for k, v in self.defaults.items()
+                      if not isinstance(v, bool) and v is not None and k not in saved]
             if needed:
                 raise ValueError(f"{owner}.load_state_dict: parameter group {index} of the state dict has no "
                                  f"{needed[0]!r}: it was saved by a different kind of optimizer")

@@ -11,6 +11,11 @@ size is accumulated, and the difference matters:
 
 In all three ``eps`` is added to the square root, ``u / (sqrt(v) + eps)``, not inside it
 (``sqrt(v + eps)``), as in the papers and torch.optim.
+
+The averages of squares are updated as ``v * beta + u^2 * (1 - beta)``, not with
+``v.lerp_(u^2, 1 - beta)``: lerp rounds its weight ``1 - beta`` to the tensor's dtype and, for
+a weight above 1/2, uses ``1 - weight`` as the decay, so a small ``beta`` loses its relative
+precision (float32: ``beta2 = 3e-4`` acts as ``3e-4 * (1 +- 1e-4)``, ``1e-8`` as 0).
 """
 
 from __future__ import annotations
@@ -72,10 +77,10 @@ class ScaleByRMS(Transform):
         return state
 
     def update(self, u: Tensor, param: Tensor, state: State, hp: HyperParams, step: Any) -> Tensor:
-        weight = 1 - hp["alpha"]
-        square_avg = state["square_avg"].lerp_(u * u, weight)
+        alpha = hp["alpha"]
+        square_avg = state["square_avg"].mul_(alpha).add_(u * u * (1 - alpha))
         if self.centered:
-            grad_avg = state["grad_avg"].lerp_(u, weight)
+            grad_avg = state["grad_avg"].lerp_(u, 1 - alpha)
             variance = square_avg - grad_avg * grad_avg
             return u / (variance.sqrt() + hp["eps"])
         return u / (square_avg.sqrt() + hp["eps"])
@@ -109,7 +114,7 @@ class ScaleByAdam(Transform):
     def update(self, u: Tensor, param: Tensor, state: State, hp: HyperParams, step: Any) -> Tensor:
         beta1, beta2 = hp["betas"]
         exp_avg = state["exp_avg"].lerp_(u, 1 - beta1)
-        exp_avg_sq = state["exp_avg_sq"].lerp_(u * u, 1 - beta2)
+        exp_avg_sq = state["exp_avg_sq"].mul_(beta2).add_(u * u * (1 - beta2))
         if self.amsgrad:
             exp_avg_sq = torch.maximum(state["max_exp_avg_sq"], exp_avg_sq, out=state["max_exp_avg_sq"])
         bias_correction1 = 1 - beta1**step

@@ -1,0 +1,29 @@
+"""Shared pytest set-up: a reproducible hypothesis profile.
+
+``derandomize=True`` makes every run draw the same examples (seeded from each test's name),
+and ``database=None`` keeps runs from replaying examples saved by earlier runs: CI and a
+developer's machine see exactly the same cases. ``deadline=None`` because a case runs 50+
+optimizer steps, whose time varies with machine load.
+"""
+
+from hypothesis import HealthCheck, settings
+
+settings.register_profile(
+    "ci",
+    derandomize=True,
+    database=None,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.load_profile("ci")
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Print the worst relative errors the comparisons measured in this run."""
+    from tests.helpers import WORST
+
+    if WORST:
+        terminalreporter.section("worst relative errors measured (max|a-b| / max|b|, per tensor)")
+        for key in sorted(WORST):
+            terminalreporter.write_line(f"{key:<64} {WORST[key]:.3e}")

@@ -1,0 +1,287 @@
+"""Building blocks shared by the test files: parameters, gradient sequences, stepping, errors.
+
+Relative error, everywhere in this suite, is measured per tensor as::
+
+    rel_error(a, b) = max|a - b| / max(scale, tiny),   scale = max|b|
+
+with ``b`` the reference (torch.optim or the float64 reference), moduli of complex
+differences, and ``tiny`` the smallest normal float64 (an all-zero ``b`` asks for exact zeros).
+When ``b`` is the end of a run, ``scale`` is the largest ``max|b|`` over the *whole run*
+(:class:`PathScale`): rounding errors of a sum of T updates are bounded by ~T * roundoff *
+the largest partial sum, so a parameter that wandered to 3 and came back to 0.01 carries an
+error ~roundoff * 3, which only the run's scale measures fairly.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+import optimlab
+
+NAMES = ("SGD", "Adagrad", "RMSprop", "Adam", "AdamW")
+TINY = float(np.finfo(np.float64).tiny)
+
+#: Layouts of a parameter tensor: how its memory is laid out relative to its shape.
+LAYOUTS = ("contiguous", "transposed", "strided")
+
+
+def twins(name: str) -> tuple[type, type]:
+    """``(optimlab.<name>, torch.optim.<name>)``."""
+    return getattr(optimlab, name), getattr(torch.optim, name)
+
+
+# -- errors ---------------------------------------------------------------------------------
+def rel_error(a: Tensor | np.ndarray, b: Tensor | np.ndarray, scale: float | None = None) -> float:
+    """``max|a - b| / max(scale, tiny)`` (``scale`` defaults to ``max|b|``), computed in float64
+    (complex128 for complex input)."""
+    a, b = torch.as_tensor(a).detach(), torch.as_tensor(b).detach()
+    if a.shape != b.shape:
+        raise AssertionError(f"shapes differ: {tuple(a.shape)} vs {tuple(b.shape)}")
+    if a.numel() == 0:
+        return 0.0
+    wide = torch.complex128 if (a.is_complex() or b.is_complex()) else torch.float64
+    a, b = a.to(wide), b.to(wide)
+    if scale is None:
+        scale = b.abs().max().item()
+    return ((a - b).abs().max() / max(scale, TINY)).item()
+
+
+def max_rel_error(actual: Sequence[Tensor], expected: Sequence[Tensor],
+                  scales: Sequence[float | None] | None = None) -> float:
+    """The worst :func:`rel_error` over pairs of tensors."""
+    assert len(actual) == len(expected)
+    scales = scales if scales is not None else [None] * len(expected)
+    return max((rel_error(a, b, s) for a, b, s in zip(actual, expected, scales)), default=0.0)
+
+
+class PathScale:
+    """The largest magnitude each tensor of a reference run reached: call :meth:`update` after
+    every step, read :meth:`__getitem__` (keys are yours, e.g. ``("param", 3)``)."""
+
+    def __init__(self) -> None:
+        self.scales: dict[Any, float] = {}
+
+    def update(self, key: Any, tensor: Tensor) -> None:
+        if tensor.numel():
+            self.scales[key] = max(self.scales.get(key, 0.0), tensor.detach().abs().max().item())
+
+    def __getitem__(self, key: Any) -> float | None:
+        return self.scales.get(key)
+
+    def watch(self, optimizer: torch.optim.Optimizer, params: Sequence[Tensor]) -> Callable[[int], None]:
+        """An ``after_step`` for :func:`run_steps` that tracks ``("param", i)`` and
+        ``("state", i, key)`` (parameters in group order); counts the starting values too."""
+        def after_step(t: int) -> None:
+            for i, p in enumerate(params):
+                self.update(("param", i), p)
+            for i, state in enumerate(states_in_order(optimizer)):
+                for key, value in state.items():
+                    if key != "step" and isinstance(value, Tensor):
+                        self.update(("state", i, key), value)
+
+        after_step(0)
+        return after_step
+
+
+# -- parameters -----------------------------------------------------------------------------
+def randn(shape: Sequence[int], generator: torch.Generator, is_complex: bool = False) -> Tensor:
+    """Standard normal float64 values (complex128: independent real and imaginary parts)."""
+    x = torch.randn(tuple(shape), generator=generator, dtype=torch.float64)
+    return torch.complex(x, torch.randn(tuple(shape), generator=generator, dtype=torch.float64)) if is_complex else x
+
+
+def make_param(shape: Sequence[int], layout: str, dtype: torch.dtype, generator: torch.Generator) -> Tensor:
+    """A leaf tensor that requires grad, of ``shape``, laid out as ``layout``:
+
+    * ``contiguous``;
+    * ``transposed``: a permuted view (all dims reversed) of a contiguous tensor;
+    * ``strided``: every other element of the last dimension of a larger tensor.
+
+    Values are drawn in float64 and rounded to ``dtype``, so every dtype sees the same numbers.
+    """
+    shape = tuple(shape)
+    if len(shape) == 0:
+        layout = "contiguous"  # a 0-d tensor has a single layout
+    if layout == "transposed":
+        view = randn(shape[::-1], generator, dtype.is_complex).to(dtype).permute(*reversed(range(len(shape))))
+    elif layout == "strided":
+        view = randn((*shape[:-1], 2 * shape[-1]), generator, dtype.is_complex).to(dtype)[..., ::2]
+    elif layout == "contiguous":
+        view = randn(shape, generator, dtype.is_complex).to(dtype)
+    else:
+        raise ValueError(f"unknown layout {layout!r}; expected one of {LAYOUTS}")
+    return view.detach().requires_grad_()
+
+
+def make_params(specs: Iterable[tuple[Sequence[int], str]], dtype: torch.dtype, seed: int) -> list[Tensor]:
+    """Parameters for ``(shape, layout)`` specs, reproducibly from ``seed``."""
+    generator = torch.Generator().manual_seed(seed)
+    return [make_param(shape, layout, dtype, generator) for shape, layout in specs]
+
+
+def clone_param(p: Tensor, dtype: torch.dtype | None = None) -> Tensor:
+    """An independent copy of ``p`` with the same values, shape *and strides* (in ``dtype``,
+    default ``p``'s own)."""
+    q = torch.empty_strided(p.size(), p.stride(), dtype=dtype or p.dtype)
+    q.copy_(p.detach())
+    return q.requires_grad_(p.requires_grad)
+
+
+def clone_params(params: Iterable[Tensor], dtype: torch.dtype | None = None) -> list[Tensor]:
+    return [clone_param(p, dtype) for p in params]
+
+
+def values(params: Iterable[Tensor]) -> list[Tensor]:
+    """Detached copies of the current values."""
+    return [p.detach().clone() for p in params]
+
+
+# -- gradients and steps --------------------------------------------------------------------
+Grads = list[list[Tensor | None]]
+
+
+def grad_sequence(params: Sequence[Tensor], steps: int, seed: int, skip: float = 0.0) -> Grads:
+    """Random normal gradients, one list per step; each gradient is None (the parameter is
+    skipped that step) with probability ``skip``. Reproducible from ``seed``."""
+    generator = torch.Generator().manual_seed(seed)
+    sequence = []
+    for _ in range(steps):
+        grads = []
+        for p in params:
+            skipped = skip > 0 and torch.rand((), generator=generator).item() < skip
+            g = randn(p.shape, generator, p.is_complex()).to(p.dtype)
+            grads.append(None if skipped else g)
+        sequence.append(grads)
+    return sequence
+
+
+def cast_sequence(sequence: Grads, dtype: torch.dtype) -> Grads:
+    """The same gradients in ``dtype`` (to rerun a low-precision run in float64)."""
+    return [[None if g is None else g.to(dtype) for g in grads] for grads in sequence]
+
+
+def set_grads(params: Sequence[Tensor], grads: Sequence[Tensor | None]) -> None:
+    for p, g in zip(params, grads, strict=True):
+        p.grad = None if g is None else g.clone()
+
+
+def run_steps(optimizer: torch.optim.Optimizer, params: Sequence[Tensor], sequence: Grads,
+              after_step: Callable[[int], Any] | None = None) -> None:
+    """Feed each step's gradients to ``params`` and step; ``after_step(t)`` runs after step t (from 1)."""
+    for t, grads in enumerate(sequence, start=1):
+        set_grads(params, grads)
+        optimizer.step()
+        if after_step is not None:
+            after_step(t)
+
+
+def two_groups(params: Sequence[Tensor], split: int, override: dict[str, Any]) -> list[dict[str, Any]]:
+    """Group 0 takes the constructor's defaults, group 1 overrides them with ``override``."""
+    return [{"params": list(params[:split])}, {"params": list(params[split:]), **override}]
+
+
+def states_in_order(optimizer: torch.optim.Optimizer) -> list[dict[str, Any]]:
+    """The state of each parameter, in parameter-group order ({} where there is none)."""
+    return [optimizer.state.get(p, {}) for g in optimizer.param_groups for p in g["params"]]
+
+
+class Run:
+    """An optimizer stepping its parameters, tracking the scale its tensors reach (:class:`PathScale`)."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, params: Sequence[Tensor]) -> None:
+        self.optimizer, self.params, self.scale = optimizer, list(params), PathScale()
+        self._after_step = self.scale.watch(optimizer, self.params)
+
+    @classmethod
+    def build(cls, optimizer_cls: type, params: Sequence[Tensor], hp: dict[str, Any], override: dict[str, Any],
+              split: int) -> Run:
+        """``optimizer_cls`` on copies of ``params``: group 0 with ``hp``, group 1 ``override``."""
+        params = clone_params(params)
+        return cls(optimizer_cls(two_groups(params, split, override), **hp), params)
+
+    def steps(self, sequence: Grads) -> Run:
+        run_steps(self.optimizer, self.params, sequence, after_step=self._after_step)
+        return self
+
+
+def compare_runs(key: str, mine: Run, theirs: Run, sequence: Grads, tol: float, final_tol: float | None = None) -> None:
+    """Parameters, then the state of every parameter that ``sequence`` stepped, within ``tol``
+    (scaled by ``theirs``' run); state keys and dtypes equal, step counts exact. ``final_tol``
+    also bounds the parameters' error scaled by their final values only."""
+    for p, q in zip(mine.params, theirs.params, strict=True):
+        assert p.dtype == q.dtype and p.shape == q.shape and p.stride() == q.stride()
+    scales = [theirs.scale["param", i] for i in range(len(theirs.params))]
+    error = record(f"{key} params", max_rel_error(values(mine.params), values(theirs.params), scales))
+    assert error <= tol, f"parameters differ by {error:.3e} > {tol:.0e}"
+    final = record(f"{key} params (final-value scale)", max_rel_error(values(mine.params), values(theirs.params)))
+    assert final_tol is None or final <= final_tol, f"parameters differ by {final:.3e} > {final_tol:.0e} (final scale)"
+    worst = 0.0
+    for i, (s_mine, s_theirs) in enumerate(zip(states_in_order(mine.optimizer), states_in_order(theirs.optimizer))):
+        if all(grads[i] is None for grads in sequence):
+            continue  # never stepped: torch.optim.Adagrad has state from the start, optimlab none yet
+        assert s_mine.keys() == s_theirs.keys(), f"parameter {i}: state keys {sorted(s_mine)} != {sorted(s_theirs)}"
+        for k in s_theirs:
+            assert s_mine[k].dtype == s_theirs[k].dtype, f"state {k!r}: {s_mine[k].dtype} != {s_theirs[k].dtype}"
+            if k == "step":
+                assert torch.equal(s_mine[k], s_theirs[k]), f"parameter {i}: step {s_mine[k]} != {s_theirs[k]}"
+            else:
+                worst = max(worst, rel_error(s_mine[k], s_theirs[k], theirs.scale["state", i, k]))
+    record(f"{key} state", worst)
+    assert worst <= tol, f"state differs by {worst:.3e} > {tol:.0e}"
+
+
+# -- checkpoints ----------------------------------------------------------------------------
+def through_bytes(state_dict: dict[str, Any]) -> dict[str, Any]:
+    """``state_dict`` saved with torch.save into memory and loaded back (weights_only)."""
+    buffer = io.BytesIO()
+    torch.save(state_dict, buffer)
+    buffer.seek(0)
+    return torch.load(buffer, weights_only=True)
+
+
+def deep_copy(state_dict: dict[str, Any]) -> dict[str, Any]:
+    return copy.deepcopy(state_dict)
+
+
+def snapshot(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """A deep copy of everything an optimizer holds and of its parameters' values."""
+    groups = optimizer.param_groups
+    return {
+        "state": copy.deepcopy(states_in_order(optimizer)),
+        "hyperparams": [{k: copy.deepcopy(v) for k, v in g.items() if k != "params"} for g in groups],
+        "params": [[id(p) for p in g["params"]] for g in groups],
+        "values": [values(g["params"]) for g in groups],
+    }
+
+
+def same(a: Any, b: Any) -> bool:
+    """Structural equality in which tensors compare with torch.equal (and dtype)."""
+    if isinstance(a, Tensor) or isinstance(b, Tensor):
+        return (isinstance(a, Tensor) and isinstance(b, Tensor) and a.dtype == b.dtype
+                and a.shape == b.shape and torch.equal(a, b))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    if isinstance(a, float) and isinstance(b, float) and a != a and b != b:
+        return True  # nan, e.g. a bad lr kept as it was written
+    return type(a) is type(b) and a == b
+
+
+# -- measured errors ------------------------------------------------------------------------
+#: The worst relative error seen per comparison, printed at the end of the run (conftest).
+WORST: dict[str, float] = {}
+
+
+def record(key: str, error: float) -> float:
+    """Remember ``error`` if it is the worst seen for ``key``; returns it."""
+    if not error <= WORST.get(key, -1.0):
+        WORST[key] = error
+    return error
