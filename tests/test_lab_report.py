@@ -8,11 +8,11 @@ from types import SimpleNamespace
 
 import pytest
 
-import report_data as rd
 from optimlab.lab.recommend import Goal, recommendation
 from optimlab.lab.report import ranked_rows, text_table, write_report
 from optimlab.lab.store import Store
 from optimlab.lab.sweep import summarize
+from tests import report_data as rd
 
 PLOTS = ("curves_steps.png", "curves_seconds.png", "steps_to_target.png", "lr_sensitivity.png")
 

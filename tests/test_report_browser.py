@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-import report_data as rd
 from optimlab.lab.report import write_report
 from optimlab.lab.store import Store
 from optimlab.lab.style import COLORS
+from tests import report_data as rd
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (Debian package chromium)")
