@@ -62,14 +62,14 @@ def value(point: Mapping[str, Any], column: str) -> float:
     return math.nan if v is None else float(v)
 
 
-def aggregate(curves: Sequence[Curve], column: str, x: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """``(xs, median, low, high)`` of ``column`` over ``curves`` at the steps they all share.
+def aggregate(curves: Sequence[Curve], column: str, x: str) -> tuple[np.ndarray, ...]:
+    """``(steps, xs, median, low, high)`` of ``column`` over ``curves`` at the steps they all share.
 
     ``x`` is "step" (the x values are the steps) or "seconds" (at each shared step, the median
     over the curves of the training seconds).
     """
     if not curves:
-        return (np.empty(0),) * 4
+        return (np.empty(0),) * 5
     steps = sorted(set.intersection(*({int(p["step"]) for p in c} for c in curves)))
     rows, xs = [], []
     for c in curves:
@@ -81,7 +81,7 @@ def aggregate(curves: Sequence[Curve], column: str, x: str) -> tuple[np.ndarray,
         warnings.simplefilter("ignore", RuntimeWarning)  # all-nan columns: no training loss at step 0
         med, low, high = np.nanmedian(table, 0), np.nanmin(table, 0), np.nanmax(table, 0)
         xaxis = np.array(steps, dtype=float) if x == "step" else np.nanmedian(np.array(xs, dtype=float), 0)
-    return xaxis, med, low, high
+    return np.array(steps, dtype=float), xaxis, med, low, high
 
 
 def ends(curves: Sequence[Curve], column: str, x: str) -> list[tuple[float, float]]:
@@ -121,18 +121,37 @@ def metric_axis(ax, goal: Goal, values: Sequence[np.ndarray]) -> str:
         pad = 0.05 * (logit(high) - logit(low)) + 0.05
         bottom, top = expit(logit(low) - pad), expit(logit(high) + pad)
         ax.set_ylim(bottom, top)
-        ticks = [t for t in LOGIT_TICKS if bottom <= t <= top]
-        ax.yaxis.set_major_locator(FixedLocator(ticks))
+        ticks: list[float] = []
+        for tier in LOGIT_TICKS:  # coarse levels first; finer ones while the axis has room
+            more = [t for t in tier if bottom <= t <= top]
+            if ticks and len(ticks) + len(more) > 8:
+                break
+            ticks += more
+        ax.yaxis.set_major_locator(FixedLocator(sorted(ticks)))
         ax.yaxis.set_minor_locator(FixedLocator([]))
         return "logit scale"
     if not goal.higher_is_better and finite.size and finite.min() > 0:
         ax.set_yscale("log")
+        ax.set_ylim(min(finite.min(), goal.target) / 1.5, finite.max() * 1.5)
         return "log scale"
     return ""
 
 
-#: Labelled levels of a logit axis: the usual accuracies, denser towards 100%.
-LOGIT_TICKS = (0.01, 0.1, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.97, 0.98, 0.99, 0.995, 0.998, 0.999, 0.9995, 0.9999)
+#: Labelled levels of a logit axis, coarse to fine: the usual accuracies.
+LOGIT_TICKS = ((0.01, 0.1, 0.5, 0.9, 0.99, 0.999, 0.9999),
+               (0.3, 0.7, 0.95, 0.995, 0.9995),
+               (0.2, 0.8, 0.97, 0.98, 0.998),
+               (0.92, 0.94, 0.96, 0.985),
+               (0.91, 0.93, 0.975))
+
+
+def plain_log_ticks(ax) -> None:
+    """Label a log axis with plain numbers (0.2, 0.5, 1), minor ticks too when few majors show."""
+    from matplotlib.ticker import FuncFormatter, LogLocator
+
+    ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
 
 
 def logit(p: float) -> float:
@@ -158,9 +177,9 @@ def curves_figure(entries: Sequence[Entry], goal: Goal, x: str, path: Path) -> P
         name = f"{s.label}, lr {s.best_lr:g} ({len(e.curves)} seeds" + (f", {e.diverged} diverged)" if e.diverged
                                                                           else ")")
         for ax, column in ((ax_loss, "train_loss"), (ax_metric, "valid_metric")):
-            xs, med, low, high = aggregate(e.curves, column, x)
-            if column == "valid_metric":
-                shown.extend([low, high])
+            steps, xs, med, low, high = aggregate(e.curves, column, x)
+            if column == "valid_metric":  # the axis fits the trained part; step 0 may lie below it
+                shown.extend([low[steps > 0], high[steps > 0]])
             ok = np.isfinite(med)
             ax.plot(xs[ok], med[ok], color=color, linewidth=1.8, label=name)
             ax.fill_between(xs[ok], low[ok], high[ok], color=color, alpha=0.18, linewidth=0)
@@ -171,6 +190,7 @@ def curves_figure(entries: Sequence[Entry], goal: Goal, x: str, path: Path) -> P
     scale = metric_axis(ax_metric, goal, shown)
     xlabel = "optimizer steps" if x == "step" else "training time (seconds, evaluation excluded)"
     ax_loss.set_yscale("log")
+    plain_log_ticks(ax_loss)
     ax_loss.set_ylabel("training loss (log scale)")
     ax_metric.set_ylabel(metric_label(goal) + (f" ({scale})" if scale else ""))
     for ax in (ax_loss, ax_metric):
