@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.machinery
 import math
+import re
 import sys
 
 import pytest
@@ -233,3 +234,151 @@ def test_softmax_regression_learns_on_a_slice_of_mnist():
     assert result.losses[0] == pytest.approx(math.log(10), abs=0.2)
     assert result.final_loss < 0.6
     assert result.metrics["valid"] > 0.85
+
+
+# -- stop reasons: target, divergence by explosion, Ctrl-C; time; progress bar -----------------
+
+from optimlab.lab import loop as lab_loop  # noqa: E402
+from optimlab.lab.loop import Target  # noqa: E402
+
+
+def weight(model):
+    return {"w": model.w.item()}
+
+
+def test_target_stops_at_the_first_evaluation_that_reaches_it():
+    # Full-batch GD on y = 2x (x = 1..10, curvature 77) from w = 0 at lr = 1e-3:
+    # w_t = 2 (1 - 0.923^t) climbs monotonically to 2, past 1.9 at t = 38.
+    model, result = run(None, epochs=500, lr=1e-3, evaluate=weight, eval_every=5, target=Target("w", 1.9))
+    assert result.stop_reason is StopReason.TARGET
+    reached = result.target_evaluation
+    assert reached is result.evaluations[-1] and reached.step == result.steps
+    assert result.steps == 40 and reached.metrics["w"] >= 1.9
+    assert all(e.metrics["w"] < 1.9 for e in result.evaluations[:-1])
+    assert model.w.item() == reached.metrics["w"]
+
+
+def test_target_lower_is_better_and_at_step_zero():
+    _, result = run(None, epochs=500, lr=0.01, evaluate=lambda m: {"gap": 2 - m.w.item()}, eval_every=1,
+                    target=Target("gap", 0.5, higher_is_better=False))
+    assert result.stop_reason is StopReason.TARGET and result.evaluations[-1].metrics["gap"] <= 0.5
+    assert result.evaluations[-2].metrics["gap"] > 0.5
+    _, result = run(None, epochs=5, evaluate=weight, eval_every=1, target=Target("w", -1.0))
+    assert result.stop_reason is StopReason.TARGET and result.steps == 0 and result.records == []
+
+
+def test_target_checked_on_the_final_evaluation_and_missed_target():
+    _, result = run(None, epochs=400, lr=1e-3, evaluate=weight, target=Target("w", 1.9))
+    assert result.stop_reason is StopReason.TARGET and result.steps == 400  # no eval_every: only at the end
+    _, result = run(None, epochs=3, lr=1e-3, evaluate=weight, eval_every=1, target=Target("w", 1.9))
+    assert result.stop_reason is StopReason.MAX_STEPS and result.target_evaluation is None
+
+
+def test_target_names_a_missing_metric():
+    with pytest.raises(KeyError, match=r"no metric 'accuracy'; it has \['w'\]"):
+        run(None, epochs=3, evaluate=weight, eval_every=1, target=Target("accuracy", 0.9))
+
+
+def test_exploding_loss_counts_as_divergence_before_overflow():
+    # x = 1..10: curvature 2 mean(x^2) = 77, stable for lr < 2/77. Just above, at 1.01 x 2/77,
+    # the error grows by |1 - 77 lr| = 1.02 a step and the loss by 1.0404: 1000x after ~174 steps.
+    lr = 1.01 * 2 / 77
+    _, result = run(None, epochs=2000, lr=lr, explode=1e3)
+    assert result.stop_reason is StopReason.DIVERGED and "exploded" in result.message
+    first, last = result.records[0].loss, result.records[-1].loss
+    assert math.isfinite(last) and last > 1e3 * first
+    assert all(r.loss <= 1e3 * first for r in result.records[:-1])
+    assert result.steps == len(result.records) - 1  # no step on the exploded loss
+    assert 170 <= result.steps <= 180
+    # Without explode the same run goes on growing to the budget (finite all the way).
+    _, result = run(None, epochs=400, lr=lr)
+    assert result.stop_reason is StopReason.MAX_STEPS and result.final_loss > 1e5 * result.records[0].loss
+
+
+class Interrupting(Recorder):
+    """Raises KeyboardInterrupt (as Ctrl-C would) on the given training forward pass."""
+
+    def __init__(self, at: int) -> None:
+        super().__init__()
+        self.at = at
+
+    def forward(self, x):
+        if self.training and len(self.batches) + 1 == self.at:
+            raise KeyboardInterrupt
+        return super().forward(x)
+
+
+def test_ctrl_c_returns_what_was_done():
+    model = Interrupting(at=7)
+    evaluated = []
+    result = train(model, mse, optimlab.SGD(model.parameters(), lr=1e-3), line_data(), batch_size=2, epochs=10,
+                   evaluate=lambda m: evaluated.append(1) or {"w": m.w.item()}, eval_every=5)
+    assert result.stop_reason is StopReason.INTERRUPTED and "interrupted" in result.message
+    assert result.steps == 6 and [r.step for r in result.records] == list(range(1, 7))
+    assert [e.step for e in result.evaluations] == [0, 5]  # no final evaluation after Ctrl-C
+    assert result.seconds >= result.records[-1].seconds > 0
+
+
+def test_ctrl_c_during_an_evaluation():
+    def evaluate(model):
+        if model.w.item() != 0:
+            raise KeyboardInterrupt
+        return {"w": 0.0}
+
+    _, result = run(1, epochs=3, evaluate=evaluate, eval_every=4)
+    assert result.stop_reason is StopReason.INTERRUPTED and result.steps == 4
+
+
+def test_seconds_count_training_and_leave_out_evaluation(monkeypatch):
+    now = [0.0]
+    monkeypatch.setattr(lab_loop.time, "perf_counter", lambda: now[0])
+
+    class Slow(Recorder):
+        def forward(self, x):
+            now[0] += 1.0 if self.training else 0.0  # each training forward pass takes a "second"
+            return super().forward(x)
+
+    def evaluate(model):
+        now[0] += 100.0  # evaluations are slow, and must not count
+        return {"w": model.w.item()}
+
+    model = Slow()
+    result = train(model, mse, optimlab.SGD(model.parameters(), lr=1e-3), line_data(), batch_size=5, steps=6,
+                   evaluate=evaluate, eval_every=2)
+    assert [r.seconds for r in result.records] == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+    assert [(e.step, e.seconds) for e in result.evaluations] == [(0, 0.0), (2, 2.0), (4, 4.0), (6, 6.0)]
+    assert result.seconds == 6.0
+
+
+def test_penalty_is_part_of_the_loss():
+    model = Recorder()
+    with torch.no_grad():
+        model.w.fill_(1.0)
+    result = train(model, mse, optimlab.SGD(model.parameters(), lr=0.0), line_data(), steps=1,
+                   penalty=lambda m: 3.0 * (m.w**2).sum())
+    assert result.losses == [pytest.approx(38.5 + 3.0)]  # L(1) = mean(x^2) (1 - 2)^2 = 38.5, plus 3 w^2
+
+
+def test_progress_bar_only_when_asked_or_on_a_terminal(capsys):
+    run(3, epochs=2, progress=True)
+    assert "step" in capsys.readouterr().err
+    run(3, epochs=2)  # None: stderr is captured here, not a terminal
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    (dict(steps=1, explode=1.0), ValueError, "explode must be None or a finite number > 1, got 1.0"),
+    (dict(steps=1, target=Target("w", 1.0)), ValueError, "needs an evaluate function"),
+    (dict(steps=1, evaluate=weight, target=("w", 1.0)), TypeError, "target must be None or a Target, got tuple"),
+    (dict(steps=1, penalty=3.0), TypeError, "penalty must be a function of the model, got float"),
+])
+def test_bad_new_arguments_are_named(kwargs, error, message):
+    model = Recorder()
+    with pytest.raises(error, match=re.escape(message)):
+        train(model, mse, optimlab.SGD(model.parameters(), lr=0.1), line_data(), **kwargs)
+
+
+def test_target_rejects_bad_values():
+    with pytest.raises(ValueError, match="value must be a finite number, got nan"):
+        Target("accuracy", math.nan)
+    assert not Target("loss", 1.0, higher_is_better=False).reached({"loss": math.nan})

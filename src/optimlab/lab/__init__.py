@@ -1,8 +1,21 @@
-"""The lab: datasets, the training loop, and metrics, for comparing optimizers on real problems."""
+"""The lab: compare optimizers on real problems.
+
+Problems (:mod:`~optimlab.lab.problems`) are trained by the one training loop
+(:mod:`~optimlab.lab.loop`) in runs (:mod:`~optimlab.lab.runs`) that sweeps
+(:mod:`~optimlab.lab.sweep`) organise and a SQLite store (:mod:`~optimlab.lab.store`) keeps.
+"""
 
 from optimlab.lab.data import DataNotFoundError, Dataset, Split, mnist
-from optimlab.lab.loop import Evaluation, StepRecord, StopReason, TrainResult, train
+from optimlab.lab.loop import Evaluation, StepRecord, StopReason, Target, TrainResult, train
 from optimlab.lab.metrics import accuracy, mean_loss
+from optimlab.lab.problems import PROBLEMS, Problem, get_problem
+from optimlab.lab.runs import RunConfig, RunResult, execute
+from optimlab.lab.specs import UnknownNameError
+from optimlab.lab.store import Store
+from optimlab.lab.sweep import SweepResult, SweepSpec, run_sweep, summarize
+from optimlab.lab.zoo import OPTIMIZERS, make_optimizer
 
-__all__ = ["DataNotFoundError", "Dataset", "Evaluation", "Split", "StepRecord", "StopReason", "TrainResult",
-           "accuracy", "mean_loss", "mnist", "train"]
+__all__ = ["OPTIMIZERS", "PROBLEMS", "DataNotFoundError", "Dataset", "Evaluation", "Problem", "RunConfig",
+           "RunResult", "Split", "StepRecord", "StopReason", "Store", "SweepResult", "SweepSpec", "Target",
+           "TrainResult", "UnknownNameError", "accuracy", "execute", "get_problem", "make_optimizer", "mean_loss",
+           "mnist", "run_sweep", "summarize", "train"]

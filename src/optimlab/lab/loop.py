@@ -14,9 +14,16 @@ loss history. (Initialising the model is the caller's part: seed it before build
 The data is held as tensors and indexed directly; for in-memory data a ``DataLoader`` would
 only add per-batch overhead (worker machinery, collation of single examples).
 
-The loop stops when the step budget is spent, when the loss stops changing (``tol``) or when
-the loss becomes nan or inf. Divergence is a result, recorded, never an exception: a sweep over
-learning rates expects some of them to blow up.
+The loop stops (:class:`StopReason`) when the step budget is spent, when the loss stops changing
+(``tol``), when the validation metric reaches a :class:`Target` (checked at every evaluation),
+when the loss becomes nan or inf or explodes (``explode``), or on Ctrl-C. Divergence and
+interruption are results, recorded, never exceptions: a sweep over learning rates expects some
+of them to blow up, and an interrupted run returns what it has.
+
+Time: every step record and evaluation carries the wall-clock training time so far
+(``time.perf_counter``), which counts the steps (batching, forward, backward, optimizer,
+scheduler) and leaves out the time spent in ``evaluate``, so that "seconds to target" compares
+optimizers and not how often, or on how much data, they were evaluated.
 """
 
 from __future__ import annotations
@@ -24,6 +31,8 @@ from __future__ import annotations
 import enum
 import math
 import numbers
+import sys
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +46,8 @@ from optimlab.lab.data import Split
 LossFn = Callable[[Tensor, Tensor], Tensor]
 #: ``evaluate(model)`` -> named metrics; run with gradients off and the model in eval mode.
 Evaluate = Callable[[nn.Module], Mapping[str, float]]
+#: ``penalty(model)`` -> a scalar tensor added to the batch loss (e.g. L2 on the weights).
+Penalty = Callable[[nn.Module], Tensor]
 
 
 class StopReason(enum.Enum):
@@ -44,25 +55,57 @@ class StopReason(enum.Enum):
 
     MAX_STEPS = "max_steps"  # the step (or epoch) budget is spent
     CONVERGED = "converged"  # |loss_t - loss_{t-1}| < tol
-    DIVERGED = "diverged"  # the loss became nan or inf
+    DIVERGED = "diverged"  # the loss became nan or inf, or exploded (> explode x the first loss)
+    TARGET = "target"  # an evaluation reached the target
+    INTERRUPTED = "interrupted"  # Ctrl-C (KeyboardInterrupt): the result holds what was done
+
+
+@dataclass(frozen=True)
+class Target:
+    """Stop when ``metric`` reaches ``value``: ``>= value`` if higher is better, else ``<= value``.
+
+    AlgoPerf's notion of a target: a validation metric value to reach within a step budget.
+    """
+
+    metric: str
+    value: float
+    higher_is_better: bool = True
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.metric, str) or not self.metric:
+            raise TypeError(f"Target: metric must be a metric name, got {self.metric!r}")
+        if isinstance(self.value, bool) or not isinstance(self.value, numbers.Real) or not math.isfinite(self.value):
+            raise ValueError(f"Target: value must be a finite number, got {self.value!r}")
+
+    def reached(self, metrics: Mapping[str, float]) -> bool:
+        """Whether ``metrics[metric]`` meets the target (never for nan)."""
+        if self.metric not in metrics:
+            raise KeyError(f"Target: the evaluation has no metric {self.metric!r}; it has {sorted(metrics)}")
+        value = metrics[self.metric]
+        return value >= self.value if self.higher_is_better else value <= self.value
 
 
 @dataclass(frozen=True)
 class StepRecord:
-    """One optimizer step: its number (from 1), the epoch it belongs to (from 0), and the batch
-    loss at the parameters *before* the step (the loss whose gradient the step used)."""
+    """One optimizer step: its number (from 1), the epoch it belongs to (from 0), the batch
+    loss at the parameters *before* the step (the loss whose gradient the step used), and the
+    training time in seconds from the start of the run to the end of the step (evaluation
+    time excluded)."""
 
     step: int
     epoch: int
     loss: float
+    seconds: float = 0.0
 
 
 @dataclass(frozen=True)
 class Evaluation:
-    """Metrics of the model after ``step`` optimizer steps (0: before training)."""
+    """Metrics of the model after ``step`` optimizer steps (0: before training), and the
+    training time spent until then (evaluation time excluded)."""
 
     step: int
     metrics: Mapping[str, float]
+    seconds: float = 0.0
 
 
 @dataclass
@@ -70,7 +113,9 @@ class TrainResult:
     """What :func:`train` did.
 
     ``records`` has one entry per step taken; when the run diverged it ends with one more
-    entry, the non-finite loss that stopped it (no step was taken on it).
+    entry, the non-finite or exploded loss that stopped it (no step was taken on it).
+    ``seconds`` is the training time (evaluation excluded); ``message`` says why the run
+    diverged or was interrupted ("" otherwise).
     """
 
     stop_reason: StopReason
@@ -78,6 +123,8 @@ class TrainResult:
     steps_per_epoch: int
     records: list[StepRecord] = field(default_factory=list)
     evaluations: list[Evaluation] = field(default_factory=list)
+    seconds: float = 0.0
+    message: str = ""
 
     @property
     def losses(self) -> list[float]:
@@ -103,16 +150,23 @@ class TrainResult:
     def diverged(self) -> bool:
         return self.stop_reason is StopReason.DIVERGED
 
+    @property
+    def target_evaluation(self) -> Evaluation | None:
+        """The evaluation that reached the target (the run stopped there), or None."""
+        return self.evaluations[-1] if self.stop_reason is StopReason.TARGET else None
+
 
 def train(model: nn.Module, loss_fn: LossFn, optimizer: torch.optim.Optimizer, data: Split, *,
           batch_size: int | None = None, epochs: int | None = None, steps: int | None = None,
           shuffle: bool = True, seed: int = 0, tol: float | None = None,
           evaluate: Evaluate | None = None, eval_every: int | None = None,
-          scheduler: Any = None) -> TrainResult:
+          scheduler: Any = None, target: Target | None = None, explode: float | None = None,
+          penalty: Penalty | None = None, progress: bool | None = None) -> TrainResult:
     """Train ``model`` on ``data`` with ``optimizer``; return the per-step loss history and metrics.
 
     Args:
-        model, loss_fn, optimizer: a step minimises ``loss_fn(model(x), y)`` on one batch.
+        model, loss_fn, optimizer: a step minimises ``loss_fn(model(x), y)`` on one batch
+            (plus ``penalty(model)`` if given).
         data: the training split.
         batch_size: None (full batch), 1 (stochastic) or k (mini-batches of k).
         epochs, steps: the budget; give either or both (the run stops at the first reached).
@@ -125,53 +179,136 @@ def train(model: nn.Module, loss_fn: LossFn, optimizer: torch.optim.Optimizer, d
             ``eval_every`` steps (if given), and always on the trained model.
         scheduler: anything with ``step()`` (a ``torch.optim.lr_scheduler``), stepped after
             every optimizer step.
+        target: stop as TARGET at the first evaluation that reaches it (needs ``evaluate``;
+            give ``eval_every`` to check during training and not only at the end).
+        explode: stop as DIVERGED when a batch loss exceeds ``explode`` times the first batch
+            loss (in absolute value; never when the first loss is 0), e.g. 1e3: a run whose
+            loss grew a thousandfold has diverged long before it overflows. None: only nan and
+            inf count.
+        penalty: ``penalty(model)`` -> a scalar tensor added to every batch loss (and so to
+            the recorded loss), e.g. an L2 term that belongs to the objective rather than to
+            the optimizer.
+        progress: show a tqdm progress bar on stderr; None (default) shows it when stderr is a
+            terminal.
+
+    Ctrl-C during training stops the run as INTERRUPTED and returns the result so far (no
+    final evaluation: the caller asked to stop now).
     """
     n = len(data)
-    check_args(n, batch_size, epochs, steps, tol, evaluate, eval_every)
+    check_args(n, batch_size, epochs, steps, tol, evaluate, eval_every, target, explode, penalty)
     size = n if batch_size is None else min(batch_size, n)
     per_epoch = math.ceil(n / size)
     budget = min(b for b in (steps, None if epochs is None else epochs * per_epoch) if b is not None)
     generator = torch.Generator().manual_seed(seed)
     result = TrainResult(StopReason.MAX_STEPS, 0, per_epoch)
+    clock = Clock()
+    bar = progress_bar(budget, progress)
 
     def run_evaluation() -> None:
+        clock.pause()
         model.eval()
         with torch.no_grad():
             metrics = dict(evaluate(model))
         model.train()
-        result.evaluations.append(Evaluation(result.steps, metrics))
+        result.evaluations.append(Evaluation(result.steps, metrics, clock.seconds))
+        stopped_by_budget = result.stop_reason in (StopReason.MAX_STEPS, StopReason.CONVERGED)
+        if target is not None and stopped_by_budget and target.reached(metrics):
+            result.stop_reason = StopReason.TARGET
+        clock.resume()
+
+    def stop_diverged(value: float, epoch: int, message: str) -> None:
+        result.records.append(StepRecord(result.steps + 1, epoch, value, clock.seconds))
+        result.stop_reason = StopReason.DIVERGED
+        result.message = message
 
     model.train()
-    if evaluate is not None and eval_every is not None:
-        run_evaluation()
-    previous = math.nan
-    while result.steps < budget and result.stop_reason is StopReason.MAX_STEPS:
-        epoch = result.steps // per_epoch
-        for x, y in batches(data, size, shuffle and size < n, generator):
-            optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(model(x), y)
-            value = loss.item()
-            if not math.isfinite(value):
-                result.records.append(StepRecord(result.steps + 1, epoch, value))
-                result.stop_reason = StopReason.DIVERGED
-                break
-            loss.backward()
-            optimizer.step()
-            if scheduler is not None:
-                scheduler.step()
-            result.steps += 1
-            result.records.append(StepRecord(result.steps, epoch, value))
-            if evaluate is not None and eval_every is not None and result.steps % eval_every == 0:
-                run_evaluation()
-            if tol is not None and abs(value - previous) < tol:
-                result.stop_reason = StopReason.CONVERGED
-                break
-            previous = value
-            if result.steps >= budget:
-                break
-    if evaluate is not None and (not result.evaluations or result.evaluations[-1].step != result.steps):
-        run_evaluation()
+    try:
+        clock.resume()
+        if evaluate is not None and eval_every is not None:
+            run_evaluation()
+        previous = math.nan
+        limit = None  # the exploding-loss threshold, set by the first batch loss
+        while result.steps < budget and result.stop_reason is StopReason.MAX_STEPS:
+            epoch = result.steps // per_epoch
+            for x, y in batches(data, size, shuffle and size < n, generator):
+                optimizer.zero_grad(set_to_none=True)
+                loss = loss_fn(model(x), y)
+                if penalty is not None:
+                    loss = loss + penalty(model)
+                value = loss.item()
+                if not math.isfinite(value):
+                    stop_diverged(value, epoch, f"the loss became {value} at step {result.steps + 1}")
+                    break
+                if limit is None and explode is not None and value != 0:
+                    limit = explode * abs(value)
+                if limit is not None and value > limit:
+                    stop_diverged(value, epoch, f"the loss exploded to {value:.4g} at step {result.steps + 1}, "
+                                                f"more than {explode:g} x the first loss {result.records[0].loss:.4g}")
+                    break
+                loss.backward()
+                optimizer.step()
+                if scheduler is not None:
+                    scheduler.step()
+                result.steps += 1
+                result.records.append(StepRecord(result.steps, epoch, value, clock.seconds))
+                if bar is not None:
+                    bar.update(1)
+                    if result.steps % 50 == 0 or result.steps == budget:
+                        bar.set_postfix(loss=f"{value:.4g}", refresh=False)
+                if evaluate is not None and eval_every is not None and result.steps % eval_every == 0:
+                    run_evaluation()
+                    if result.stop_reason is StopReason.TARGET:
+                        break
+                if tol is not None and abs(value - previous) < tol:
+                    result.stop_reason = StopReason.CONVERGED
+                    break
+                previous = value
+                if result.steps >= budget:
+                    break
+        if evaluate is not None and (not result.evaluations or result.evaluations[-1].step != result.steps):
+            run_evaluation()
+    except KeyboardInterrupt:
+        result.stop_reason = StopReason.INTERRUPTED
+        result.message = f"interrupted (Ctrl-C) after {result.steps} steps"
+    finally:
+        clock.pause()
+        if bar is not None:
+            bar.close()
+    result.seconds = clock.seconds
     return result
+
+
+class Clock:
+    """Wall-clock seconds while running; paused for evaluations."""
+
+    def __init__(self) -> None:
+        self.total = 0.0
+        self.started: float | None = None
+
+    def resume(self) -> None:
+        if self.started is None:
+            self.started = time.perf_counter()
+
+    def pause(self) -> None:
+        if self.started is not None:
+            self.total += time.perf_counter() - self.started
+            self.started = None
+
+    @property
+    def seconds(self) -> float:
+        running = 0.0 if self.started is None else time.perf_counter() - self.started
+        return self.total + running
+
+
+def progress_bar(total: int, progress: bool | None) -> Any:
+    """A tqdm bar over ``total`` steps when ``progress`` (None: when stderr is a terminal)."""
+    if progress is None:
+        progress = sys.stderr.isatty()
+    if not progress:
+        return None
+    from tqdm.auto import tqdm  # imported only when a bar is wanted
+
+    return tqdm(total=total, unit="step", leave=False, dynamic_ncols=True)
 
 
 def batches(data: Split, size: int, shuffle: bool, generator: torch.Generator) -> Iterator[tuple[Tensor, Tensor]]:
@@ -190,7 +327,8 @@ def batches(data: Split, size: int, shuffle: bool, generator: torch.Generator) -
             yield data.x[start:start + size], data.y[start:start + size]
 
 
-def check_args(n: int, batch_size: Any, epochs: Any, steps: Any, tol: Any, evaluate: Any, eval_every: Any) -> None:
+def check_args(n: int, batch_size: Any, epochs: Any, steps: Any, tol: Any, evaluate: Any, eval_every: Any,
+               target: Any = None, explode: Any = None, penalty: Any = None) -> None:
     if n == 0:
         raise ValueError("train: data has no examples")
     for name, value in (("batch_size", batch_size), ("epochs", epochs), ("steps", steps), ("eval_every", eval_every)):
@@ -204,3 +342,12 @@ def check_args(n: int, batch_size: Any, epochs: Any, steps: Any, tol: Any, evalu
         raise TypeError(f"train: evaluate must be a function of the model, got {type(evaluate).__name__}")
     if eval_every is not None and evaluate is None:
         raise ValueError(f"train: eval_every={eval_every!r} needs an evaluate function")
+    if target is not None and not isinstance(target, Target):
+        raise TypeError(f"train: target must be None or a Target, got {type(target).__name__}")
+    if target is not None and evaluate is None:
+        raise ValueError(f"train: target={target!r} needs an evaluate function")
+    if explode is not None and (isinstance(explode, bool) or not isinstance(explode, numbers.Real)
+                                or not 1 < explode < math.inf):
+        raise ValueError(f"train: explode must be None or a finite number > 1, got {explode!r}")
+    if penalty is not None and not callable(penalty):
+        raise TypeError(f"train: penalty must be a function of the model, got {type(penalty).__name__}")
