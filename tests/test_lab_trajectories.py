@@ -9,14 +9,9 @@ import pytest
 import torch
 
 import optimlab
+from optimlab.lab.functions2d import get_function
 from optimlab.lab.loop import StopReason
-from optimlab.lab.trajectories import (
-    animate_trajectories,
-    get_function,
-    plot_trajectories,
-    run_trajectories,
-    run_trajectory,
-)
+from optimlab.lab.trajectories import animate_trajectories, plot_trajectories, run_trajectories, run_trajectory
 
 
 def sgd(lr):
@@ -54,11 +49,6 @@ def test_a_diverging_path_keeps_its_finite_part():
     t = run_trajectories(get_function("rosenbrock"), {"sgd": sgd(0.1)}, steps=100)[0]
     assert t.stop_reason is StopReason.DIVERGED
     assert 1 <= t.steps < 100 and np.isfinite(t.points).all() and np.isfinite(t.values).all()
-
-
-def test_unknown_function_lists_the_valid_ones():
-    with pytest.raises(KeyError, match="rosenbrock.*beale.*saddle.*rastrigin"):
-        get_function("himmelblau")
 
 
 def test_bad_start_is_named():

@@ -6,8 +6,9 @@ takes near-diagonal steps, a saddle shows who escapes it and how fast, Rastrigin
 caught in a local minimum.
 
 Each path is trained by the lab's one training loop (:func:`optimlab.lab.loop.train`): the
-"model" is the point ``p = (x, y)``, the "loss" is ``f(p)`` and the loop's evaluation, run after
-every step, records where the point is. A path that diverges (``f`` non-finite) is kept up to
+"model" is the point ``p = (x, y)`` (:class:`optimlab.lab.problems.Point2D`, in float64), the
+"loss" is ``f(p)`` and the loop's evaluation, run after every step, records where the point is.
+The functions, their minima, view boxes and starts are :mod:`optimlab.lab.functions2d`. A path that diverges (``f`` non-finite) is kept up to
 its last finite point.
 
 The plot draws the function's contours with log-spaced levels of ``f - min f`` (the interesting
@@ -28,68 +29,12 @@ import torch
 from torch import Tensor, nn
 
 from optimlab.lab.data import Split
+from optimlab.lab.functions2d import Function2D
 from optimlab.lab.loop import StopReason, train
+from optimlab.lab.problems import Point2D, mean_value
 
 #: Builds an optimizer for the given parameters (the lr and other settings are the factory's).
 OptimizerFactory = Callable[[list[Tensor]], torch.optim.Optimizer]
-
-
-# -- the 2-D test functions -------------------------------------------------------------------
-# Temporary: these move to optimlab.lab.functions2d (same fields and names), imported from there.
-
-@dataclass(frozen=True)
-class Function2D:
-    """``fn(x, y)`` with its global ``minima`` (points), ``minimum`` (value; None when unbounded
-    below), ``view`` = (x_min, x_max, y_min, y_max) for plots, and a recommended ``start``."""
-
-    name: str
-    description: str
-    fn: Callable[[Tensor, Tensor], Tensor]
-    minima: tuple[tuple[float, float], ...]
-    minimum: float | None
-    view: tuple[float, float, float, float]
-    start: tuple[float, float]
-
-    def __call__(self, x: Tensor, y: Tensor) -> Tensor:
-        return self.fn(x, y)
-
-
-def rosenbrock(x: Tensor, y: Tensor) -> Tensor:
-    """``(1 - x)^2 + 100 (y - x^2)^2``: minimum 0 at (1, 1)."""
-    return (1 - x) ** 2 + 100 * (y - x ** 2) ** 2
-
-
-def beale(x: Tensor, y: Tensor) -> Tensor:
-    """``(1.5 - x + xy)^2 + (2.25 - x + xy^2)^2 + (2.625 - x + xy^3)^2``: minimum 0 at (3, 0.5)."""
-    return (1.5 - x + x * y) ** 2 + (2.25 - x + x * y ** 2) ** 2 + (2.625 - x + x * y ** 3) ** 2
-
-
-def saddle(x: Tensor, y: Tensor) -> Tensor:
-    """``x^2 - y^2``: a saddle point at (0, 0), unbounded below along y."""
-    return x ** 2 - y ** 2
-
-
-def rastrigin(x: Tensor, y: Tensor) -> Tensor:
-    """``20 + x^2 - 10 cos(2 pi x) + y^2 - 10 cos(2 pi y)``: global minimum 0 at (0, 0)."""
-    return 20 + x ** 2 - 10 * torch.cos(2 * math.pi * x) + y ** 2 - 10 * torch.cos(2 * math.pi * y)
-
-
-FUNCTIONS: dict[str, Function2D] = {fn.name: fn for fn in [
-    Function2D("rosenbrock", "Rosenbrock's banana valley", rosenbrock, ((1.0, 1.0),), 0.0, (-2.0, 2.0, -1.0, 3.0),
-               (-1.2, 1.0)),
-    Function2D("beale", "Beale's function", beale, ((3.0, 0.5),), 0.0, (-4.5, 4.5, -4.5, 4.5), (1.0, 1.5)),
-    Function2D("saddle", "the saddle x^2 - y^2", saddle, (), None, (-1.5, 1.5, -1.5, 1.5), (1.0, 1e-3)),
-    Function2D("rastrigin", "Rastrigin's function", rastrigin, ((0.0, 0.0),), 0.0, (-5.12, 5.12, -5.12, 5.12),
-               (3.3, -2.7)),
-]}
-
-
-def get_function(name: str) -> Function2D:
-    """The 2-D function called ``name``; a ``KeyError`` listing the valid names otherwise."""
-    try:
-        return FUNCTIONS[name]
-    except KeyError:
-        raise KeyError(f"unknown 2-D function {name!r}; valid names: {', '.join(FUNCTIONS)}") from None
 
 
 #: Per function: default steps and, per optimizer of :mod:`optimlab.lab.zoo`, a learning rate
@@ -127,35 +72,21 @@ class Trajectory:
         return len(self.points) - 1
 
 
-class Point(nn.Module):
-    """The "model" of a 2-D run: a trainable point whose forward pass returns itself."""
-
-    def __init__(self, start: Sequence[float]) -> None:
-        super().__init__()
-        # float64: paths that creep along a flat valley floor lose their way in float32 rounding.
-        self.p = nn.Parameter(torch.tensor([float(v) for v in start], dtype=torch.float64))
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.p
-
-
 def run_trajectory(function: Function2D, label: str, make_optimizer: OptimizerFactory, start: Sequence[float],
                    steps: int) -> Trajectory:
     """Minimise ``function`` from ``start`` for ``steps`` steps with the optimizer ``make_optimizer`` builds."""
     if len(start) != 2 or not all(math.isfinite(float(v)) for v in start):
         raise ValueError(f"trajectory: start must be two finite numbers (x, y), got {tuple(start)!r}")
-    point = Point(start)
-
-    def loss(p: Tensor, _: Tensor) -> Tensor:
-        return function(p[0], p[1])
+    # float64: paths that creep along a flat valley floor lose their way in float32 rounding.
+    point = Point2D(function, torch.tensor([float(v) for v in start], dtype=torch.float64))
 
     def where(model: nn.Module) -> dict[str, float]:
-        x, y = (float(v) for v in model.p)
-        return {"x": x, "y": y, "f": float(function(model.p[0], model.p[1]))}
+        x, y = (float(v) for v in model.w)
+        return {"x": x, "y": y, "f": float(function.at(model.w))}
 
     dummy = Split(torch.zeros(1, 1), torch.zeros(1))  # one "example": every step is the full gradient
-    result = train(point, loss, make_optimizer([point.p]), dummy, steps=steps, shuffle=False, evaluate=where,
-                   eval_every=1)
+    result = train(point, mean_value, make_optimizer([point.w]), dummy, steps=steps, shuffle=False,
+                   evaluate=where, eval_every=1, progress=False)
     rows = [(e.metrics["x"], e.metrics["y"], e.metrics["f"]) for e in result.evaluations]
     kept = []
     for row in rows:
