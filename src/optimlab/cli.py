@@ -146,7 +146,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from optimlab.lab.recommend import recommendation
     from optimlab.lab.report import goal_of, ranked_rows, write_report
     from optimlab.lab.schedule_specs import canonical_schedule
-    from optimlab.lab.sweep import DEFAULT, SweepSpec, run_sweep
+    from optimlab.lab.sweep import SweepSpec, run_sweep
 
     problem = checked(get_problem, args.problem)
     optimizers = names_list(args.optimizers) if args.optimizers else list(zoo.CLASSIC)

@@ -207,7 +207,12 @@ def curves_figure(entries: Sequence[Entry], goal: Goal, x: str, path: Path) -> P
 
 
 def sensitivity_figure(entries: Sequence[Entry], goal: Goal, path: Path) -> Path:
-    """Median best validation metric against the learning rate (log x), diverged lrs marked."""
+    """Median best validation metric against the learning rate (log x), diverged lrs marked.
+
+    For accuracies the axis stops a few target-gaps below the target (at least to 1.5 logit
+    units below it), so the good range, where the optimizers differ, is not squeezed by one poor
+    rate; a rate below the axis is drawn as a triangle on its bottom edge, labelled with its value.
+    """
     plt = pyplot()
     colors = color_map([e.summary.optimizer for e in entries])
     fig, ax = plt.subplots(figsize=(12, 5.6), dpi=100)
@@ -217,24 +222,35 @@ def sensitivity_figure(entries: Sequence[Entry], goal: Goal, path: Path) -> Path
         lrs = np.array([p.lr for p in points], dtype=float)
         values = np.array([math.nan if p.best_valid is None else p.best_valid for p in points])
         series.append((e, lrs, values))
-    finite = np.concatenate([v[np.isfinite(v)] for _, _, v in series]) if series else np.empty(0)
-    floor = float(finite.min()) if finite.size else 0.0
+    shown = [v for _, _, v in series]
+    finite = np.concatenate([v[np.isfinite(v)] for v in shown]) if shown else np.empty(0)
+    if goal.percent and finite.size and 0 < goal.target < 1:
+        top = min(max(float(finite.max()), goal.target), 1 - 1e-4)
+        floor = expit(logit(goal.target) - max(4 * (logit(top) - logit(goal.target)), 1.5))
+        shown = [np.where(v >= floor, v, np.nan) for v in shown] + [np.array([max(floor, finite.min())])]
+    scale = metric_axis(ax, goal, shown)
+    bottom = ax.get_ylim()[0]
     for e, lrs, values in series:
         s = e.summary
         color = colors[s.optimizer]
         ax.plot(lrs, values, "-o", color=color, linewidth=1.6, markersize=5,
                 label=f"{s.label}" + (f" (chosen lr {s.best_lr:g})" if s.best_lr is not None else " (all diverged)"))
+        below = np.isfinite(values) & (values < bottom)
+        for lr, v in zip(lrs[below], values[below]):
+            ax.plot(lr, bottom, "v", color=color, markersize=9, clip_on=False, zorder=6)
+            ax.annotate(goal.fmt(float(v)), (lr, bottom), textcoords="offset points", xytext=(6, 4), fontsize=8,
+                        color=color)
         bad = np.array([p.diverged > 0 for p in s.by_lr])
-        if bad.any():  # an x at the rate's value, or on the floor when no run there has one
-            ys = np.where(np.isfinite(values[bad]), values[bad], floor)
-            ax.plot(lrs[bad], ys, "x", color=color, markersize=11, markeredgewidth=2.5)
+        if bad.any():  # an x at the rate's value, or on the bottom edge when it has none or is below
+            ys = np.where(np.isfinite(values[bad]) & (values[bad] >= bottom), values[bad], bottom)
+            ax.plot(lrs[bad], ys, "x", color=color, markersize=11, markeredgewidth=2.5, clip_on=False, zorder=6)
         if s.best_lr is not None and s.best_valid is not None:
             chosen = next((v for lr, v in zip(lrs, values) if lr == s.best_lr), s.best_valid)
             ax.plot(s.best_lr, chosen, "*", color=color, markersize=16, markeredgecolor="black", zorder=5)
     ax.axhline(goal.target, color="black", linestyle="--", linewidth=1, label=f"target {goal.fmt(goal.target)}")
-    scale = metric_axis(ax, goal, [v for _, _, v in series])
     ax.plot([], [], "x", color="0.3", markersize=10, markeredgewidth=2.5, label="diverged (at least one seed)")
     ax.plot([], [], "*", color="0.7", markeredgecolor="black", markersize=13, label="chosen lr")
+    ax.plot([], [], "v", color="0.3", markersize=9, label="below the axis (value written)")
     ax.set_xscale("log")
     ax.set_xlabel("learning rate (log scale)")
     ax.set_ylabel(f"best {metric_label(goal)}" + (f" ({scale})" if scale else "") +

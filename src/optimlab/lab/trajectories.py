@@ -8,8 +8,8 @@ caught in a local minimum.
 Each path is trained by the lab's one training loop (:func:`optimlab.lab.loop.train`): the
 "model" is the point ``p = (x, y)`` (:class:`optimlab.lab.problems.Point2D`, in float64), the
 "loss" is ``f(p)`` and the loop's evaluation, run after every step, records where the point is.
-The functions, their minima, view boxes and starts are :mod:`optimlab.lab.functions2d`. A path that diverges (``f`` non-finite) is kept up to
-its last finite point.
+The functions, their minima, view boxes and starts are :mod:`optimlab.lab.functions2d`. A path
+that diverges (``f`` non-finite) is kept up to its last finite point.
 
 The plot draws the function's contours with log-spaced levels of ``f - min f`` (the interesting
 structure of these functions spans several orders of magnitude), the paths with markers, the
