@@ -83,7 +83,9 @@ def goal(**overrides):
                    **overrides})
 
 
-def summary(name, steps=None, best=0.8, lr=0.1, by_lr=(), seconds=None):
+def summary(name, steps=None, best=0.8, lr=0.1, by_lr=None, seconds=None):
+    if by_lr is None:  # one learning rate tried, as if the sweep's grid had one point
+        by_lr = (SimpleNamespace(lr=lr, steps_to_target=steps, diverged=0.0 if lr is not None else 1.0),)
     return SimpleNamespace(optimizer=name, label=name.upper(), best_lr=lr, runs=3, reached=1.0 if steps else 0.0,
                            steps_to_target=steps, seconds_to_target=seconds, best_valid=best, final_valid=best,
                            test_metric=best, by_lr=by_lr)
@@ -120,3 +122,20 @@ def test_text_table_aligns_columns(report):
     assert lines[2].split()[:3] == ["1", "Adam", "0.001"]
     starts = [line.index("3/3") for line in lines[2:5]]
     assert len(set(starts)) == 1  # the "reached target" column lines up
+
+
+def test_an_interrupted_sweep_says_so(tmp_path):
+    with Store(tmp_path / "r.sqlite") as store:
+        rd.fill(store)  # every run of the four optimizers; rmsprop, also planned, has none yet
+        grids = {**{name: sorted(taus) for name, taus in rd.TAUS.items()}, "rmsprop": [1e-4, 1e-3, 1e-2]}
+        store.save_sweep(rd.SWEEP, rd.PROBLEM, {"optimizers": [*rd.TAUS, "rmsprop"], "grids": grids, "seeds": [0],
+                                                "best_seeds": [1, 2]})
+        page = write_report(store, rd.SWEEP, tmp_path / "out").read_text(encoding="utf-8")
+    assert "Incomplete: 20 of the 25 planned runs are stored" in page  # 5 optimizers x (3 lrs + 2 seeds)
+    assert "Not run yet (the sweep is incomplete): RMSprop." in page
+    assert "<td>RMSprop</td><td>not run</td>" in page
+
+
+def test_a_complete_sweep_has_no_warning(report):
+    _, page, _ = report
+    assert 'id="incomplete"' not in page and "Not run yet" not in page

@@ -7,7 +7,8 @@
     optimlab report          (re)write the report of a stored sweep
 
 Exit status: 0 success, 1 failure (missing data, unusable database, a run that failed),
-2 usage error (bad option, unknown name: the message lists the valid ones), 130 Ctrl-C.
+2 usage error (bad option, unknown name: the message lists the valid ones), 130 Ctrl-C
+(143 SIGTERM, which stops a command the same way).
 
 The lab's modules (and matplotlib) are imported inside the commands that use them.
 """
@@ -18,7 +19,9 @@ import argparse
 import math
 import os
 import re
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -203,7 +206,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         if not args.no_report:
             index = write_report(store, spec.name, args.out / safe_name(spec.name))
             print(f"\nreport: {index}")
-    return 130 if result.interrupted else 0
+    return interrupted_status() if result.interrupted else 0
 
 
 # -- lr-find -----------------------------------------------------------------------------------
@@ -479,16 +482,37 @@ def fail(parser: argparse.ArgumentParser, args: argparse.Namespace, message: str
     getattr(args, "command_parser", parser).error(message)
 
 
+#: The signal that interrupted the command (SIGTERM is turned into KeyboardInterrupt too).
+interrupted_by = {"signal": int(signal.SIGINT)}
+
+
+def stop_on_sigterm() -> None:
+    """Make SIGTERM (``kill PID``) stop a command like Ctrl-C: a sweep then ends its worker
+    processes and keeps its finished runs, instead of dying and leaving the workers running."""
+    def handler(signum: int, frame: Any) -> None:
+        interrupted_by["signal"] = signum
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
+
+
+def interrupted_status() -> int:
+    """The conventional exit status of a command stopped by a signal: 128 + its number."""
+    return 128 + interrupted_by["signal"]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    stop_on_sigterm()
     try:
         return args.handler(args)
     except UsageError as error:
         fail(parser, args, str(error))
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
-        return 130
+        return interrupted_status()  # 130 for Ctrl-C, 143 for SIGTERM
     except Failure as error:
         print(f"optimlab {args.command}: error: {error}", file=sys.stderr)
         return 1

@@ -52,6 +52,10 @@ def fmt_seconds(seconds: float | None) -> str:
     return f"{seconds:.2g} s" if seconds < 10 else f"{seconds:.0f} s"
 
 
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
 def fmt_steps(steps: float | None) -> str:
     return "n/a" if steps is None else f"{steps:.0f}"
 
@@ -59,6 +63,11 @@ def fmt_steps(steps: float | None) -> str:
 def lrs_reaching_target(summary: Any) -> int:
     """Learning rates of the grid where the median run reached the target."""
     return sum(1 for p in summary.by_lr if p.steps_to_target is not None)
+
+
+def no_lr_text(summary: Any) -> str:
+    """Why an optimizer has no best learning rate: no run stored yet, or every rate diverged."""
+    return "no runs stored yet" if not summary.by_lr else "diverged at every learning rate tried"
 
 
 def lrs_diverged(summary: Any) -> int:
@@ -72,6 +81,8 @@ def recommendation(ranked: Sequence[Any], goal: Goal, within: float = 0.2) -> li
     ``within``: an optimizer whose median steps to the target is at most ``1 + within`` times
     the fastest one's is called close to it.
     """
+    pending = [s for s in ranked if not s.by_lr]  # an interrupted sweep: no run of these yet
+    ranked = [s for s in ranked if s.by_lr]
     if not ranked:
         return ["No runs were stored for this sweep."]
     reached = [s for s in ranked if s.steps_to_target is not None]
@@ -82,7 +93,8 @@ def recommendation(ranked: Sequence[Any], goal: Goal, within: float = 0.2) -> li
         best = reached[0]
         sentences.append(
             f"{best.label} reached {goal.target_text} fastest: median {fmt_steps(best.steps_to_target)} steps "
-            f"({fmt_seconds(best.seconds_to_target)} of training) over {best.runs} seeds at lr {best.best_lr:g}, "
+            f"({fmt_seconds(best.seconds_to_target)} of training) over {plural(best.runs, 'seed')} at lr "
+            f"{best.best_lr:g}, "
             f"ending with {goal.fmt(best.test_metric)} test {goal.metric}.")
         close = [s for s in reached[1:] if s.steps_to_target <= (1 + within) * best.steps_to_target]
         if close:
@@ -103,7 +115,7 @@ def recommendation(ranked: Sequence[Any], goal: Goal, within: float = 0.2) -> li
         parts = []
         for s in missed:
             if s.best_lr is None:
-                parts.append(f"{s.label} (diverged at every learning rate tried)")
+                parts.append(f"{s.label} ({no_lr_text(s)})")
             else:
                 parts.append(f"{s.label} (best {goal.fmt(s.best_valid)} at lr {s.best_lr:g})")
         sentences.append(f"Did not reach the target{budget}: {', '.join(parts)}.")
@@ -124,4 +136,6 @@ def recommendation(ranked: Sequence[Any], goal: Goal, within: float = 0.2) -> li
         detail = ", ".join(f"{s.label} at {lrs_diverged(s)} of {len(s.by_lr)}" for s in touchy)
         sentences.append(f"Diverged at some learning rates: {detail}. A loss that oscillates and then blows up "
                          "usually means the learning rate is too large for that optimizer.")
+    if pending:
+        sentences.append(f"Not run yet (the sweep is incomplete): {', '.join(s.label for s in pending)}.")
     return sentences

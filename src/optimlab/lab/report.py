@@ -51,6 +51,24 @@ def goal_of(result: Any, runs: Sequence[Mapping[str, Any]]) -> Goal:
                 description=description)
 
 
+def planned_runs(spec: Mapping[str, Any] | None, ranked: Sequence[Any]) -> int | None:
+    """How many runs the sweep's spec plans (None if the store has no spec): per optimizer, its
+    grid times the grid seeds, plus the extra seeds of its best rate (none when every rate of a
+    complete grid diverged, as the sweep then skips that phase)."""
+    if not spec or "grids" not in spec:
+        return None
+    seeds = list(spec.get("seeds") or [])
+    extra = [s for s in spec.get("best_seeds") or [] if s not in seeds]
+    done = {s.optimizer: s for s in ranked}
+    total = 0
+    for name, grid in spec["grids"].items():
+        total += len(grid) * len(seeds)
+        s = done.get(name)
+        all_diverged = s is not None and s.best_lr is None and len(s.by_lr) == len(grid)
+        total += 0 if all_diverged else len(extra)
+    return total
+
+
 def entries(ranked: Sequence[Any], runs: Sequence[Mapping[str, Any]],
             curves: Mapping[str, Sequence[Mapping[str, Any]]]) -> list[Entry]:
     """Each optimizer's summary with the curves and spreads of its runs at the best lr."""
@@ -85,8 +103,10 @@ def write_report(store: Any, sweep: str, out_dir: str | Path) -> Path:
     report_plots.curves_figure(plotted, goal, "seconds", out / "curves_seconds.png")
     report_plots.target_bars_figure(plotted, goal, out / "steps_to_target.png")
     report_plots.sensitivity_figure(plotted, goal, out / "lr_sensitivity.png")
+    info = store.sweep(sweep)
+    planned = planned_runs(info["spec"] if info else None, ranked)
     index = out / "index.html"
-    index.write_text(render(sweep, goal, ranked, runs, out), encoding="utf-8")
+    index.write_text(render(sweep, goal, ranked, runs, out, planned), encoding="utf-8")
     return index
 
 
@@ -98,7 +118,7 @@ def ranked_rows(ranked: Sequence[Any], goal: Goal) -> list[dict[str, str]]:
         rows.append({
             "rank": str(rank),
             "optimizer": s.label,
-            "best lr": "none" if s.best_lr is None else f"{s.best_lr:g}",
+            "best lr": ("none" if s.by_lr else "not run") if s.best_lr is None else f"{s.best_lr:g}",
             "reached target": f"{reached}/{s.runs} seeds",
             "steps to target": "not reached" if s.steps_to_target is None else fmt_steps(s.steps_to_target),
             "seconds to target": fmt_seconds(s.seconds_to_target),
@@ -147,6 +167,7 @@ body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; ma
        padding: 0 1em; color: #1a1a1a; line-height: 1.45; }
 h1 { font-size: 1.6em; margin-bottom: 0.2em; } h2 { font-size: 1.25em; margin-top: 1.8em; }
 .meta { color: #555; }
+.warning { background: #fff4e5; border-left: 5px solid #ff7f0e; padding: 0.6em 1.2em; }
 .recommendation { background: #eef6ee; border-left: 5px solid #2ca02c; padding: 0.8em 1.2em; }
 .recommendation p { margin: 0.35em 0; }
 table { border-collapse: collapse; margin: 0.6em 0; font-size: 0.93em; }
@@ -160,7 +181,8 @@ dt { font-weight: 600; } dd { margin: 0 0 0.5em 1.2em; }
 """
 
 
-def render(sweep: str, goal: Goal, ranked: Sequence[Any], runs: Sequence[Mapping[str, Any]], out: Path) -> str:
+def render(sweep: str, goal: Goal, ranked: Sequence[Any], runs: Sequence[Mapping[str, Any]], out: Path,
+           planned: int | None = None) -> str:
     rows = ranked_rows(ranked, goal)
     head = "".join(f"<th>{esc(c)}</th>" for c in rows[0])
     body = "\n".join(("<tr class=\"winner\">" if r["rank"] == "1" else "<tr>") +
@@ -175,6 +197,11 @@ def render(sweep: str, goal: Goal, ranked: Sequence[Any], runs: Sequence[Mapping
     created = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     budget = f", budget {goal.max_steps} steps" if goal.max_steps else ""
     direction = ">=" if goal.higher_is_better else "<="
+    incomplete = ""
+    if planned is not None and len(runs) < planned:
+        incomplete = (f'<p class="warning" id="incomplete">Incomplete: {len(runs)} of the {planned} planned runs are '
+                      "stored (the sweep was interrupted). Run the same command again to finish it; finished runs "
+                      "are not redone.</p>")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <title>optimlab: {esc(sweep)} ({esc(goal.problem)})</title>
@@ -184,6 +211,7 @@ def render(sweep: str, goal: Goal, ranked: Sequence[Any], runs: Sequence[Mapping
 <p class="meta">{esc(goal.description)}. Sweep <code>{esc(sweep)}</code>: {len(runs)} runs of {len(ranked)}
 optimizers, seeds {esc(", ".join(map(str, seeds)))}. Target: validation {esc(goal.metric)} {direction}
 {esc(goal.fmt(goal.target))}{esc(budget)}. Written {esc(created)} by optimlab.</p>
+{incomplete}
 
 <h2>Recommendation</h2>
 <div class="recommendation" id="recommendation">{sentences}</div>

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from optimlab.lab.recommend import Goal
+from optimlab.lab.recommend import Goal, no_lr_text
 from optimlab.lab.style import color_map
 
 Curve = Sequence[Mapping[str, Any]]
@@ -172,7 +172,7 @@ def curves_figure(entries: Sequence[Entry], goal: Goal, x: str, path: Path) -> P
         s = e.summary
         color = colors[s.optimizer]
         if s.best_lr is None:
-            ax_metric.plot([], [], color=color, linewidth=1.8, label=f"{s.label} (diverged at every lr)")
+            ax_metric.plot([], [], color=color, linewidth=1.8, label=f"{s.label} ({no_lr_text(s)})")
             continue
         name = f"{s.label}, lr {s.best_lr:g} ({len(e.curves)} seeds" + (f", {e.diverged} diverged)" if e.diverged
                                                                           else ")")
@@ -234,7 +234,7 @@ def sensitivity_figure(entries: Sequence[Entry], goal: Goal, path: Path) -> Path
         s = e.summary
         color = colors[s.optimizer]
         ax.plot(lrs, values, "-o", color=color, linewidth=1.6, markersize=5,
-                label=f"{s.label}" + (f" (chosen lr {s.best_lr:g})" if s.best_lr is not None else " (all diverged)"))
+                label=f"{s.label} (" + (f"chosen lr {s.best_lr:g}" if s.best_lr is not None else no_lr_text(s)) + ")")
         below = np.isfinite(values) & (values < bottom)
         for lr, v in zip(lrs[below], values[below]):
             ax.plot(lr, bottom, "v", color=color, markersize=9, clip_on=False, zorder=6)
@@ -281,7 +281,7 @@ def target_bars_figure(entries: Sequence[Entry], goal: Goal, path: Path) -> Path
             if v:
                 text = f"{v:.0f} steps" if unit == "steps" else f"{v:.3g} s"
             elif s.best_lr is None:
-                text = "diverged at every lr"
+                text = no_lr_text(s)
             else:
                 text = f"not reached (best {goal.fmt(s.best_valid)})"
             ax.text((v + high[y] if v else 0) + 0.01 * right, y, " " + text, va="center", fontsize=9)
