@@ -6,15 +6,20 @@ scheduler has ``step()`` (called by the training loop after every optimizer step
 ``total_steps`` counts optimizer steps) and the params are keyword arguments with defaults,
 given in the spec as ``name:key=value``.
 
-The builders here use :mod:`torch.optim.lr_scheduler`; :func:`register_schedule` adds or
-replaces one (any callable of that form, e.g. one returning a scheduler of another library):
+The builders here are optimlab's closed-form schedules (:mod:`optimlab.schedules`), attached as a
+:class:`~optimlab.schedules.Scheduler` that multiplies the group's learning rate (``relative=True``),
+so any optimizer works. :func:`register_schedule` adds or replaces one (any callable of that form):
 
-    name            scheduler                                                  params
-    constant        none                                                       -
-    cosine          CosineAnnealingLR to min_factor x lr over the budget         min_factor=0.0
-    linear          LinearLR from lr to end_factor x lr over the budget          end_factor=0.0
-    warmup-cosine   linear warm-up from lr/warmup for warmup steps, then cosine  warmup=100
-    step            StepLR: lr x gamma every `every` steps                       every=1000, gamma=0.1
+    name            learning rate, as a factor of the run's lr                 params
+    constant        1                                                          -
+    cosine          cosine from 1 to min_factor over the budget                min_factor=0.0
+    linear          linear from 1 to end_factor over the budget                end_factor=0.0
+    warmup-cosine   linear warm-up from 1/warmup to 1 in warmup steps, then    warmup=100
+                    cosine to 0 over the rest of the budget
+    wsd             warm-up, stable, then linear decay to 0 in the last        warmup=100, decay=0.2
+                    `decay` fraction of the budget
+    one-cycle       one-cycle (cos) peaking at the lr after pct_start          pct_start=0.3
+    step            x gamma every `every` steps                                every=1000, gamma=0.1
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from torch.optim import lr_scheduler
+
+from optimlab import schedules
 
 from optimlab.lab.specs import bind, format_spec, parse_spec, unknown
 
@@ -35,26 +41,44 @@ def constant(optimizer: torch.optim.Optimizer, total_steps: int) -> None:
     return None
 
 
+def relative(optimizer: torch.optim.Optimizer, factor: schedules.Schedule) -> schedules.Scheduler:
+    """A scheduler that sets every group's lr to its starting lr times ``factor(step)``."""
+    return schedules.Scheduler(optimizer, {"lr": factor}, relative=True)
+
+
 def cosine(optimizer: torch.optim.Optimizer, total_steps: int, min_factor: float = 0.0) -> Any:
-    return lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps,
-                                          eta_min=min_factor * optimizer.param_groups[0]["lr"])
+    return relative(optimizer, schedules.cosine(1.0, total_steps, floor=min_factor))
 
 
 def linear(optimizer: torch.optim.Optimizer, total_steps: int, end_factor: float = 0.0) -> Any:
-    return lr_scheduler.LinearLR(optimizer, start_factor=1.0, end_factor=end_factor, total_iters=total_steps)
+    return relative(optimizer, schedules.linear(1.0, end_factor, total_steps))
 
 
 def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int, warmup: int = 100) -> Any:
     if warmup < 1 or warmup >= total_steps:
         raise ValueError(f"schedule warmup-cosine: warmup must be in [1, {total_steps}) (the step budget), "
                          f"got {warmup!r}")
-    return lr_scheduler.SequentialLR(optimizer, [
-        lr_scheduler.LinearLR(optimizer, start_factor=1.0 / warmup, end_factor=1.0, total_iters=warmup),
-        lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps - warmup)], milestones=[warmup])
+    return relative(optimizer, schedules.sequence(schedules.linear_warmup(1.0, warmup, start=1.0 / warmup),
+                                                  schedules.cosine(1.0, total_steps - warmup)))
+
+
+def wsd(optimizer: torch.optim.Optimizer, total_steps: int, warmup: int = 100, decay: float = 0.2) -> Any:
+    if not 0 < decay < 1:
+        raise ValueError(f"schedule wsd: decay must be a fraction of the budget in (0, 1), got {decay!r}")
+    decay_steps = max(1, round(decay * total_steps))
+    if warmup < 0 or warmup + decay_steps > total_steps:
+        raise ValueError(f"schedule wsd: warmup must be in [0, {total_steps - decay_steps}] (the budget less "
+                         f"the decay), got {warmup!r}")
+    start = 1.0 / warmup if warmup else 1.0  # the first step already moves, as in warmup-cosine
+    return relative(optimizer, schedules.wsd(1.0, total_steps, warmup=warmup, decay=decay_steps, start=start))
+
+
+def one_cycle(optimizer: torch.optim.Optimizer, total_steps: int, pct_start: float = 0.3) -> Any:
+    return relative(optimizer, schedules.one_cycle(1.0, total_steps, pct_start=pct_start))
 
 
 def step_decay(optimizer: torch.optim.Optimizer, total_steps: int, every: int = 1000, gamma: float = 0.1) -> Any:
-    return lr_scheduler.StepLR(optimizer, step_size=every, gamma=gamma)
+    return relative(optimizer, schedules.step_decay(1.0, every, gamma))
 
 
 SCHEDULES: dict[str, ScheduleBuilder] = {
@@ -62,6 +86,8 @@ SCHEDULES: dict[str, ScheduleBuilder] = {
     "cosine": cosine,
     "linear": linear,
     "warmup-cosine": warmup_cosine,
+    "wsd": wsd,
+    "one-cycle": one_cycle,
     "step": step_decay,
 }
 
