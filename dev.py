@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Set up and run optimlab on a machine that has only Python.
 
-    python3 dev.py run    # set up (first time) and run the main job
+    python3 dev.py run    # set up (first time) and run the main job: optimlab compare
     python3 dev.py test   # set up (first time) and run the whole test suite
 
 Set-up makes ./.venv and installs optimlab with everything it needs, always under
@@ -76,7 +76,7 @@ def setup() -> None:
 def main() -> int:
     commands = {
         "setup": [],
-        "run": [PYTHON, "examples/run_all.py"],
+        "run": [PYTHON, "-m", "optimlab", "compare"],  # the main job: the classic comparison and its report
         "test": [PYTHON, "-m", "pytest", "-q"],
     }
     if len(sys.argv) < 2 or sys.argv[1] not in commands:

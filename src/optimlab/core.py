@@ -12,6 +12,9 @@ Rules every transform keeps, so that one piece of math serves every execution pa
 * Hyperparameters arrive as plain numbers or as 0-d tensors; write the math with operators
   and tensor methods (``1 - beta ** step``, ``x.lerp_(y, w)``), never ``math.*`` on them,
   so a compiled step can receive them as tensors and never recompile when they change.
+  Skip a term for a zero hyperparameter with :func:`is_zero` (``u if is_zero(wd) else ...``),
+  not ``wd == 0``: a fast path passes exact zeros as plain ``0`` and everything else as a
+  tensor, so the branch is decided when the step is traced, never on tensor data.
 * State keys use torch.optim's names where torch has the same quantity (``exp_avg``,
   ``momentum_buffer``, ...), so checkpoints move between optimlab and torch.optim.
 """
@@ -25,6 +28,16 @@ from torch import Tensor
 
 HyperParams = Mapping[str, Any]
 State = MutableMapping[str, Any]
+
+
+def is_zero(value: Any) -> bool:
+    """Whether a hyperparameter is exactly zero, so that the term it scales can be skipped.
+
+    True only for a plain number equal to 0; a tensor is never "zero" here. The eager path
+    passes plain numbers, so this is ``value == 0``; fast paths pass a zero as plain ``0`` and
+    any other value as a 0-d tensor, so the branch is known without reading tensor data.
+    """
+    return not isinstance(value, Tensor) and value == 0
 
 
 class Transform:

@@ -4,13 +4,32 @@ Every optimizer's step comes here as a list of :class:`GroupStep` (what to run, 
 tensors, with which hyperparameters). The engine first checks all of it, then changes
 anything: a step that raises leaves parameters and state as they were.
 
-Execution path: ``eager`` runs the transform tensor by tensor with hyperparameters as Python
-numbers. It is the reference that any faster path is compared against.
+Execution paths (all run the same :meth:`Transform.update`; see docs/performance.md):
+
+* ``eager`` runs the transform tensor by tensor with hyperparameters as Python numbers. It is
+  the reference that the other paths are tested against.
+* ``fused`` traces the transform once into an elementwise program and runs it as one
+  generated C kernel per group (:mod:`optimlab.engine_trace`, :mod:`optimlab.engine_cpu`,
+  :mod:`optimlab.engine_fused`): CPU parameters of float32, float64, bfloat16 or float16.
+* ``compiled`` runs the transform under ``torch.compile`` (:mod:`optimlab.engine_compiled`),
+  hyperparameters as 0-d tensors: the path for CUDA parameters.
+* ``auto`` (the default) picks ``fused`` on CPU and ``compiled`` on CUDA, and keeps ``eager``
+  for each parameter where neither applies (complex parameters, sparse or non-dense
+  tensors, a transform the tracer cannot express, no C compiler). A path that fails to build
+  falls back to eager with one warning; training never stops because of it.
+
+Choose with :func:`set_path`, :func:`using`, or the environment variable ``OPTIMLAB_ENGINE``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import collections
+import contextlib
+import itertools
+import operator
+import os
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +37,49 @@ import torch
 from torch import Tensor
 
 from optimlab.core import State, Transform
+
+PATHS = ("auto", "eager", "fused", "compiled")
+
+_path = os.environ.get("OPTIMLAB_ENGINE", "auto")
+if _path not in PATHS:
+    warnings.warn(f"OPTIMLAB_ENGINE={_path!r} is not one of {PATHS}; using 'auto'", stacklevel=1)
+    _path = "auto"
+
+#: How many parameter updates each path has run (``engine.path_counts["fused"]``): tests use it
+#: to know that a path really ran; nothing in the engine reads it.
+path_counts: collections.Counter = collections.Counter()
+
+
+def set_path(name: str) -> None:
+    """Choose the execution path for every optimizer: one of :data:`PATHS`."""
+    global _path
+    if name not in PATHS:
+        raise ValueError(f"optimlab.engine.set_path: path must be one of {PATHS}, got {name!r}")
+    _path = name
+
+
+def get_path() -> str:
+    return _path
+
+
+@contextlib.contextmanager
+def using(name: str) -> Iterator[None]:
+    """``with engine.using("eager"): ...`` runs the block on one path, then restores the previous one."""
+    previous = _path
+    set_path(name)
+    try:
+        yield
+    finally:
+        set_path(previous)
+
+
+_warned: set[str] = set()
+
+
+def warn_once(message: str) -> None:
+    if message not in _warned:
+        _warned.add(message)
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
 
 
 @dataclass
@@ -29,10 +91,53 @@ class GroupStep:
     params: list[Tensor]
     grads: list[Tensor]
     states: list[State]
-    names: list[str]
+    #: Names for messages (a list, or :class:`LazyNames`, which makes them only when read).
+    names: Sequence[str]
     #: Keep torch.optim's per-parameter ``state['step']`` and pass the count to the transform.
     counts_steps: bool
     owner: str = "optimizer"
+
+
+class LazyNames(Sequence[str]):
+    """Parameter names for error messages, made only when one is read (a step makes none)."""
+
+    def __init__(self, positions: Sequence[int], name_of: Callable[[int], str]) -> None:
+        self.positions = positions
+        self.name_of = name_of
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return [self.name_of(i) for i in self.positions[index]]
+        return self.name_of(self.positions[index])
+
+
+_grad = operator.attrgetter("grad")
+
+
+def collect(transform: Transform, group: Mapping[str, Any], state: Mapping[Tensor, State], counts_steps: bool,
+            owner: str, name_of: Callable[[int], str]) -> GroupStep:
+    """A group's share of a step: the parameters that have a gradient (the others are skipped,
+    and their step counts do not advance), with their gradients and states."""
+    every = group["params"]
+    grads = list(map(_grad, every))
+    if not any(map(operator.is_, grads, itertools.repeat(None))):  # the usual case: all of them
+        states = list(map(state.__getitem__, every))
+        return GroupStep(transform, group, list(every), grads, states, LazyNames(range(len(every)), name_of),
+                         counts_steps, owner)
+    params: list[Tensor] = []
+    kept: list[Tensor] = []
+    states = []
+    positions: list[int] = []
+    for i, (p, g) in enumerate(zip(every, grads)):
+        if g is not None:
+            params.append(p)
+            kept.append(g)
+            states.append(state[p])
+            positions.append(i)
+    return GroupStep(transform, group, params, kept, states, LazyNames(positions, name_of), counts_steps, owner)
 
 
 def step_dtype() -> torch.dtype:
@@ -68,11 +173,73 @@ def check_state_shapes(owner: str, name: str, param: Tensor, state: Mapping[str,
 
 
 def run(works: Sequence[GroupStep]) -> None:
-    """Check every group, then step every group."""
-    for work in works:
+    """Check every group, then step every group on the chosen path."""
+    if _path == "eager":
+        for work in works:
+            check(work)
+        for work in works:
+            run_eager(work)
+        return
+    plans = [plan(work) for work in works]
+    for run_plan in plans:
+        run_plan()
+
+
+def plan(work: GroupStep) -> Any:
+    """Check one group and sort its parameters by path; returns the function that steps them.
+
+    Checks cost per parameter on every step, so the common case is checked by what the fused
+    path needs anyway (:func:`optimlab.engine_fused.prepare`); only when something looks unusual
+    does the full :func:`check` run, to raise its clear error or to confirm that the parameter
+    merely belongs to another path.
+    """
+    from optimlab import engine_fused
+
+    if _path in ("auto", "fused"):
+        batches, fresh, other = engine_fused.prepare(work)
+    else:
+        batches, fresh, other = {}, [], list(range(len(work.params)))
+    if other:
         check(work)
-    for work in works:
-        run_eager(work)
+    compiled: list[int] = []
+    if other and _path in ("auto", "compiled"):
+        from optimlab import engine_compiled
+        compiled, other = engine_compiled.split(work.params, work.grads, work.states, other,
+                                                any_device=_path == "compiled")
+
+    def step() -> None:
+        hp = {k: work.hyperparams[k] for k in work.transform.hyperparams if k in work.hyperparams}
+        eager = other
+        if fresh:
+            for i in fresh:
+                initialize(work, i)
+            eager += engine_fused.add_fresh(work, batches, fresh)
+        if batches:
+            eager += engine_fused.run_group(work, hp, batches)
+        if compiled:
+            from optimlab import engine_compiled
+            left = engine_compiled.run(work, compiled, hp, initialize)
+            path_counts["compiled"] += len(compiled) - len(left)
+            eager += left
+        if eager:
+            run_eager(work if len(eager) == len(work.params) else subset(work, sorted(eager)))
+
+    return step
+
+
+def subset(work: GroupStep, indices: Sequence[int]) -> GroupStep:
+    """The same group step restricted to some of its parameters."""
+    pick = lambda items: [items[i] for i in indices]  # noqa: E731
+    return GroupStep(work.transform, work.hyperparams, pick(work.params), pick(work.grads), pick(work.states),
+                     pick(work.names), work.counts_steps, work.owner)
+
+
+def initialize(work: GroupStep, i: int) -> None:
+    """A parameter's state before its first step: torch's step count, then the transform's own."""
+    state = work.states[i]
+    if work.counts_steps:
+        state["step"] = torch.tensor(0.0, dtype=step_dtype())
+    state.update(init_state(work.transform, work.params[i]))
 
 
 def plain_hyperparams(work: GroupStep) -> dict[str, Any]:
@@ -90,11 +257,10 @@ def plain_hyperparams(work: GroupStep) -> dict[str, Any]:
 def run_eager(work: GroupStep) -> None:
     """The reference path: one parameter at a time, exactly the transform's math."""
     transform, hp = work.transform, plain_hyperparams(work)
-    for p, g, state in zip(work.params, work.grads, work.states):
+    path_counts["eager"] += len(work.params)
+    for i, (p, g, state) in enumerate(zip(work.params, work.grads, work.states)):
         if not state:
-            if work.counts_steps:
-                state["step"] = torch.tensor(0.0, dtype=step_dtype())
-            state.update(init_state(transform, p))
+            initialize(work, i)
         step = None
         if work.counts_steps:
             state["step"] += 1

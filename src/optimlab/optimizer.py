@@ -16,6 +16,7 @@ format. It adds:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -114,13 +115,8 @@ class Optimizer(torch.optim.Optimizer):
         works = []
         for index, group in enumerate(self.param_groups):
             self.check_group(group)
-            work = engine.GroupStep(self.transform_for(group), group, [], [], [], [], self.counts_steps, self.owner)
-            for i, p in enumerate(group["params"]):
-                if p.grad is not None:
-                    work.params.append(p)
-                    work.grads.append(p.grad)
-                    work.states.append(self.state[p])
-                    work.names.append(param_name(group, index, i))
+            work = engine.collect(self.transform_for(group), group, self.state, self.counts_steps, self.owner,
+                                  functools.partial(param_name, group, index))
             if work.params:
                 works.append(work)
         engine.run(works)

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from optimlab.core import HyperParams, State, Transform
+from optimlab.core import HyperParams, State, Transform, is_zero
 
 
 class ScaleByAdagrad(Transform):
@@ -50,7 +50,7 @@ class ScaleByAdagrad(Transform):
         accumulator.add_(u * u)
         out = u / (accumulator.sqrt() + hp["eps"])
         lr_decay = hp["lr_decay"]
-        return out if lr_decay == 0 else out / (1 + (step - 1) * lr_decay)
+        return out if is_zero(lr_decay) else out / (1 + (step - 1) * lr_decay)
 
 
 class ScaleByRMS(Transform):

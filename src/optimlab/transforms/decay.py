@@ -15,7 +15,7 @@ from typing import Any
 
 from torch import Tensor
 
-from optimlab.core import HyperParams, State, Transform
+from optimlab.core import HyperParams, State, Transform, is_zero
 
 
 class AddDecayedWeights(Transform):
@@ -25,7 +25,7 @@ class AddDecayedWeights(Transform):
 
     def update(self, u: Tensor, param: Tensor, state: State, hp: HyperParams, step: Any) -> Tensor:
         wd = hp["weight_decay"]
-        return u if wd == 0 else u + wd * param
+        return u if is_zero(wd) else u + wd * param
 
 
 class DecoupledWeightDecay(Transform):
@@ -35,4 +35,4 @@ class DecoupledWeightDecay(Transform):
 
     def update(self, u: Tensor, param: Tensor, state: State, hp: HyperParams, step: Any) -> Tensor:
         wd = hp["weight_decay"]
-        return u if wd == 0 else u - (hp["lr"] * wd) * param
+        return u if is_zero(wd) else u - (hp["lr"] * wd) * param

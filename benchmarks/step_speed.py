@@ -1,0 +1,310 @@
+#!/usr/bin/env python3
+"""How fast is one optimizer step? optimlab against torch.optim, and against memory itself.
+
+An optimizer step is a memory-bound loop: AdamW in fp32 reads param, grad, exp_avg, exp_avg_sq
+and writes param, exp_avg, exp_avg_sq, 28 bytes per parameter; SGD with momentum, Adagrad and
+RMSprop move 20. No implementation can beat the time memory needs to move those bytes, so
+every row is also given as effective bandwidth (bytes / time) and as a fraction of the
+bandwidth of an in-place axpy (``y += a * x``, 12 bytes per element) measured in the same run.
+
+Parameter sets (148 tensors each, GPT-2 shapes: token and position embeddings, 12 blocks of
+layernorms, qkv, projection and MLP weights and biases, a final layernorm):
+
+* ``1M``: d=64, vocab 6400, context 256 (1,025,920 parameters, many small tensors)
+* ``10M``: d=256, vocab 2048, context 512 (10,132,992 parameters)
+* ``124M``: GPT-2 small, d=768, vocab 50257, context 1024 (124,439,808 parameters)
+
+Gradients are random tensors assigned to ``.grad``, as autograd leaves them. For every
+optimizer, optimlab (its default path, no flags) is timed against torch.optim's for-loop
+(``foreach=False``), ``foreach=True`` and ``fused=True`` where torch has it, interleaved round
+by round in the same process so that they share the machine's noise; the median is reported
+with the spread between the quartiles. First-step latency (tracing and compiling included) is
+measured in fresh processes, once with an empty kernel cache (cold) and once with the cache
+that run filled (warm).
+
+    python benchmarks/step_speed.py --quick      # under a minute: checks the goals
+    python benchmarks/step_speed.py              # more repeats, every torch variant at 124M
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT / "src") not in sys.path:
+    sys.path.insert(0, str(ROOT / "src"))
+
+import optimlab  # noqa: E402
+
+SIZES = {"1M": (64, 6400, 256), "10M": (256, 2048, 512), "124M": (768, 50257, 1024)}
+
+#: name -> (optimlab class, torch class, keyword arguments for both, bytes moved per parameter)
+OPTIMIZERS = {
+    "SGD(momentum)": (optimlab.SGD, torch.optim.SGD, dict(lr=1e-3, momentum=0.9), 20),
+    "Adagrad": (optimlab.Adagrad, torch.optim.Adagrad, dict(lr=1e-2), 20),
+    "RMSprop": (optimlab.RMSprop, torch.optim.RMSprop, dict(lr=1e-3), 20),
+    "Adam": (optimlab.Adam, torch.optim.Adam, dict(lr=1e-3), 28),
+    "AdamW": (optimlab.AdamW, torch.optim.AdamW, dict(lr=1e-3, weight_decay=0.01), 28),
+}
+
+AXPY_BYTES = 12  # read x, read y, write y
+
+
+def gpt_shapes(d: int, vocab: int, context: int, layers: int = 12) -> list[tuple[int, ...]]:
+    shapes: list[tuple[int, ...]] = [(vocab, d), (context, d)]
+    for _ in range(layers):
+        shapes += [(d,), (d,), (d, 3 * d), (3 * d,), (d, d), (d,),     # ln_1, attn qkv, attn proj
+                   (d,), (d,), (d, 4 * d), (4 * d,), (4 * d, d), (d,)]  # ln_2, mlp fc, mlp proj
+    return shapes + [(d,), (d,)]                                        # ln_f
+
+
+def make_params(size: str, seed: int = 0) -> list[torch.nn.Parameter]:
+    generator = torch.Generator().manual_seed(seed)
+    params = []
+    for shape in gpt_shapes(*SIZES[size]):
+        p = torch.nn.Parameter(torch.randn(shape, generator=generator) * 0.02)
+        p.grad = torch.randn(shape, generator=generator) * 1e-3
+        params.append(p)
+    return params
+
+
+def torch_variants(cls: type, kwargs: dict) -> dict[str, dict]:
+    """torch.optim's implementations of this optimizer that exist here (fused is not everywhere)."""
+    variants = {"torch for-loop": dict(kwargs, foreach=False), "torch foreach": dict(kwargs, foreach=True)}
+    probe = torch.nn.Parameter(torch.zeros(4))
+    probe.grad = torch.zeros(4)
+    try:
+        cls([probe], **kwargs, fused=True).step()
+        variants["torch fused"] = dict(kwargs, fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        pass
+    return variants
+
+
+def quartiles(times: list[float]) -> tuple[float, float, float]:
+    q = statistics.quantiles(times, n=4) if len(times) >= 4 else [min(times), statistics.median(times), max(times)]
+    return q[0], statistics.median(times), q[2]
+
+
+def bench_size(size: str, names: list[str], reps: int, warmup: int, quick: bool, log: Any) -> list[dict]:
+    params = make_params(size)
+    n = sum(p.numel() for p in params)
+    x, y = torch.randn(n), torch.randn(n)
+    rows = []
+    for name in names:
+        ours, theirs, kwargs, nbytes = OPTIMIZERS[name]
+        candidates: dict[str, Any] = {"optimlab": ours(params, **kwargs)}
+        variants = torch_variants(theirs, kwargs)
+        if quick and size == "124M":  # memory and time: only torch's fastest here
+            fastest = "torch fused" if "torch fused" in variants else "torch foreach"
+            variants = {fastest: variants[fastest]}
+        for label, options in variants.items():
+            candidates[label] = theirs(params, **options)
+        steps = {label: opt.step for label, opt in candidates.items()}
+        steps["axpy"] = lambda: y.add_(x, alpha=1e-9)
+        for step in steps.values():
+            for _ in range(warmup):
+                step()
+        times: dict[str, list[float]] = {label: [] for label in steps}
+        for _ in range(reps):  # round-robin: every candidate sees the same noise
+            for label, step in steps.items():
+                start = time.perf_counter()
+                step()
+                times[label].append(time.perf_counter() - start)
+        axpy_low, axpy, axpy_high = quartiles(times["axpy"])
+        axpy_gbs = AXPY_BYTES * n / axpy / 1e9
+        medians = {label: quartiles(ts)[1] for label, ts in times.items() if label != "axpy"}
+        torch_best = min(t for label, t in medians.items() if label.startswith("torch"))
+        for label in candidates:
+            low, median, high = quartiles(times[label])
+            gbs = nbytes * n / median / 1e9
+            rows.append(dict(size=size, params=n, tensors=len(params), optimizer=name, impl=label, ms=median * 1e3,
+                             spread_pct=100 * (high - low) / median, gbs=gbs, axpy_gbs=axpy_gbs,
+                             axpy_ms=axpy * 1e3, axpy_spread_pct=100 * (axpy_high - axpy_low) / axpy,
+                             vs_torch_best=torch_best / median, of_axpy=gbs / axpy_gbs,
+                             vs_fused=(medians["torch fused"] / median) if "torch fused" in medians else None))
+            log(format_row(rows[-1]))
+        del candidates, steps
+        gc.collect()
+    return rows
+
+
+HEADER = (f"{'size':>5} {'optimizer':<14} {'implementation':<15} {'ms':>9} {'±%':>5} {'GB/s':>6} "
+          f"{'x torch best':>12} {'of axpy':>8} {'axpy GB/s':>9}")
+
+
+def format_row(r: dict) -> str:
+    return (f"{r['size']:>5} {r['optimizer']:<14} {r['impl']:<15} {r['ms']:9.3f} {r['spread_pct']:5.0f} "
+            f"{r['gbs']:6.1f} {r['vs_torch_best']:12.2f} {r['of_axpy']:8.2f} {r['axpy_gbs']:9.1f}")
+
+
+# -- first-step latency, in fresh processes ------------------------------------------------------
+def first_steps_child(names: list[str], size: str) -> None:
+    """Runs in a fresh process: time the first two steps of each optimizer (import excluded)."""
+    results = {}
+    for name in names:
+        ours, _, kwargs, _ = OPTIMIZERS[name]
+        params = make_params(size)
+        opt = ours(params, **kwargs)
+        times = []
+        for _ in range(3):
+            start = time.perf_counter()
+            opt.step()
+            times.append(time.perf_counter() - start)
+        results[name] = times
+    print(json.dumps(results))
+
+
+def first_steps(names: list[str], size: str, log: Any) -> dict:
+    cache = tempfile.mkdtemp(prefix="optimlab-bench-cache-")
+    env = dict(os.environ, OPTIMLAB_CACHE_DIR=cache)
+    out = {}
+    for kind in ("cold", "warm"):
+        command = [sys.executable, __file__, "--first-step-child", "--size", size, "--optimizers", ",".join(names)]
+        start = time.perf_counter()
+        done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+        wall = time.perf_counter() - start
+        out[kind] = json.loads(done.stdout.strip().splitlines()[-1])
+        out[kind + "_process_s"] = wall
+    for name in names:
+        cold, warm = out["cold"][name], out["warm"][name]
+        log(f"{name:<14} cold: step 1 {cold[0]:6.3f} s, step 2 {cold[1]:6.3f} s, step 3 {cold[2] * 1e3:7.2f} ms"
+            f" | warm: step 1 {warm[0]:6.3f} s, step 2 {warm[1]:6.3f} s, step 3 {warm[2] * 1e3:7.2f} ms")
+    return out
+
+
+# -- goals -----------------------------------------------------------------------------------------
+def goals(rows: list[dict], first: dict | None) -> list[tuple[str, bool, str]]:
+    checks = []
+    ours = {(r["size"], r["optimizer"]): r for r in rows if r["impl"] == "optimlab"}
+    for (size, name), r in sorted(ours.items()):
+        if size == "124M":
+            checks.append((f"124M {name}: >= 90% of axpy bandwidth", r["of_axpy"] >= 0.90, f"{r['of_axpy']:.0%}"))
+            if r["vs_fused"] is not None:
+                checks.append((f"124M {name}: >= 0.95x torch fused", r["vs_fused"] >= 0.95, f"{r['vs_fused']:.2f}x"))
+        if size == "1M" and r["vs_fused"] is not None:
+            checks.append((f"1M {name}: >= 2x faster than torch fused", r["vs_fused"] >= 2.0, f"{r['vs_fused']:.2f}x"))
+    if first:
+        for name, times in first["cold"].items():
+            worst = max(times[:2])
+            checks.append((f"first steps of {name} <= 3 s, cold cache", worst <= 3.0, f"{worst:.2f} s"))
+        for name, times in first["warm"].items():
+            worst = max(times[:2])
+            checks.append((f"first steps of {name} <= 3 s, warm cache", worst <= 3.0, f"{worst:.2f} s"))
+    return checks
+
+
+def markdown(result: dict) -> str:
+    """The run as markdown tables (what docs/performance.md shows)."""
+    info = result["machine"]
+    lines = [f"torch {info['torch']}, {info['threads']} threads, {info['cpu']} ({info['cores']} cores), "
+             f"load average {tuple(round(x, 2) for x in info['load_average'] or ())} at the start and "
+             f"{tuple(round(x, 2) for x in info['load_average_end'] or ())} at the end"
+             f"{' (--quick)' if result['quick'] else ''}.", "",
+             "| size | optimizer | implementation | ms (median) | ± (IQR) | GB/s | × torch best | of axpy |",
+             "|---|---|---|---:|---:|---:|---:|---:|"]
+    for r in result["rows"]:
+        name = f"**{r['impl']}**" if r["impl"] == "optimlab" else r["impl"]
+        lines.append(f"| {r['size']} | {r['optimizer']} | {name} | {r['ms']:.3f} | {r['spread_pct']:.0f}% | "
+                     f"{r['gbs']:.1f} | {r['vs_torch_best']:.2f} | {r['of_axpy']:.2f} |")
+    axpy = {}
+    for r in result["rows"]:
+        axpy.setdefault(r["size"], (r["axpy_ms"], r["axpy_gbs"]))
+    lines += ["", "In-place axpy in the same rounds: " + ", ".join(
+        f"{size} {ms:.3f} ms = {gbs:.1f} GB/s" for size, (ms, gbs) in axpy.items()) + "."]
+    first = result.get("first_steps")
+    if first:
+        lines += ["", "| first steps (1M set, fresh process) | cold cache: step 1 / step 2 (s) | "
+                      "warm cache: step 1 / step 2 (s) |", "|---|---:|---:|"]
+        for name, cold in first["cold"].items():
+            warm = first["warm"][name]
+            lines.append(f"| {name} | {cold[0]:.3f} / {cold[1]:.3f} | {warm[0]:.3f} / {warm[1]:.3f} |")
+    lines += ["", "| goal | met | value |", "|---|---|---:|"]
+    lines += [f"| {g['goal']} | {'yes' if g['met'] else '**no**'} | {g['value']} |" for g in result["goals"]]
+    return "\n".join(lines) + "\n"
+
+
+def machine() -> dict:
+    model = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as info:
+            model = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), model)
+    except OSError:
+        pass
+    return dict(torch=torch.__version__, python=platform.python_version(), cpu=model, cores=os.cpu_count(),
+                threads=torch.get_num_threads(), load_average=os.getloadavg() if hasattr(os, "getloadavg") else None)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repeats, torch's fastest only at 124M (< 1 min)")
+    parser.add_argument("--sizes", default="1M,10M,124M")
+    parser.add_argument("--optimizers", default=",".join(OPTIMIZERS))
+    parser.add_argument("--reps", type=int, default=None, help="timed rounds per size (default by size)")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    parser.add_argument("--json", default=str(ROOT / "out" / "step_speed.json"))
+    parser.add_argument("--markdown", default=None, help="also write the tables as markdown to this path")
+    parser.add_argument("--no-first-step", action="store_true")
+    parser.add_argument("--first-step-child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--size", default="1M", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    names = [n for n in args.optimizers.split(",") if n]
+    for name in names:
+        if name not in OPTIMIZERS:
+            parser.error(f"--optimizers: unknown optimizer {name!r}; known: {', '.join(OPTIMIZERS)}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.first_step_child:
+        first_steps_child(names, args.size)
+        return 0
+
+    def log(line: str) -> None:
+        print(line, flush=True)
+
+    started = time.perf_counter()
+    info = machine()
+    log(f"torch {info['torch']}, {info['threads']} threads, {info['cpu']}, load average {info['load_average']}")
+    default_reps = {"1M": 200, "10M": 40, "124M": 10} if not args.quick else {"1M": 60, "10M": 12, "124M": 4}
+    rows: list[dict] = []
+    log(HEADER)
+    for size in args.sizes.split(","):
+        if size not in SIZES:
+            parser.error(f"--sizes: unknown size {size!r}; known: {', '.join(SIZES)}")
+        reps = args.reps or default_reps[size]
+        rows += bench_size(size, names, reps, warmup=3 if size != "124M" else 2, quick=args.quick, log=log)
+    first = None
+    if not args.no_first_step:
+        log("\nfirst steps in a fresh process (1M set; seconds; import of torch and optimlab excluded):")
+        first = first_steps(names, "1M", log)
+    checks = goals(rows, first)
+    log("\ngoals:")
+    for label, ok, value in checks:
+        log(f"  [{'x' if ok else ' '}] {label}: {value}")
+    info["load_average_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
+    result = dict(machine=info, quick=args.quick, rows=rows, first_steps=first,
+                  goals=[dict(goal=g, met=ok, value=v) for g, ok, v in checks], seconds=time.perf_counter() - started)
+    path = Path(args.json)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=1))
+    if args.markdown:
+        Path(args.markdown).write_text(markdown(result))
+    log(f"\n{len(rows)} rows, {sum(ok for _, ok, _ in checks)}/{len(checks)} goals met, "
+        f"{result['seconds']:.0f} s; load average now {info['load_average_end']}; wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,352 @@
+"""Running a parameter group on the fused CPU kernel (:mod:`optimlab.engine_cpu`).
+
+The kernel itself is fast; what costs on many small tensors is Python work per parameter and
+per step. This module keeps that small:
+
+* a step sorts the group's parameters into *batches* (one per signature: dtype and state
+  layout), *fresh* ones (no state yet) and *the rest* (eager path); everything it checks is
+  what the kernel relies on, and anything unusual goes to the rest, where the engine's full
+  checks run;
+* once a group has stepped entirely on one kernel, the next step re-checks it with a few
+  list-wide comparisons (same parameter and state objects, same addresses and shapes,
+  contiguous gradients of the right dtype on the CPU) and reuses the pointer array, only
+  refreshing the gradients' addresses.
+
+Nothing here changes a tensor except :func:`run_batch`, which calls the kernel.
+"""
+
+from __future__ import annotations
+
+import array
+import itertools
+import operator
+import weakref
+from typing import Any
+
+import torch
+
+from optimlab.core import Transform
+from optimlab.engine_cpu import BuildError, Compiled, kernel_for
+from optimlab.engine_trace import Unsupported, hp_values
+
+_strided = torch.strided
+_float_dtypes = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
+_step_dtypes = (torch.float32, torch.float64)
+_shape = operator.attrgetter("shape")
+_dtype = operator.attrgetter("dtype")
+_is_cpu = operator.attrgetter("is_cpu")
+_is_contiguous = torch.Tensor.is_contiguous
+_numel = torch.Tensor.numel
+_data_ptr = torch.Tensor.data_ptr
+_values = dict.values
+
+
+def dense_like(t: torch.Tensor, param: torch.Tensor) -> bool:
+    """Whether ``t`` covers one block of memory with the parameter's layout, so that stepping
+    both in memory order pairs the right elements (contiguous, or e.g. both channels_last)."""
+    if t.is_contiguous() and param.is_contiguous():
+        return True
+    if t.stride() != param.stride() or t.shape != param.shape:
+        return False
+    expected = 1
+    for size, stride in sorted(zip(t.shape, t.stride()), key=lambda pair: pair[1]):
+        if size != 1 and stride != expected:
+            return False
+        expected *= size
+    return True
+
+
+class StateEntry:
+    """A parameter's state, checked in full for the kernel: its tensors in the kernel's order
+    (state keys sorted, then the step count) and their addresses; ``sig`` is None if the
+    kernel cannot use it."""
+
+    __slots__ = ("state", "keys", "tensors", "pointers", "shape", "sig")
+
+    def __init__(self, state: dict, param: torch.Tensor, counts_steps: bool) -> None:
+        self.state = state  # held, so that id(state) stays this dict's while the entry lives
+        self.sig = None
+        self.shape = param.shape
+        dtype = param.dtype
+        step_dtype = None
+        if not isinstance(state, dict):
+            return
+        for key, value in state.items():
+            if key == "step":
+                if not (counts_steps and isinstance(value, torch.Tensor) and value.dim() == 0
+                        and value.dtype in _step_dtypes and value.is_cpu):
+                    return
+                step_dtype = value.dtype
+            elif not (isinstance(value, torch.Tensor) and value.dtype is dtype and value.shape == self.shape
+                      and value.is_cpu and value.layout is _strided and dense_like(value, param)):
+                return
+        self.keys = sorted(k for k in state if k != "step") + (["step"] if step_dtype is not None else [])
+        self.tensors = [state[k] for k in self.keys]
+        self.pointers = [t.data_ptr() for t in self.tensors]
+        self.sig = (dtype, tuple(sorted(state)), step_dtype)
+
+    def still_valid(self, state: dict, param: torch.Tensor) -> bool:
+        if (self.sig is None or len(state) != len(self.tensors) or param.shape != self.shape
+                or param.dtype is not self.sig[0]):
+            return False
+        for key, tensor, pointer in zip(self.keys, self.tensors, self.pointers):
+            if state.get(key) is not tensor or tensor.data_ptr() != pointer:
+                return False
+        return True
+
+
+class Batch:
+    """Parameters of one group that share a signature: one kernel call.
+
+    ``roles[r]``/``pointers[r]``: the r-th state tensor of every parameter and its address.
+    ``arrays``, when set, are the ready pointer and size arrays of a steady-state step.
+    """
+
+    __slots__ = ("indices", "params", "grads", "states", "entries", "roles", "pointers", "arrays")
+
+    def __init__(self) -> None:
+        self.indices: list[int] = []
+        self.params: list[torch.Tensor] = []
+        self.grads: list[torch.Tensor] = []
+        self.states: list[dict] = []
+        self.entries: list[StateEntry] = []
+        self.roles: list[list[torch.Tensor]] = []
+        self.pointers: list[list[int]] = []
+        self.arrays: tuple | None = None
+
+    def finish(self) -> Batch:
+        count = len(self.entries[0].tensors) if self.entries else 0
+        self.roles = [[e.tensors[r] for e in self.entries] for r in range(count)]
+        self.pointers = [[e.pointers[r] for e in self.entries] for r in range(count)]
+        return self
+
+
+class Steady:
+    """A group's last all-kernel step, to be confirmed in bulk on the next one.
+
+    Every tensor touched costs a few cache misses once a step has streamed megabytes through
+    the caches, and optimizer state is most of the tensors, so the state is confirmed by
+    identity: the same tensor objects in the same dicts. Its storages are held here, so the
+    kernel can never write to freed memory; the one change this does not see is a state
+    tensor's storage swapped in place (``t.set_(...)``, ``t.data = ...``) with nothing else in
+    the group changed, after which the kernel keeps updating the old storage.
+    """
+
+    __slots__ = ("sig", "batch", "params", "param_pointers", "numels", "dtypes", "values", "storages",
+                 "pointer_array", "numel_array")
+
+    def __init__(self, sig: tuple, batch: Batch, work: Any) -> None:
+        params, states = work.params, work.states
+        n = len(params)
+        self.sig = sig
+        self.batch = batch
+        self.params = list(params)
+        self.param_pointers = list(map(_data_ptr, params))
+        self.numels = list(map(_numel, params))
+        self.dtypes = list(map(_dtype, params))
+        self.values = list(itertools.chain.from_iterable(map(_values, states)))
+        self.storages = [t.untyped_storage() for t in self.values]
+        pointers = self.param_pointers + [0] * n
+        for addresses in batch.pointers:
+            pointers += addresses
+        self.pointer_array = array.array("q", pointers)
+        self.numel_array = array.array("q", self.numels)
+        batch.arrays = None
+
+    def confirm(self, work: Any) -> Batch | None:
+        """The batch for this step if the group is as it was, else None (nothing is changed).
+
+        Parameters: the same objects, at the same addresses (``p.data = ...`` moves them), of the
+        same sizes. Gradients: on the CPU, contiguous, of the parameters' dtypes (and of their
+        shapes: torch checks that when ``.grad`` is assigned). State: the same tensor objects.
+        """
+        params, grads, states = work.params, work.grads, work.states
+        if len(params) != len(self.params):
+            return None
+        try:
+            if (not all(map(operator.is_, params, self.params))
+                    or list(map(_data_ptr, params)) != self.param_pointers
+                    or list(map(_numel, params)) != self.numels
+                    or list(map(_dtype, grads)) != self.dtypes
+                    or not all(map(_is_cpu, grads)) or not all(map(_is_contiguous, grads))):
+                return None
+            values = list(itertools.chain.from_iterable(map(_values, states)))
+            if len(values) != len(self.values) or not all(map(operator.is_, values, self.values)):
+                return None
+        except (RuntimeError, TypeError):  # a sparse gradient, a state that is not a dict
+            return None
+        n = len(params)
+        self.pointer_array[n:2 * n] = array.array("q", map(_data_ptr, grads))
+        batch = self.batch
+        batch.params, batch.grads, batch.states = params, grads, states
+        batch.arrays = (self.pointer_array, self.numel_array, self.params)
+        return batch
+
+
+class GroupCache:
+    """Per group: the full checks of each parameter's state, and the steady-state snapshot.
+
+    Found by the group's first parameter, not by the group dict, which ``load_state_dict``
+    replaces: the group's parameters outlive it, and a cache per dict would keep old state.
+    """
+
+    def __init__(self, first: torch.Tensor) -> None:
+        self.first = first  # held, so that id(first) stays this parameter's while the cache lives
+        self.entries: dict[int, StateEntry] = {}
+        self.steady: Steady | None = None
+
+
+#: transform -> {id(first parameter of a group): GroupCache}; dies with the optimizer that owns the
+#: transform.
+_caches: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_stateless: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def stateless(transform: Transform) -> bool:
+    """Whether the transform keeps no state of its own (plain SGD): its empty state is final."""
+    known = _stateless.get(transform)
+    if known is None:
+        known = _stateless[transform] = not transform.init(torch.empty(1, device="meta"))
+    return known
+
+
+def group_cache(work: Any) -> GroupCache:
+    per_transform = _caches.get(work.transform)
+    if per_transform is None:
+        per_transform = _caches[work.transform] = {}
+    group_params = work.hyperparams.get("params") if isinstance(work.hyperparams, dict) else None
+    first = group_params[0] if group_params else work.params[0]
+    cache = per_transform.get(id(first))
+    if cache is None or cache.first is not first:
+        cache = per_transform[id(first)] = GroupCache(first)
+    return cache
+
+
+def prepare(work: Any, initialized: bool = False) -> tuple[dict[tuple, Batch], list[int], list[int]]:
+    """Sort a group's parameters: kernel batches by signature, fresh ones (no state yet), the rest.
+
+    Never raises and changes nothing: parameters it cannot take go to "the rest", for which the
+    engine runs the full checks and the eager path. ``initialized``: the states were just made.
+    """
+    cache = group_cache(work)
+    if cache.steady is not None and not initialized:
+        batch = cache.steady.confirm(work)
+        if batch is not None:
+            return {cache.steady.sig: batch}, [], []
+        cache.steady = None
+    # Entries for this step's states only: a checkpoint loaded or a parameter dropped must not
+    # keep old state tensors alive here.
+    entries = cache.entries
+    if not initialized:
+        cache.entries = {}
+    needs_init = not initialized and (work.counts_steps or not stateless(work.transform))
+    batches: dict[tuple, Batch] = {}
+    fresh: list[int] = []
+    other: list[int] = []
+    floats = _float_dtypes
+    strided = _strided
+    for i, (p, g, state) in enumerate(zip(work.params, work.grads, work.states)):
+        dtype = p.dtype
+        if not (dtype in floats and g.dtype is dtype and p.is_cpu and g.is_cpu and g.layout is strided
+                and g.shape == p.shape and (p.is_contiguous() and g.is_contiguous() or dense_like(g, p))):
+            other.append(i)
+            continue
+        if not state and needs_init:
+            fresh.append(i)
+            continue
+        entry = entries.get(id(state))
+        if entry is None or not entry.still_valid(state, p):
+            entry = StateEntry(state, p, work.counts_steps)
+        cache.entries[id(state)] = entry
+        if entry.sig is None:
+            other.append(i)
+            continue
+        batch = batches.get(entry.sig)
+        if batch is None:
+            batch = batches[entry.sig] = Batch()
+        batch.indices.append(i)
+        batch.params.append(p)
+        batch.grads.append(g)
+        batch.states.append(state)
+        batch.entries.append(entry)
+    for batch in batches.values():
+        batch.finish()
+    if not initialized and not fresh and not other and len(batches) == 1 and all(map(_is_contiguous, work.params)):
+        (sig, batch), = batches.items()
+        cache.steady = Steady(sig, batch, work)
+    return batches, fresh, other
+
+
+def add_fresh(work: Any, batches: dict[tuple, Batch], fresh: list[int]) -> list[int]:
+    """Put parameters whose state was just created into batches; returns those that fit none."""
+    sub = type(work)(work.transform, work.hyperparams, [work.params[i] for i in fresh],
+                     [work.grads[i] for i in fresh], [work.states[i] for i in fresh],
+                     [work.names[i] for i in fresh], work.counts_steps, work.owner)
+    more_batches, _, other = prepare(sub, initialized=True)
+    for sig, more in more_batches.items():
+        batch = batches.get(sig)
+        if batch is None:
+            batches[sig] = batch = Batch()
+        batch.indices = batch.indices + [fresh[i] for i in more.indices]
+        batch.params = batch.params + more.params
+        batch.grads = batch.grads + more.grads
+        batch.states = batch.states + more.states
+        batch.roles = [mine + theirs for mine, theirs in itertools.zip_longest(batch.roles, more.roles, fillvalue=[])]
+        batch.pointers = [mine + theirs for mine, theirs in
+                          itertools.zip_longest(batch.pointers, more.pointers, fillvalue=[])]
+        batch.arrays = None
+    return [fresh[i] for i in other]
+
+
+def run_group(work: Any, hyperparams: dict[str, Any], batches: dict[tuple, Batch]) -> list[int]:
+    """Step a group's batches, one kernel call each; returns the indices left for the eager path."""
+    from optimlab.engine import path_counts, warn_once
+
+    try:
+        structure, values = hp_values(hyperparams)
+    except Unsupported as reason:
+        warn_once(f"optimlab: {work.transform!r} runs on the eager path: {reason}")
+        return [i for batch in batches.values() for i in batch.indices]
+    eager: list[int] = []
+    for sig, batch in batches.items():
+        compiled = kernel_for(work.transform, hyperparams, structure, sig, batch.states[0], work.counts_steps)
+        if isinstance(compiled, Exception):
+            if isinstance(compiled, BuildError):
+                warn_once(f"optimlab: the fused CPU step is unavailable, using the eager path: {compiled}")
+            elif isinstance(compiled, Unsupported):
+                warn_once(f"optimlab: {work.transform!r} runs on the eager path: {compiled}")
+            eager += batch.indices
+            continue
+        run_batch(compiled, batch, values)
+        path_counts["fused"] += len(batch.indices)
+    return eager
+
+
+def run_batch(compiled: Compiled, batch: Batch, hp: list[float]) -> None:
+    """One call of the kernel over a batch: ``p += update`` for each parameter."""
+    params = batch.params
+    n = len(params)
+    if batch.arrays is not None:
+        pointer_array, numel_array, params = batch.arrays
+    else:
+        pointers = list(map(_data_ptr, params))
+        pointers += map(_data_ptr, batch.grads)
+        for addresses in batch.pointers:
+            pointers += addresses
+        pointer_array = array.array("q", pointers)
+        numel_array = array.array("q", map(_numel, params))
+    if len(pointer_array) != len(compiled.roles.names) * n or len(numel_array) != n:
+        # never hand the kernel a short array
+        raise RuntimeError(f"optimlab fused step: {len(pointer_array)} pointers for {n} parameters "
+                           f"and roles {compiled.roles.names}")
+    hp_array = array.array("d", hp or [0.0])
+    compiled.kernel(n, pointer_array.buffer_info()[0], numel_array.buffer_info()[0], hp_array.buffer_info()[0],
+                    torch.get_num_threads())
+    # The kernel wrote through raw pointers: bump the parameters' version counters, as an
+    # in-place torch op would, so that autograd still refuses a backward through a graph that
+    # saved them. (The state tensors' counters are left alone: autograd graphs hold parameters,
+    # and touching every state tensor costs as much as the checks above save.)
+    torch.autograd.graph.increment_version(params)
+    # Hold nothing of this step: gradients must be freed when the user sets them to None.
+    batch.grads = batch.params = batch.states = []
+    batch.arrays = None

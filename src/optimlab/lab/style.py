@@ -1,0 +1,17 @@
+"""One colour per optimizer, shared by every plot of the lab (reports, trajectories)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+#: Fixed colours for the classic optimizers (matplotlib's tab10), so every picture matches.
+COLORS = {"sgd": "#1f77b4", "momentum": "#ff7f0e", "nesterov": "#2ca02c", "adagrad": "#d62728",
+          "rmsprop": "#9467bd", "adam": "#8c564b", "adamw": "#e377c2"}
+#: For other names, in order of appearance.
+EXTRA_COLORS = ("#7f7f7f", "#bcbd22", "#17becf", "#000000")
+
+
+def color_map(names: Sequence[str]) -> dict[str, str]:
+    """name -> colour: the fixed colour of a classic optimizer, else the next extra colour."""
+    extra = iter(EXTRA_COLORS * (1 + len(names) // len(EXTRA_COLORS)))
+    return {name: COLORS.get(name) or next(extra) for name in dict.fromkeys(names)}

@@ -1,0 +1,81 @@
+"""The ``torch.compile`` path: CUDA parameters by default, any device when asked for.
+
+On CUDA machines the default path must run it (and agree with eager); without CUDA those tests
+skip. The same code is checked on the CPU by forcing the path, which costs one inductor
+compile (tens of seconds cold, a few seconds with inductor's cache warm), hence ``slow``.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+import optimlab
+from optimlab import engine
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+CONFIGS = [("AdamW", dict(lr=0.01)), ("SGD", dict(lr=0.1, momentum=0.9, nesterov=True)),
+           ("RMSprop", dict(lr=0.01, centered=True)), ("Adagrad", dict(lr=0.1, lr_decay=0.01)),
+           ("Adam", dict(lr=0.01, amsgrad=True, weight_decay=0.1))]
+
+
+def run(name: str, kwargs: dict, path: str, device: str, dtype: torch.dtype = torch.float32,
+        steps: int = 4) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    params = [torch.nn.Parameter(torch.randn(s, generator=g).to(device, dtype)) for s in [(5, 3), (7,), (1,)]]
+    opt = getattr(optimlab, name)(params, **kwargs)
+    with engine.using(path):
+        for step in range(steps):
+            for i, p in enumerate(params):
+                p.grad = None if (step + i) % 3 == 2 else torch.randn(p.shape, generator=g).to(device, dtype)
+            opt.param_groups[0]["lr"] *= 0.9  # a schedule: must not recompile
+            opt.step()
+    return params
+
+
+def assert_paths_agree(name: str, kwargs: dict, path: str, device: str) -> None:
+    expected = run(name, kwargs, "eager", device)
+    before = engine.path_counts["compiled"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        got = run(name, kwargs, path, device)
+    assert not [w for w in caught if "optimlab: torch.compile" in str(w.message)], "the compiled path fell back"
+    assert engine.path_counts["compiled"] > before, "the compiled path did not run"
+    for a, b in zip(got, expected):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+@needs_cuda
+@pytest.mark.parametrize("config", CONFIGS, ids=[name for name, _ in CONFIGS])
+def test_cuda_default_path_is_compiled_and_agrees_with_eager(config: tuple) -> None:
+    assert_paths_agree(*config, path="auto", device="cuda")
+
+
+@needs_cuda
+def test_cuda_and_cpu_parameters_in_one_optimizer() -> None:
+    results = []
+    for path in ("eager", "auto"):
+        params = [torch.nn.Parameter(torch.arange(4.0, device="cuda")), torch.nn.Parameter(torch.arange(4.0))]
+        opt = optimlab.Adam(params, lr=0.1)
+        before = dict(engine.path_counts)
+        with engine.using(path):
+            for _ in range(3):
+                for p in params:
+                    p.grad = torch.ones_like(p)
+                opt.step()
+        results.append([p.detach().cpu() for p in params])
+    assert engine.path_counts["compiled"] > before.get("compiled", 0)
+    assert engine.path_counts["fused"] > before.get("fused", 0)
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_compiled_path_on_cpu_agrees_with_eager() -> None:
+    """The CUDA path's logic (hyperparameter tensors, zeros, step counts, state made on the
+    first step) exercised on the CPU: AdamW and Nesterov SGD."""
+    for name, kwargs in CONFIGS[:2]:
+        assert_paths_agree(name, kwargs, path="compiled", device="cpu")
