@@ -23,7 +23,7 @@ PROBLEM = "finetune-fashion:steps=24,valid=200,test=200"
 
 
 def command(out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "optimlab.lab.finetune_run", "finetune", "--problem", PROBLEM, "--lr", "0.003",
+    return [sys.executable, "-m", "optimlab", "finetune", "--problem", PROBLEM, "--lr", "0.003",
             "--threads", "1", "--checkpoint-every", "4", "--quiet", "--out", str(out), "--db", str(out / "runs.sqlite"),
             *extra]
 
@@ -106,3 +106,18 @@ def test_killed_run_resumes_from_its_checkpoint_and_ends_as_an_uninterrupted_one
 
     again = subprocess.run(command(killed_dir), env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and "already stored" in again.stdout
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--optimizer", "adamx"], "unknown optimizer 'adamx'; valid names: sgd, momentum"),
+    (["--problem", "finetune-sentimental"], "unknown problem 'finetune-sentimental'; valid names:"),
+    (["--layer-decay", "1.5"], "layer_decay must be in (0, 1], got 1.5"),
+    (["--optimizer", "nesterov"], "no measured learning rate for 'nesterov' on 'finetune-sentiment'"),
+])
+def test_cli_usage_errors_exit_2_and_say_what_is_valid(argv, message, capsys, tmp_path):
+    from optimlab.cli import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main(["finetune", "--db", str(tmp_path / "runs.sqlite"), "--out", str(tmp_path), *argv])
+    assert stopped.value.code == 2
+    assert message in capsys.readouterr().err

@@ -21,8 +21,8 @@ The recipe's options (``--head-scale``, ``--layer-decay``, ``--clip``, ``--unfre
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +33,6 @@ from optimlab.lab.problems import Problem, get_problem
 from optimlab.lab.runs import RunConfig, RunResult, execute
 from optimlab.lab.specs import format_spec, parse_spec
 from optimlab.lab.store import Store
-from optimlab.lab.zoo import get_optimizer
 
 DEFAULT_PROBLEM = "finetune-sentiment"
 DEFAULT_OPTIMIZER = "adamw"
@@ -68,6 +67,17 @@ def problem_spec(problem: str, **recipe: Any) -> str:
     return get_problem(format_spec(name, params) if params else name).name
 
 
+def default_lr(problem: str, optimizer: str) -> float:
+    """The problem's measured learning rate for ``optimizer``; ValueError (saying which are
+    measured) if there is none."""
+    spec = get_problem(problem)
+    lr = spec.default_lr(optimizer)  # unknown optimizer names raise, listing the valid ones
+    if lr is None:
+        raise ValueError(f"no measured learning rate for {optimizer!r} on {spec.name!r} (measured: "
+                         f"{', '.join(f'{k} {v:g}' for k, v in spec.lrs.items()) or 'none'}); give --lr")
+    return lr
+
+
 def finetune(problem: str, optimizer: str = DEFAULT_OPTIMIZER, lr: float | None = None, *, seed: int = 0,
              schedule: str | None = None, kwargs: dict[str, Any] | None = None, store: Store,
              checkpoint_dir: Path, checkpoint_every: int | None = None, restart: bool = False,
@@ -75,12 +85,7 @@ def finetune(problem: str, optimizer: str = DEFAULT_OPTIMIZER, lr: float | None 
              threads: int | None = None, log: Any = print) -> Outcome:
     """Run (or resume, or report) one fine-tuning run and store it; see the module docstring."""
     spec: Problem = get_problem(problem)
-    get_optimizer(optimizer)
-    if lr is None:
-        lr = spec.default_lr(optimizer)
-        if lr is None:
-            raise ValueError(f"no measured learning rate for {optimizer!r} on {spec.name!r} (measured: "
-                             f"{', '.join(f'{k} {v:g}' for k, v in spec.lrs.items()) or 'none'}); give --lr")
+    lr = default_lr(spec.name, optimizer) if lr is None else lr
     config = RunConfig.for_problem(spec, optimizer, lr, seed, schedule=schedule, kwargs=kwargs or {},
                                    stop_at_target=False)
     key = config.key()
@@ -176,12 +181,12 @@ def add_parser(subparsers: Any, formatter_class: Any = argparse.ArgumentDefaults
     return parser
 
 
-def run_command(args: argparse.Namespace) -> int:
+def run_command(args: argparse.Namespace, store: Store | None = None) -> int:
     """Run the ``finetune`` subcommand; exit code 0 (done), 1 (failed: diverged), 130 (interrupted)."""
     recipe = {name: getattr(args, name) for name in RECIPE_OPTIONS}
     spec = problem_spec(args.problem, **recipe)
     kwargs = {} if args.weight_decay is None else {"weight_decay": args.weight_decay}
-    with Store(args.db) as store:
+    with (Store(args.db) if store is None else contextlib.nullcontext(store)) as store:
         outcome = finetune(spec, args.optimizer, args.lr, seed=args.seed, schedule=args.schedule, kwargs=kwargs,
                            store=store, checkpoint_dir=Path(args.out) / "checkpoints",
                            checkpoint_every=args.checkpoint_every, restart=args.restart,
@@ -192,18 +197,3 @@ def run_command(args: argparse.Namespace) -> int:
     print(summary(outcome))
     print(f"stored as run {outcome.key} in {args.db} (sweep {args.sweep!r}); wall time {outcome.wall:.1f} s")
     return 1 if outcome.stored.get("diverged") else 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="optimlab")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return run_command(args)
-    except (KeyError, ValueError) as error:
-        print(f"optimlab finetune: error: {error}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())
