@@ -153,8 +153,11 @@ def finetune_sentiment(train: int = 2000, valid: int = 1000, test: int = 1000, m
                    lrs=SENTIMENT_LRS, **fields)
 
 
-#: Measured (seed 0, the default sizes and recipe, half-decade grids): see finetune_fashion.
-FASHION_LRS: dict[str, float] = {"adamw": 0.00316}
+#: Measured (seed 0, the default sizes and recipe, 300 steps; best validation accuracy in brackets):
+#: adamw 0.00316 (0.900; 0.001: 0.883, 0.000316: 0.845), momentum 0.1 (0.887; 0.0316: 0.869, 0.01: 0.828),
+#: adagrad 0.01 (0.893; 0.00316: 0.859, 0.001: 0.802). Each is the largest rate tried: a larger one may
+#: do better still.
+FASHION_LRS: dict[str, float] = {"adamw": 0.00316, "momentum": 0.1, "adagrad": 0.01}
 FASHION_SIZES = {"train": 50_000, "valid": 2000, "test": 10_000, "steps": 300}
 
 
