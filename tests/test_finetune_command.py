@@ -34,7 +34,7 @@ def environment() -> dict[str, str]:
 
 def stored_run(out: Path) -> dict:
     with Store(out / "runs.sqlite") as store:
-        rows = store.runs(sweep="finetune")
+        rows = store.runs(sweep=f"finetune/{PROBLEM}")
         assert len(rows) == 1
         return {**rows[0], "curve": store.curve(rows[0]["key"])}
 

@@ -9,8 +9,9 @@ same code as in sweeps), with a progress bar showing the loss and the last evalu
 metrics, and a checkpoint written atomically every ``--checkpoint-every`` steps to
 ``<out>/checkpoints/<run key>.pt``. Kill it at any moment and run the same command again: it
 goes on from the last checkpoint, and ends with exactly the result an uninterrupted run gives.
-The finished run is saved in the results database (sweep ``finetune`` unless ``--sweep``), where
-``optimlab runs`` lists it and ``optimlab report`` draws it; its checkpoint (the trained weights
+The finished run is saved in the results database, in the sweep ``finetune/<problem>`` unless
+``--sweep`` names another, where ``optimlab runs`` lists it and ``optimlab report --sweep
+finetune/<problem>`` draws it beside the other optimizers fine-tuned on the same problem; its checkpoint (the trained weights
 and optimizer state) is then deleted unless ``--keep-checkpoint``.
 
 The recipe's options (``--head-scale``, ``--layer-decay``, ``--clip``, ``--unfreeze``,
@@ -36,7 +37,6 @@ from optimlab.lab.store import Store
 
 DEFAULT_PROBLEM = "finetune-sentiment"
 DEFAULT_OPTIMIZER = "adamw"
-SWEEP = "finetune"
 #: Command-line options that set the recipe, as parameters of the problem spec.
 RECIPE_OPTIONS = ("head_scale", "layer_decay", "clip", "unfreeze", "patience", "accumulate", "autocast")
 
@@ -81,7 +81,7 @@ def default_lr(problem: str, optimizer: str) -> float:
 def finetune(problem: str, optimizer: str = DEFAULT_OPTIMIZER, lr: float | None = None, *, seed: int = 0,
              schedule: str | None = None, kwargs: dict[str, Any] | None = None, store: Store,
              checkpoint_dir: Path, checkpoint_every: int | None = None, restart: bool = False,
-             keep_checkpoint: bool = False, progress: bool | None = None, sweep: str = SWEEP,
+             keep_checkpoint: bool = False, progress: bool | None = None, sweep: str | None = None,
              threads: int | None = None, log: Any = print) -> Outcome:
     """Run (or resume, or report) one fine-tuning run and store it; see the module docstring."""
     spec: Problem = get_problem(problem)
@@ -89,6 +89,7 @@ def finetune(problem: str, optimizer: str = DEFAULT_OPTIMIZER, lr: float | None 
     config = RunConfig.for_problem(spec, optimizer, lr, seed, schedule=schedule, kwargs=kwargs or {},
                                    stop_at_target=False)
     key = config.key()
+    sweep = sweep or f"finetune/{spec.name}"
     path = Path(checkpoint_dir) / f"{key}.pt"
     started = time.perf_counter()
     if restart:
@@ -173,7 +174,7 @@ def add_parser(subparsers: Any, formatter_class: Any = argparse.ArgumentDefaults
     parser.add_argument("--restart", action="store_true", help="discard a checkpoint or stored run, run again")
     parser.add_argument("--keep-checkpoint", action="store_true",
                         help="keep the final checkpoint (trained weights) after storing the run")
-    parser.add_argument("--sweep", default=SWEEP, help="sweep name the run is stored under")
+    parser.add_argument("--sweep", default=None, help="sweep the run is stored in (default: finetune/<problem>)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     if paths:
         parser.add_argument("--db", type=Path, default=Path("out") / "optimlab.sqlite", help="results database")
@@ -195,5 +196,7 @@ def run_command(args: argparse.Namespace, store: Store | None = None) -> int:
     if outcome.stored is None:
         return 130
     print(summary(outcome))
-    print(f"stored as run {outcome.key} in {args.db} (sweep {args.sweep!r}); wall time {outcome.wall:.1f} s")
+    sweep = args.sweep or f"finetune/{outcome.config.problem}"
+    print(f"stored as run {outcome.key} in {args.db} (sweep {sweep!r}; `optimlab report --sweep {sweep}` "
+          f"draws it); wall time {outcome.wall:.1f} s")
     return 1 if outcome.stored.get("diverged") else 0
