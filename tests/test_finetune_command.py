@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from optimlab.lab import Store
+from optimlab.lab import Store, get_problem
 from optimlab.lab.checkpoint import save_atomic
 from optimlab.lab.finetune_run import problem_spec
 from tests.test_lab_finetune_problems import needs_fashion
@@ -34,7 +34,7 @@ def environment() -> dict[str, str]:
 
 def stored_run(out: Path) -> dict:
     with Store(out / "runs.sqlite") as store:
-        rows = store.runs(sweep=f"finetune/{PROBLEM}")
+        rows = store.runs(sweep=f"finetune/{get_problem(PROBLEM).name}")
         assert len(rows) == 1
         return {**rows[0], "curve": store.curve(rows[0]["key"])}
 
