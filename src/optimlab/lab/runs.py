@@ -247,6 +247,9 @@ def execute(config: RunConfig, *, progress: bool | None = False, threads: int | 
     problem = get_problem(config.problem)
     data = problem.load()
     model = problem.build_model(config.seed)
+    # Dropout draws from the global generator during training: seed it too, or a run with
+    # dropout would depend on what the process did before (a sweep worker's earlier runs).
+    torch.manual_seed(config.seed)
     params = model.parameters() if problem.param_groups is None else problem.param_groups(model, config.lr)
     optimizer = get_optimizer(config.optimizer).make(params, config.lr, **config.kwargs)
     schedule = config.schedule if config.schedule is not None else problem.schedule
