@@ -207,6 +207,36 @@ def goals(rows: list[dict], first: dict | None) -> list[tuple[str, bool, str]]:
     return checks
 
 
+def markdown(result: dict) -> str:
+    """The run as markdown tables (what docs/performance.md shows)."""
+    info = result["machine"]
+    lines = [f"torch {info['torch']}, {info['threads']} threads, {info['cpu']} ({info['cores']} cores), "
+             f"load average {tuple(round(x, 2) for x in info['load_average'] or ())} at the start and "
+             f"{tuple(round(x, 2) for x in info['load_average_end'] or ())} at the end"
+             f"{' (--quick)' if result['quick'] else ''}.", "",
+             "| size | optimizer | implementation | ms (median) | ± (IQR) | GB/s | × torch best | of axpy |",
+             "|---|---|---|---:|---:|---:|---:|---:|"]
+    for r in result["rows"]:
+        name = f"**{r['impl']}**" if r["impl"] == "optimlab" else r["impl"]
+        lines.append(f"| {r['size']} | {r['optimizer']} | {name} | {r['ms']:.3f} | {r['spread_pct']:.0f}% | "
+                     f"{r['gbs']:.1f} | {r['vs_torch_best']:.2f} | {r['of_axpy']:.2f} |")
+    axpy = {}
+    for r in result["rows"]:
+        axpy.setdefault(r["size"], (r["axpy_ms"], r["axpy_gbs"]))
+    lines += ["", "In-place axpy in the same rounds: " + ", ".join(
+        f"{size} {ms:.3f} ms = {gbs:.1f} GB/s" for size, (ms, gbs) in axpy.items()) + "."]
+    first = result.get("first_steps")
+    if first:
+        lines += ["", "| first steps (1M set, fresh process) | cold cache: step 1 / step 2 (s) | "
+                      "warm cache: step 1 / step 2 (s) |", "|---|---:|---:|"]
+        for name, cold in first["cold"].items():
+            warm = first["warm"][name]
+            lines.append(f"| {name} | {cold[0]:.3f} / {cold[1]:.3f} | {warm[0]:.3f} / {warm[1]:.3f} |")
+    lines += ["", "| goal | met | value |", "|---|---|---:|"]
+    lines += [f"| {g['goal']} | {'yes' if g['met'] else '**no**'} | {g['value']} |" for g in result["goals"]]
+    return "\n".join(lines) + "\n"
+
+
 def machine() -> dict:
     model = platform.processor()
     try:
@@ -226,6 +256,7 @@ def main() -> int:
     parser.add_argument("--reps", type=int, default=None, help="timed rounds per size (default by size)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("--json", default=str(ROOT / "out" / "step_speed.json"))
+    parser.add_argument("--markdown", default=None, help="also write the tables as markdown to this path")
     parser.add_argument("--no-first-step", action="store_true")
     parser.add_argument("--first-step-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--size", default="1M", help=argparse.SUPPRESS)
@@ -268,6 +299,8 @@ def main() -> int:
     path = Path(args.json)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=1))
+    if args.markdown:
+        Path(args.markdown).write_text(markdown(result))
     log(f"\n{len(rows)} rows, {sum(ok for _, ok, _ in checks)}/{len(checks)} goals met, "
         f"{result['seconds']:.0f} s; load average now {info['load_average_end']}; wrote {path}")
     return 0
