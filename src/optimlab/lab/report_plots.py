@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from optimlab.lab.recommend import Goal, no_lr_text, plural
-from optimlab.lab.style import color_map
+from optimlab.lab.style import color_map, save_figure
 
 Curve = Sequence[Mapping[str, Any]]
 
@@ -47,14 +47,6 @@ def pyplot():
     plt.rcParams.update({"font.size": 10, "axes.titlesize": 11, "axes.grid": True, "grid.alpha": 0.3})
     return plt
 
-
-def save(fig, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
 
 
 def value(point: Mapping[str, Any], column: str) -> float:
@@ -206,7 +198,7 @@ def curves_figure(entries: Sequence[Entry], goal: Goal, x: str, path: Path) -> P
     rows = math.ceil(len(names) / 4)
     fig.legend(handles, names, loc="lower center", ncol=min(4, len(names)), fontsize=9, frameon=False)
     fig.tight_layout(rect=(0, 0.02 + 0.045 * rows, 1, 1))
-    return save(fig, path)
+    return save_figure(fig, path)
 
 
 def sensitivity_figure(entries: Sequence[Entry], goal: Goal, path: Path) -> Path:
@@ -261,7 +253,7 @@ def sensitivity_figure(entries: Sequence[Entry], goal: Goal, path: Path) -> Path
     ax.set_title(f"Learning-rate sensitivity: the best validation {goal.metric} each learning rate reached")
     ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=9, frameon=False)
     fig.tight_layout()
-    return save(fig, path)
+    return save_figure(fig, path)
 
 
 def target_bars_figure(entries: Sequence[Entry], goal: Goal, path: Path) -> Path:
@@ -297,5 +289,5 @@ def target_bars_figure(entries: Sequence[Entry], goal: Goal, path: Path) -> Path
     fig.suptitle(f"Time to reach {goal.target_text}, each optimizer at its best lr (ranked, best on top)",
                  fontsize=11)
     fig.tight_layout()
-    return save(fig, path)
+    return save_figure(fig, path)
 
