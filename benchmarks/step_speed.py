@@ -187,7 +187,7 @@ def first_steps(names: list[str], size: str, log: Any) -> dict:
 
 
 # -- goals -----------------------------------------------------------------------------------------
-def goals(rows: list[dict], first: dict | None) -> list[tuple[str, bool, str]]:
+def goals(rows: list[dict], first: dict[str, dict] | None) -> list[tuple[str, bool, str]]:
     checks = []
     ours = {(r["size"], r["optimizer"]): r for r in rows if r["impl"] == "optimlab"}
     for (size, name), r in sorted(ours.items()):
@@ -197,13 +197,11 @@ def goals(rows: list[dict], first: dict | None) -> list[tuple[str, bool, str]]:
                 checks.append((f"124M {name}: >= 0.95x torch fused", r["vs_fused"] >= 0.95, f"{r['vs_fused']:.2f}x"))
         if size == "1M" and r["vs_fused"] is not None:
             checks.append((f"1M {name}: >= 2x faster than torch fused", r["vs_fused"] >= 2.0, f"{r['vs_fused']:.2f}x"))
-    if first:
-        for name, times in first["cold"].items():
-            worst = max(times[:2])
-            checks.append((f"first steps of {name} <= 3 s, cold cache", worst <= 3.0, f"{worst:.2f} s"))
-        for name, times in first["warm"].items():
-            worst = max(times[:2])
-            checks.append((f"first steps of {name} <= 3 s, warm cache", worst <= 3.0, f"{worst:.2f} s"))
+    for size, measured in (first or {}).items():
+        for kind in ("cold", "warm"):
+            for name, times in measured[kind].items():
+                worst = max(times[:2])
+                checks.append((f"{size}: first steps of {name} <= 3 s, {kind} cache", worst <= 3.0, f"{worst:.2f} s"))
     return checks
 
 
@@ -225,9 +223,8 @@ def markdown(result: dict) -> str:
         axpy.setdefault(r["size"], (r["axpy_ms"], r["axpy_gbs"]))
     lines += ["", "In-place axpy in the same rounds: " + ", ".join(
         f"{size} {ms:.3f} ms = {gbs:.1f} GB/s" for size, (ms, gbs) in axpy.items()) + "."]
-    first = result.get("first_steps")
-    if first:
-        lines += ["", "| first steps (1M set, fresh process) | cold cache: step 1 / step 2 (s) | "
+    for size, first in (result.get("first_steps") or {}).items():
+        lines += ["", f"| first steps ({size} set, fresh process) | cold cache: step 1 / step 2 (s) | "
                       "warm cache: step 1 / step 2 (s) |", "|---|---:|---:|"]
         for name, cold in first["cold"].items():
             warm = first["warm"][name]
@@ -285,10 +282,11 @@ def main() -> int:
             parser.error(f"--sizes: unknown size {size!r}; known: {', '.join(SIZES)}")
         reps = args.reps or default_reps[size]
         rows += bench_size(size, names, reps, warmup=3 if size != "124M" else 2, quick=args.quick, log=log)
-    first = None
+    first: dict[str, dict] = {}
     if not args.no_first_step:
-        log("\nfirst steps in a fresh process (1M set; seconds; import of torch and optimlab excluded):")
-        first = first_steps(names, "1M", log)
+        for size in (["1M"] if args.quick else ["1M", "124M"]):
+            log(f"\nfirst steps in a fresh process ({size} set; seconds; import of torch and optimlab excluded):")
+            first[size] = first_steps(names, size, log)
     checks = goals(rows, first)
     log("\ngoals:")
     for label, ok, value in checks:
