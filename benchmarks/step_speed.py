@@ -104,7 +104,11 @@ def quartiles(times: list[float]) -> tuple[float, float, float]:
 clock = time.perf_counter
 
 
-def bench_size(size: str, names: list[str], reps: int, warmup: int, quick: bool, log: Any) -> list[dict]:
+ORDER_BLOCK = {"blocked": 5, "interleaved": 1}
+
+
+def bench_size(size: str, names: list[str], reps: int, warmup: int, quick: bool, log: Any,
+               order: str = "blocked") -> list[dict]:
     params = make_params(size)
     n = sum(p.numel() for p in params)
     x, y = torch.randn(n), torch.randn(n)
@@ -124,11 +128,18 @@ def bench_size(size: str, names: list[str], reps: int, warmup: int, quick: bool,
             for _ in range(warmup):
                 step()
         times: dict[str, list[float]] = {label: [] for label in steps}
-        for _ in range(reps):  # round-robin: every candidate sees the same noise
+        # Rounds in which every candidate runs `block` steps in a row: all of them see the same
+        # machine noise. block=1 interleaves single steps, so every step starts with caches
+        # full of another candidate's data, as a step does after a backward pass; a larger block
+        # times steps that follow steps of the same optimizer, the data still in cache where
+        # they fit (the 1M set: 20-28 MB against a 32 MB L3).
+        block = ORDER_BLOCK[order]
+        for _ in range(max(1, reps // block)):
             for label, step in steps.items():
-                start = clock()
-                step()
-                times[label].append(clock() - start)
+                for _ in range(block):
+                    start = clock()
+                    step()
+                    times[label].append(clock() - start)
         axpy_low, axpy, axpy_high = quartiles(times["axpy"])
         axpy_gbs = AXPY_BYTES * n / axpy / 1e9
         medians = {label: quartiles(ts)[1] for label, ts in times.items() if label != "axpy"}
@@ -217,7 +228,8 @@ def markdown(result: dict) -> str:
              f"load average {tuple(round(x, 2) for x in info['load_average'] or ())} at the start and "
              f"{tuple(round(x, 2) for x in info['load_average_end'] or ())} at the end"
              f"{' (--quick)' if result['quick'] else ''}"
-             f"{'; times are CPU time of the stepping thread' if result.get('clock') == 'cpu' else ''}.", "",
+             f"{'; times are CPU time of the stepping thread' if result.get('clock') == 'cpu' else ''}"
+             f"; order {result.get('order', 'blocked')}.", "",
              "| size | optimizer | implementation | ms (median) | ± (IQR) | GB/s | × torch best | of axpy |",
              "|---|---|---|---:|---:|---:|---:|---:|"]
     for r in result["rows"]:
@@ -258,6 +270,9 @@ def main() -> int:
     parser.add_argument("--optimizers", default=",".join(OPTIMIZERS))
     parser.add_argument("--reps", type=int, default=None, help="timed rounds per size (default by size)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    parser.add_argument("--order", choices=list(ORDER_BLOCK), default="blocked",
+                        help="blocked: 5 steps of a candidate in a row (warm caches); interleaved: one step "
+                             "of each in turn (every step starts with cold caches)")
     parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                         help="cpu: this thread's CPU time (use with --threads 1 on a shared machine)")
     parser.add_argument("--json", default=str(ROOT / "out" / "step_speed.json"))
@@ -286,7 +301,8 @@ def main() -> int:
 
     started = time.perf_counter()
     info = machine()
-    log(f"torch {info['torch']}, {info['threads']} threads, {info['cpu']}, load average {info['load_average']}")
+    log(f"torch {info['torch']}, {info['threads']} threads, {info['cpu']}, load average {info['load_average']}, "
+        f"order {args.order}, clock {args.clock}")
     default_reps = {"1M": 200, "10M": 40, "124M": 10} if not args.quick else {"1M": 60, "10M": 12, "124M": 4}
     rows: list[dict] = []
     log(HEADER)
@@ -294,7 +310,8 @@ def main() -> int:
         if size not in SIZES:
             parser.error(f"--sizes: unknown size {size!r}; known: {', '.join(SIZES)}")
         reps = args.reps or default_reps[size]
-        rows += bench_size(size, names, reps, warmup=3 if size != "124M" else 2, quick=args.quick, log=log)
+        rows += bench_size(size, names, reps, warmup=3 if size != "124M" else 2, quick=args.quick, log=log,
+                           order=args.order)
     first: dict[str, dict] = {}
     if not args.no_first_step:
         for size in (["1M"] if args.quick else ["1M", "124M"]):
@@ -305,7 +322,7 @@ def main() -> int:
     for label, ok, value in checks:
         log(f"  [{'x' if ok else ' '}] {label}: {value}")
     info["load_average_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
-    result = dict(machine=info, quick=args.quick, clock=args.clock, rows=rows, first_steps=first,
+    result = dict(machine=info, quick=args.quick, clock=args.clock, order=args.order, rows=rows, first_steps=first,
                   goals=[dict(goal=g, met=ok, value=v) for g, ok, v in checks], seconds=time.perf_counter() - started)
     path = Path(args.json)
     path.parent.mkdir(parents=True, exist_ok=True)
