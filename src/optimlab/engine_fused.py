@@ -206,7 +206,11 @@ def stateless(transform: Transform) -> bool:
     """Whether the transform keeps no state of its own (plain SGD): its empty state is final."""
     known = _stateless.get(transform)
     if known is None:
-        known = _stateless[transform] = not transform.init(torch.empty(1, device="meta"))
+        try:
+            known = not transform.init(torch.empty(1, device="meta"))
+        except Exception:  # noqa: BLE001 - an init that needs data: not known to be stateless
+            known = False
+        _stateless[transform] = known
     return known
 
 
