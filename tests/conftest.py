@@ -6,6 +6,8 @@ developer's machine see exactly the same cases. ``deadline=None`` because a case
 optimizer steps, whose time varies with machine load.
 """
 
+import pytest
+import torch
 from hypothesis import HealthCheck, settings
 
 settings.register_profile(
@@ -27,3 +29,13 @@ def pytest_terminal_summary(terminalreporter) -> None:
         terminalreporter.section("worst relative errors measured (max|a-b| / max|b|, per tensor)")
         for key in sorted(WORST):
             terminalreporter.write_line(f"{key:<64} {WORST[key]:.3e}")
+
+
+@pytest.fixture
+def one_thread():
+    """Run a test on one torch thread: small models run fastest so, and a busy machine makes two
+    threads much slower."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

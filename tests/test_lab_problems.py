@@ -26,13 +26,7 @@ from optimlab.lab.zoo import CLASSIC, OPTIMIZERS, get_optimizer, grid_around, lo
 SMALL = ["linreg", "linreg-diabetes", "logreg-cancer", "mlp-digits", "quadratic", "rosenbrock"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Small models run fastest on one thread, and a busy machine makes two threads much slower.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # -- the registry -------------------------------------------------------------------------------

@@ -15,12 +15,7 @@ from optimlab.lab.specs import UnknownNameError
 from optimlab.lab.zoo import make_optimizer
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # -- configs and keys --------------------------------------------------------------------------

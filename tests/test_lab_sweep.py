@@ -24,12 +24,7 @@ from optimlab.lab.sweep import BEST, GRID, SweepSpec, median, pick_best, run_swe
 SRC = str(Path(optimlab.__file__).resolve().parents[1])
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

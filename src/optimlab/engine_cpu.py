@@ -466,7 +466,7 @@ def build(source: str) -> Kernel:
                     _compile(find_compiler(), flags, source, path)
                 try:
                     kernel = Kernel(path, source)
-                except OSError:  # a damaged cache entry: build it again, once
+                except (OSError, AttributeError):  # a damaged cache entry: build it again, once
                     path.unlink(missing_ok=True)
                     _compile(find_compiler(), flags, source, path)
                     kernel = Kernel(path, source)
@@ -526,5 +526,7 @@ def kernel_for(transform: Transform, hyperparams: Mapping[str, Any], structure: 
             found = Compiled(build(generate(program, roles)), roles)
         except (Unsupported, NeedsEagerStep, BuildError) as reason:
             found = reason
+        except Exception as error:  # noqa: BLE001 - never let building a kernel stop training
+            found = BuildError(f"{type(error).__name__}: {error}")
         cache[key] = found
     return found

@@ -32,6 +32,7 @@ from optimlab.engine_trace import Unsupported, hp_values
 _strided = torch.strided
 _float_dtypes = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
 _step_dtypes = (torch.float32, torch.float64)
+_plain = (torch.Tensor, torch.nn.Parameter)
 _shape = operator.attrgetter("shape")
 _dtype = operator.attrgetter("dtype")
 _is_cpu = operator.attrgetter("is_cpu")
@@ -73,11 +74,11 @@ class StateEntry:
             return
         for key, value in state.items():
             if key == "step":
-                if not (counts_steps and isinstance(value, torch.Tensor) and value.dim() == 0
+                if not (counts_steps and type(value) is torch.Tensor and value.dim() == 0
                         and value.dtype in _step_dtypes and value.is_cpu):
                     return
                 step_dtype = value.dtype
-            elif not (isinstance(value, torch.Tensor) and value.dtype is dtype and value.shape == self.shape
+            elif not (type(value) is torch.Tensor and value.dtype is dtype and value.shape == self.shape
                       and value.is_cpu and value.layout is _strided and dense_like(value, param)):
                 return
         self.keys = sorted(k for k in state if k != "step") + (["step"] if step_dtype is not None else [])
@@ -173,10 +174,11 @@ class Steady:
             values = list(itertools.chain.from_iterable(map(_values, states)))
             if len(values) != len(self.values) or not all(map(operator.is_, values, self.values)):
                 return None
-        except (RuntimeError, TypeError):  # a sparse gradient, a state that is not a dict
-            return None
+            grad_pointers = array.array("q", map(_data_ptr, grads))
+        except (RuntimeError, TypeError):  # a sparse gradient, a state that is not a dict, a tensor
+            return None                    # subclass without storage
         n = len(params)
-        self.pointer_array[n:2 * n] = array.array("q", map(_data_ptr, grads))
+        self.pointer_array[n:2 * n] = grad_pointers
         batch = self.batch
         batch.params, batch.grads, batch.states = params, grads, states
         batch.arrays = (self.pointer_array, self.numel_array, self.params)
@@ -206,7 +208,11 @@ def stateless(transform: Transform) -> bool:
     """Whether the transform keeps no state of its own (plain SGD): its empty state is final."""
     known = _stateless.get(transform)
     if known is None:
-        known = _stateless[transform] = not transform.init(torch.empty(1, device="meta"))
+        try:
+            known = not transform.init(torch.empty(1, device="meta"))
+        except Exception:  # noqa: BLE001 - an init that needs data: not known to be stateless
+            known = False
+        _stateless[transform] = known
     return known
 
 
@@ -247,7 +253,8 @@ def prepare(work: Any, initialized: bool = False) -> tuple[dict[tuple, Batch], l
     strided = _strided
     for i, (p, g, state) in enumerate(zip(work.params, work.grads, work.states)):
         dtype = p.dtype
-        if not (dtype in floats and g.dtype is dtype and p.is_cpu and g.is_cpu and g.layout is strided
+        if not (type(p) in _plain and type(g) is torch.Tensor  # subclasses (DTensor, ...) go eager
+                and dtype in floats and g.dtype is dtype and p.is_cpu and g.is_cpu and g.layout is strided
                 and g.shape == p.shape and (p.is_contiguous() and g.is_contiguous() or dense_like(g, p))):
             other.append(i)
             continue

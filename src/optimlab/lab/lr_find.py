@@ -46,6 +46,7 @@ from torch import nn
 
 from optimlab.lab.data import Split
 from optimlab.lab.loop import LossFn, Penalty, StopReason, train
+from optimlab.lab.style import save_figure
 
 #: Builds an optimizer for the parameters with the given learning rate.
 MakeOptimizer = Callable[[list[nn.Parameter], float], torch.optim.Optimizer]
@@ -172,9 +173,5 @@ def plot_range_test(test: RangeTest, path: str | Path, title: str, loss_label: s
                  f"stopped: {test.stopped}", fontsize=11)
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=9, loc="best")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from optimlab.lab.recommend import Goal, no_lr_text
-from optimlab.lab.style import color_map
+from optimlab.lab.recommend import Goal, no_lr_text, plural
+from optimlab.lab.style import color_map, save_figure
 
 Curve = Sequence[Mapping[str, Any]]
 
@@ -47,14 +47,6 @@ def pyplot():
     plt.rcParams.update({"font.size": 10, "axes.titlesize": 11, "axes.grid": True, "grid.alpha": 0.3})
     return plt
 
-
-def save(fig, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
 
 
 def value(point: Mapping[str, Any], column: str) -> float:
@@ -133,6 +125,7 @@ def metric_axis(ax, goal: Goal, values: Sequence[np.ndarray]) -> str:
     if not goal.higher_is_better and finite.size and finite.min() > 0:
         ax.set_yscale("log")
         ax.set_ylim(min(finite.min(), goal.target) / 1.5, finite.max() * 1.5)
+        plain_log_ticks(ax)
         return "log scale"
     return ""
 
@@ -146,10 +139,12 @@ LOGIT_TICKS = ((0.01, 0.1, 0.5, 0.9, 0.99, 0.999, 0.9999),
 
 
 def plain_log_ticks(ax) -> None:
-    """Label a log axis with plain numbers (0.2, 0.5, 1), minor ticks too when few majors show."""
+    """Label a log axis with plain numbers: 0.1, 0.2, 0.5, 1 over up to 3 decades, powers of 10 beyond."""
     from matplotlib.ticker import FuncFormatter, LogLocator
 
-    ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    low, high = ax.get_ylim()
+    decades = math.log10(high / low) if low > 0 and high > low else 1.0
+    ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0) if decades <= 3 else (1.0,)))
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
 
@@ -174,8 +169,8 @@ def curves_figure(entries: Sequence[Entry], goal: Goal, x: str, path: Path) -> P
         if s.best_lr is None:
             ax_metric.plot([], [], color=color, linewidth=1.8, label=f"{s.label} ({no_lr_text(s)})")
             continue
-        name = f"{s.label}, lr {s.best_lr:g} ({len(e.curves)} seeds" + (f", {e.diverged} diverged)" if e.diverged
-                                                                          else ")")
+        name = f"{s.label}, lr {s.best_lr:g} ({plural(len(e.curves), 'seed')}" + (
+            f", {e.diverged} diverged)" if e.diverged else ")")
         for ax, column in ((ax_loss, "train_loss"), (ax_metric, "valid_metric")):
             steps, xs, med, low, high = aggregate(e.curves, column, x)
             if column == "valid_metric":  # the axis fits the trained part; step 0 may lie below it
@@ -203,7 +198,7 @@ def curves_figure(entries: Sequence[Entry], goal: Goal, x: str, path: Path) -> P
     rows = math.ceil(len(names) / 4)
     fig.legend(handles, names, loc="lower center", ncol=min(4, len(names)), fontsize=9, frameon=False)
     fig.tight_layout(rect=(0, 0.02 + 0.045 * rows, 1, 1))
-    return save(fig, path)
+    return save_figure(fig, path)
 
 
 def sensitivity_figure(entries: Sequence[Entry], goal: Goal, path: Path) -> Path:
@@ -258,7 +253,7 @@ def sensitivity_figure(entries: Sequence[Entry], goal: Goal, path: Path) -> Path
     ax.set_title(f"Learning-rate sensitivity: the best validation {goal.metric} each learning rate reached")
     ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=9, frameon=False)
     fig.tight_layout()
-    return save(fig, path)
+    return save_figure(fig, path)
 
 
 def target_bars_figure(entries: Sequence[Entry], goal: Goal, path: Path) -> Path:
@@ -294,5 +289,5 @@ def target_bars_figure(entries: Sequence[Entry], goal: Goal, path: Path) -> Path
     fig.suptitle(f"Time to reach {goal.target_text}, each optimizer at its best lr (ranked, best on top)",
                  fontsize=11)
     fig.tight_layout()
-    return save(fig, path)
+    return save_figure(fig, path)
 

@@ -1,8 +1,10 @@
-"""One colour per optimizer, shared by every plot of the lab (reports, trajectories)."""
+"""What every plot of the lab shares (reports, lr-find, trajectories): colours, saving."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 #: Fixed colours for the classic optimizers (matplotlib's tab10), so every picture matches.
 COLORS = {"sgd": "#1f77b4", "momentum": "#ff7f0e", "nesterov": "#2ca02c", "adagrad": "#d62728",
@@ -15,3 +17,14 @@ def color_map(names: Sequence[str]) -> dict[str, str]:
     """name -> colour: the fixed colour of a classic optimizer, else the next extra colour."""
     extra = iter(EXTRA_COLORS * (1 + len(names) // len(EXTRA_COLORS)))
     return {name: COLORS.get(name) or next(extra) for name in dict.fromkeys(names)}
+
+
+def save_figure(fig: Any, path: str | Path) -> Path:
+    """Write ``fig`` to ``path`` (folders made as needed) and free it."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

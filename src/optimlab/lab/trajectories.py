@@ -32,6 +32,7 @@ from optimlab.lab.data import Split
 from optimlab.lab.functions2d import Function2D
 from optimlab.lab.loop import StopReason, train
 from optimlab.lab.problems import Point2D, mean_value
+from optimlab.lab.style import save_figure
 
 #: Builds an optimizer for the given parameters (the lr and other settings are the factory's).
 OptimizerFactory = Callable[[list[Tensor]], torch.optim.Optimizer]
@@ -212,12 +213,8 @@ def plot_trajectories(function: Function2D, trajectories: Sequence[Trajectory], 
     ax.set_title(title or default_title(function, trajectories), fontsize=11)
     # Below the axes: inside, the legend would hide parts of the paths.
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.09), ncol=2, fontsize=8.5, frameon=False)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def formula(function: Function2D) -> str:
