@@ -57,6 +57,11 @@ def test_sentiment_splits_are_disjoint_fixed_and_tokenized():
     assert small.train.x.dtype == torch.int64 and small.train.x.shape[1] <= 24
     assert (small.train.x[:, 0] == pretrained.tokenizer().cls_token_id).all()
     assert set(small.train.y.tolist()) == {0, 1}
+    for split in (small.valid, small.test):  # evaluation splits by length: chunks pad little
+        lengths = (split.x != 0).sum(dim=1)
+        assert torch.equal(lengths, lengths.sort().values)
+    lengths = (small.train.x != 0).sum(dim=1)
+    assert not torch.equal(lengths, lengths.sort().values)  # training order is the shuffled one
     with pytest.raises(ValueError, match="exceeds the 12752 snippets"):
         pretrained.rotten_tomatoes(12_000, 1000, 1000)
 
