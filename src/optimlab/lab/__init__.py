@@ -6,7 +6,7 @@ Problems (:mod:`~optimlab.lab.problems`) are trained by the one training loop
 """
 
 from optimlab.lab.data import DataNotFoundError, Dataset, Split, mnist
-from optimlab.lab.loop import Evaluation, StepRecord, StopReason, Target, TrainResult, train
+from optimlab.lab.loop import Evaluation, Loop, StepRecord, StopReason, Target, TrainResult, train
 from optimlab.lab.metrics import accuracy, mean_loss
 from optimlab.lab.problems import PROBLEMS, Problem, get_problem
 from optimlab.lab.runs import RunConfig, RunResult, execute
@@ -15,7 +15,7 @@ from optimlab.lab.store import Store
 from optimlab.lab.sweep import SweepResult, SweepSpec, run_sweep, summarize
 from optimlab.lab.zoo import OPTIMIZERS, make_optimizer
 
-__all__ = ["OPTIMIZERS", "PROBLEMS", "DataNotFoundError", "Dataset", "Evaluation", "Problem", "RunConfig",
+__all__ = ["OPTIMIZERS", "PROBLEMS", "DataNotFoundError", "Dataset", "Evaluation", "Loop", "Problem", "RunConfig",
            "RunResult", "Split", "StepRecord", "StopReason", "Store", "SweepResult", "SweepSpec", "Target",
            "TrainResult", "UnknownNameError", "accuracy", "execute", "get_problem", "make_optimizer", "mean_loss",
            "mnist", "run_sweep", "summarize", "train"]

