@@ -17,6 +17,7 @@ format. It adds:
 from __future__ import annotations
 
 import functools
+import operator
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -47,7 +48,10 @@ class Optimizer(torch.optim.Optimizer):
         self.schedules.check(self.checks, self.owner, defaults)
         self.check_group(self.schedules.resolved(defaults))
         self._transforms: dict[tuple, Transform] = {}
+        #: Per group index: (the group, its items when last checked) while they are immutable.
+        self._checked: list[tuple[dict, list, list] | None] = []
         super().__init__(params, defaults)
+        self.state = engine.StateTable(dict, self.state)
 
     def __getstate__(self) -> dict[str, Any]:
         return {**super().__getstate__(), "schedules": self.schedules}
@@ -56,7 +60,12 @@ class Optimizer(torch.optim.Optimizer):
         # torch pickles only defaults, state and param_groups; the transform cache is rebuilt.
         super().__setstate__(state)
         self.__dict__.setdefault("_transforms", {})
+        self.__dict__.setdefault("_checked", [])
         self.__dict__.setdefault("schedules", DirectSchedules())
+        # torch's load_state_dict comes here with a plain defaultdict; the engine reuses its
+        # lookups between steps only while it can tell that nothing changed (StateTable).
+        if type(self.state) is not engine.StateTable:
+            self.state = engine.StateTable(dict, self.state)
 
     # -- what a subclass provides ----------------------------------------------------------
     def build_transform(self, group: Mapping[str, Any]) -> Transform:
@@ -71,6 +80,26 @@ class Optimizer(torch.optim.Optimizer):
         for key, check in self.checks.items():
             if key in group:
                 check(owner, key, group[key])
+
+    def check_group_cached(self, index: int, group: dict[str, Any]) -> None:
+        """:meth:`check_group`, skipped when the group holds the very same immutable values as
+        when it last passed (the usual step: nothing was written into it since).
+
+        A value written since (a scheduler, a user) is a different object, so the group is
+        checked again and a bad value raises the same error as without this shortcut. Groups
+        holding a tensor, a list or any other object that can change in place are checked on
+        every step.
+        """
+        checked = self._checked
+        if index < len(checked):
+            entry = checked[index]
+            if (entry is not None and entry[0] is group and list(group) == entry[1]
+                    and all(map(operator.is_, group.values(), entry[2]))):
+                return
+        self.check_group(group)
+        while len(checked) <= index:
+            checked.append(None)
+        checked[index] = (group, list(group), list(group.values())) if immutable_values(group) else None
 
     # -- the facade ------------------------------------------------------------------------
     @property
@@ -114,7 +143,7 @@ class Optimizer(torch.optim.Optimizer):
         self.schedules.apply(self.param_groups, self.owner)  # group[name] = schedule(t)
         works = []
         for index, group in enumerate(self.param_groups):
-            self.check_group(group)
+            self.check_group_cached(index, group)
             work = engine.collect(self.transform_for(group), group, self.state, self.counts_steps, self.owner,
                                   functools.partial(param_name, group, index))
             if work.params:
@@ -199,6 +228,23 @@ class Optimizer(torch.optim.Optimizer):
                     state[position + i] = entry
             position += len(current["params"])
         return {"state": state, "param_groups": groups}
+
+
+_IMMUTABLE = (float, int, bool, str, type(None))
+
+
+def immutable_values(group: Mapping[str, Any]) -> bool:
+    """Whether every hyperparameter in ``group`` is a number, flag, string, None, or a tuple of
+    those: values that cannot change without a new object being written into the group."""
+    for key, value in group.items():
+        if key in ("params", "param_names"):
+            continue
+        if type(value) is tuple:
+            if not all(type(item) in _IMMUTABLE for item in value):
+                return False
+        elif type(value) not in _IMMUTABLE:
+            return False
+    return True
 
 
 def param_name(group: Mapping[str, Any], group_index: int, index: int) -> str:
