@@ -37,6 +37,7 @@ import torch
 from torch import Tensor
 
 from optimlab.core import State, Transform
+from optimlab.engine_state import StateTable
 
 PATHS = ("auto", "eager", "fused", "compiled")
 
@@ -96,6 +97,9 @@ class GroupStep:
     #: Keep torch.optim's per-parameter ``state['step']`` and pass the count to the transform.
     counts_steps: bool
     owner: str = "optimizer"
+    #: ``(state table, its version)`` when every state dict here is counted by that table
+    #: (:mod:`optimlab.engine_state`): the same token on a later step means no state changed.
+    state_token: tuple | None = None
 
 
 class LazyNames(Sequence[str]):
@@ -114,69 +118,6 @@ class LazyNames(Sequence[str]):
         return self.name_of(self.positions[index])
 
 
-class StateTable(collections.defaultdict):
-    """An optimizer's ``state`` (parameter -> its state dict), as torch.optim keeps it, that
-    also counts changes to which dict belongs to which parameter.
-
-    Looking a parameter up costs a call of ``Tensor.__hash__`` (Python code) per parameter and
-    step; :meth:`states_of` answers from its last answer instead while the count says that no
-    entry was added, replaced or removed since. (What is inside each state dict is not counted
-    here; the fast paths confirm it themselves.)
-    """
-
-    def __init__(self, default_factory: Any = dict, *args: Any, **kwargs: Any) -> None:
-        super().__init__(default_factory, *args, **kwargs)
-        #: Bumped by every change of an entry.
-        self.version = 0
-        #: id(parameter list) -> (version, the parameters, their states): the last answers.
-        self._answers: dict[int, tuple[int, list[Tensor], list[State]]] = {}
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        self.version += 1
-        super().__setitem__(key, value)
-
-    def __delitem__(self, key: Any) -> None:
-        self.version += 1
-        super().__delitem__(key)
-
-    def __ior__(self, other: Any) -> StateTable:
-        self.update(other)
-        return self
-
-    def clear(self) -> None:
-        self.version += 1
-        super().clear()
-
-    def pop(self, *args: Any) -> Any:
-        self.version += 1
-        return super().pop(*args)
-
-    def popitem(self) -> Any:
-        self.version += 1
-        return super().popitem()
-
-    def setdefault(self, key: Any, default: Any = None) -> Any:
-        self.version += 1
-        return super().setdefault(key, default)
-
-    def update(self, *args: Any, **kwargs: Any) -> None:
-        self.version += 1
-        super().update(*args, **kwargs)
-
-    def states_of(self, params: list[Tensor]) -> list[State]:
-        """``[self[p] for p in params]`` (entries made for parameters new here, as a defaultdict
-        does), the same list object as last time when nothing changed since."""
-        answer = self._answers.get(id(params))
-        if (answer is not None and answer[0] == self.version and len(answer[1]) == len(params)
-                and all(map(operator.is_, params, answer[1]))):
-            return answer[2]
-        states = list(map(self.__getitem__, params))
-        if len(self._answers) > 64:  # answers for parameter lists no longer stepped
-            self._answers.clear()
-        self._answers[id(params)] = (self.version, list(params), states)
-        return states
-
-
 _grad = operator.attrgetter("grad")
 
 
@@ -187,8 +128,14 @@ def collect(transform: Transform, group: Mapping[str, Any], state: Mapping[Tenso
     every = group["params"]
     grads = list(map(_grad, every))
     if not any(map(operator.is_, grads, itertools.repeat(None))):  # the usual case: all of them
-        states = state.states_of(every) if type(state) is StateTable else list(map(state.__getitem__, every))
-        return GroupStep(transform, group, list(every), grads, list(states), LazyNames(range(len(every)), name_of),
+        if type(state) is StateTable:
+            states, counted = state.states_of(every)
+            # (table, version): while both are the same, no state dict of this group changed.
+            token = (state, state.version) if counted else None
+            return GroupStep(transform, group, list(every), grads, states,
+                             LazyNames(range(len(every)), name_of), counts_steps, owner, token)
+        states = list(map(state.__getitem__, every))
+        return GroupStep(transform, group, list(every), grads, states, LazyNames(range(len(every)), name_of),
                          counts_steps, owner)
     params: list[Tensor] = []
     kept: list[Tensor] = []

@@ -27,6 +27,7 @@ from torch import Tensor
 from optimlab import engine
 from optimlab.checks import Check
 from optimlab.core import Transform
+from optimlab.engine_state import StateDict, StateTable, adopt
 from optimlab.schedules.direct import DirectSchedules
 
 
@@ -51,7 +52,7 @@ class Optimizer(torch.optim.Optimizer):
         #: Per group index: (the group, its items when last checked) while they are immutable.
         self._checked: list[tuple[dict, list, list] | None] = []
         super().__init__(params, defaults)
-        self.state = engine.StateTable(dict, self.state)
+        self.state = adopt(self.state)
 
     def __getstate__(self) -> dict[str, Any]:
         return {**super().__getstate__(), "schedules": self.schedules}
@@ -62,10 +63,10 @@ class Optimizer(torch.optim.Optimizer):
         self.__dict__.setdefault("_transforms", {})
         self.__dict__.setdefault("_checked", [])
         self.__dict__.setdefault("schedules", DirectSchedules())
-        # torch's load_state_dict comes here with a plain defaultdict; the engine reuses its
-        # lookups between steps only while it can tell that nothing changed (StateTable).
-        if type(self.state) is not engine.StateTable:
-            self.state = engine.StateTable(dict, self.state)
+        # torch's load_state_dict comes here with a new defaultdict of new dicts: kept as a
+        # StateTable, which lets steps tell that nothing changed (optimlab.engine_state).
+        if type(self.state) is not StateTable:
+            self.state = adopt(self.state)
 
     # -- what a subclass provides ----------------------------------------------------------
     def build_transform(self, group: Mapping[str, Any]) -> Transform:
@@ -156,6 +157,9 @@ class Optimizer(torch.optim.Optimizer):
     def state_dict(self) -> dict[str, Any]:
         """torch's state dict, plus ``"schedules"`` (step count, stateful schedules) if any."""
         state_dict = super().state_dict()
+        # Plain dicts in checkpoints (the tensors are the optimizer's own, as in torch.optim).
+        state_dict["state"] = {key: dict(value) if type(value) is StateDict else value
+                               for key, value in state_dict["state"].items()}
         if self.schedules:
             state_dict["schedules"] = self.schedules.state_dict()
         return state_dict
