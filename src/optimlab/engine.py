@@ -37,6 +37,7 @@ import torch
 from torch import Tensor
 
 from optimlab.core import State, Transform
+from optimlab.engine_state import StateTable
 
 PATHS = ("auto", "eager", "fused", "compiled")
 
@@ -96,6 +97,9 @@ class GroupStep:
     #: Keep torch.optim's per-parameter ``state['step']`` and pass the count to the transform.
     counts_steps: bool
     owner: str = "optimizer"
+    #: ``(state table, its version)`` when every state dict here is counted by that table
+    #: (:mod:`optimlab.engine_state`): the same token on a later step means no state changed.
+    state_token: tuple | None = None
 
 
 class LazyNames(Sequence[str]):
@@ -124,6 +128,12 @@ def collect(transform: Transform, group: Mapping[str, Any], state: Mapping[Tenso
     every = group["params"]
     grads = list(map(_grad, every))
     if not any(map(operator.is_, grads, itertools.repeat(None))):  # the usual case: all of them
+        if type(state) is StateTable:
+            states, counted = state.states_of(every)
+            # (table, version): while both are the same, no state dict of this group changed.
+            token = (state, state.version) if counted else None
+            return GroupStep(transform, group, list(every), grads, states,
+                             LazyNames(range(len(every)), name_of), counts_steps, owner, token)
         states = list(map(state.__getitem__, every))
         return GroupStep(transform, group, list(every), grads, states, LazyNames(range(len(every)), name_of),
                          counts_steps, owner)

@@ -27,7 +27,7 @@ import torch
 
 from optimlab.core import Transform
 from optimlab.engine_cpu import BuildError, Compiled, kernel_for
-from optimlab.engine_trace import Unsupported, hp_values
+from optimlab.engine_trace import Unsupported, hp_key, hp_values
 
 _strided = torch.strided
 _float_dtypes = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
@@ -100,10 +100,12 @@ class Batch:
     """Parameters of one group that share a signature: one kernel call.
 
     ``roles[r]``/``pointers[r]``: the r-th state tensor of every parameter and its address.
-    ``arrays``, when set, are the ready pointer and size arrays of a steady-state step.
+    ``arrays``, when set, are the ready pointer and size arrays of a steady-state step;
+    ``kernel``, kept by a steady batch from step to step: (:func:`hp_key` of the last step's
+    hyperparameters, its kernel, its float64 argument array).
     """
 
-    __slots__ = ("indices", "params", "grads", "states", "entries", "roles", "pointers", "arrays")
+    __slots__ = ("indices", "params", "grads", "states", "entries", "roles", "pointers", "arrays", "kernel")
 
     def __init__(self) -> None:
         self.indices: list[int] = []
@@ -114,6 +116,7 @@ class Batch:
         self.roles: list[list[torch.Tensor]] = []
         self.pointers: list[list[int]] = []
         self.arrays: tuple | None = None
+        self.kernel: tuple | None = None
 
     def finish(self) -> Batch:
         count = len(self.entries[0].tensors) if self.entries else 0
@@ -127,14 +130,16 @@ class Steady:
 
     Every tensor touched costs a few cache misses once a step has streamed megabytes through
     the caches, and optimizer state is most of the tensors, so the state is confirmed by
-    identity: the same tensor objects in the same dicts. Its storages are held here, so the
-    kernel can never write to freed memory; the one change this does not see is a state
-    tensor's storage swapped in place (``t.set_(...)``, ``t.data = ...``) with nothing else in
-    the group changed, after which the kernel keeps updating the old storage.
+    identity: the same tensor objects in the same dicts, or, cheaper still, the same version of
+    the optimizer's :class:`~optimlab.engine_state.StateTable` (no state dict changed since the
+    last confirmation). Its storages are held here, so the kernel can never write to freed
+    memory; the one change this does not see is a state tensor's storage swapped in place
+    (``t.set_(...)``, ``t.data = ...``) with nothing else in the group changed, after which the
+    kernel keeps updating the old storage.
     """
 
     __slots__ = ("sig", "batch", "params", "param_pointers", "numels", "dtypes", "values", "storages",
-                 "pointer_array", "numel_array")
+                 "pointer_array", "numel_array", "token")
 
     def __init__(self, sig: tuple, batch: Batch, work: Any) -> None:
         params, states = work.params, work.states
@@ -152,6 +157,8 @@ class Steady:
             pointers += addresses
         self.pointer_array = array.array("q", pointers)
         self.numel_array = array.array("q", self.numels)
+        #: The state token (table, version) under which ``values`` were last confirmed.
+        self.token = work.state_token or (None, None)
         batch.arrays = None
 
     def confirm(self, work: Any) -> Batch | None:
@@ -161,8 +168,9 @@ class Steady:
         same sizes. Gradients: on the CPU, contiguous, of the parameters' dtypes (and of their
         shapes: torch checks that when ``.grad`` is assigned). State: the same tensor objects.
         """
-        params, grads, states = work.params, work.grads, work.states
-        if len(params) != len(self.params):
+        params, grads = work.params, work.grads
+        n = len(params)
+        if n != len(self.params):
             return None
         try:
             if (not all(map(operator.is_, params, self.params))
@@ -171,16 +179,18 @@ class Steady:
                     or list(map(_dtype, grads)) != self.dtypes
                     or not all(map(_is_cpu, grads)) or not all(map(_is_contiguous, grads))):
                 return None
-            values = list(itertools.chain.from_iterable(map(_values, states)))
-            if len(values) != len(self.values) or not all(map(operator.is_, values, self.values)):
-                return None
-            grad_pointers = array.array("q", map(_data_ptr, grads))
+            grad_pointers = list(map(_data_ptr, grads))
+            token = work.state_token
+            if token is None or token[0] is not self.token[0] or token[1] != self.token[1]:
+                values = list(itertools.chain.from_iterable(map(_values, work.states)))
+                if len(values) != len(self.values) or not all(map(operator.is_, values, self.values)):
+                    return None
+                self.token = token or (None, None)
         except (RuntimeError, TypeError):  # a sparse gradient, a state that is not a dict, a tensor
             return None                    # subclass without storage
-        n = len(params)
-        self.pointer_array[n:2 * n] = grad_pointers
+        self.pointer_array[n:2 * n] = array.array("q", grad_pointers)
         batch = self.batch
-        batch.params, batch.grads, batch.states = params, grads, states
+        batch.params, batch.grads, batch.states = params, grads, work.states
         batch.arrays = (self.pointer_array, self.numel_array, self.params)
         return batch
 
@@ -309,27 +319,37 @@ def run_group(work: Any, hyperparams: dict[str, Any], batches: dict[tuple, Batch
     """Step a group's batches, one kernel call each; returns the indices left for the eager path."""
     from optimlab.engine import path_counts, warn_once
 
-    try:
-        structure, values = hp_values(hyperparams)
-    except Unsupported as reason:
-        warn_once(f"optimlab: {work.transform!r} runs on the eager path: {reason}")
-        return [i for batch in batches.values() for i in batch.indices]
+    key = hp_key(hyperparams)
+    found: tuple | None = None  # (structure, values), made when first needed
     eager: list[int] = []
     for sig, batch in batches.items():
-        compiled = kernel_for(work.transform, hyperparams, structure, sig, batch.states[0], work.counts_steps)
-        if isinstance(compiled, Exception):
-            if isinstance(compiled, BuildError):
-                warn_once(f"optimlab: the fused CPU step is unavailable, using the eager path: {compiled}")
-            elif isinstance(compiled, Unsupported):
-                warn_once(f"optimlab: {work.transform!r} runs on the eager path: {compiled}")
-            eager += batch.indices
-            continue
-        run_batch(compiled, batch, values)
+        memo = batch.kernel
+        if key is not None and memo is not None and memo[0] == key:  # a steady batch, same values
+            compiled, hp_array = memo[1], memo[2]
+        else:
+            if found is None:
+                try:
+                    found = hp_values(hyperparams, key)
+                except Unsupported as reason:
+                    warn_once(f"optimlab: {work.transform!r} runs on the eager path: {reason}")
+                    return [i for batch in batches.values() for i in batch.indices]
+            structure, values = found
+            compiled = kernel_for(work.transform, hyperparams, structure, sig, batch.states[0], work.counts_steps)
+            if isinstance(compiled, Exception):
+                if isinstance(compiled, BuildError):
+                    warn_once(f"optimlab: the fused CPU step is unavailable, using the eager path: {compiled}")
+                elif isinstance(compiled, Unsupported):
+                    warn_once(f"optimlab: {work.transform!r} runs on the eager path: {compiled}")
+                eager += batch.indices
+                continue
+            hp_array = array.array("d", values or [0.0])
+            batch.kernel = (key, compiled, hp_array) if key is not None else None
+        run_batch(compiled, batch, hp_array)
         path_counts["fused"] += len(batch.indices)
     return eager
 
 
-def run_batch(compiled: Compiled, batch: Batch, hp: list[float]) -> None:
+def run_batch(compiled: Compiled, batch: Batch, hp_array: array.array) -> None:
     """One call of the kernel over a batch: ``p += update`` for each parameter."""
     params = batch.params
     n = len(params)
@@ -346,7 +366,6 @@ def run_batch(compiled: Compiled, batch: Batch, hp: list[float]) -> None:
         # never hand the kernel a short array
         raise RuntimeError(f"optimlab fused step: {len(pointer_array)} pointers for {n} parameters "
                            f"and roles {compiled.roles.names}")
-    hp_array = array.array("d", hp or [0.0])
     compiled.kernel(n, pointer_array.buffer_info()[0], numel_array.buffer_info()[0], hp_array.buffer_info()[0],
                     torch.get_num_threads())
     # The kernel wrote through raw pointers: bump the parameters' version counters, as an

@@ -133,18 +133,28 @@ def _is_plain(value: Any) -> bool:
     return kind in _plain or (kind is tuple and all(type(v) in _plain for v in value))
 
 
-def hp_values(hyperparams: Mapping[str, Any]) -> tuple[tuple, list[float]]:
-    """The structure and runtime values only (what a step needs once the program exists).
-
-    Remembers recent answers for hyperparameters made of plain numbers (a tensor's value can
-    change in place, so those are read every time).
-    """
+def hp_key(hyperparams: Mapping[str, Any]) -> tuple | None:
+    """A key equal for equal hyperparameters of equal types (``1 == True == 1.0``, but not as
+    hyperparameters), or None when one is not a plain number, flag, string or None (or a tuple
+    of those): a tensor's value can change in place, so it is read every time."""
     items = tuple(hyperparams.items())
     for _, value in items:
         if not _is_plain(value):
+            return None
+    return items + tuple(type(v) for _, v in items)
+
+
+def hp_values(hyperparams: Mapping[str, Any], key: tuple | None = None) -> tuple[tuple, list[float]]:
+    """The structure and runtime values only (what a step needs once the program exists).
+
+    Remembers recent answers for hyperparameters made of plain numbers (``key``: their
+    :func:`hp_key`, if the caller has it).
+    """
+    if key is None:
+        key = hp_key(hyperparams)
+        if key is None:
             structure, _, values = hp_structure(hyperparams)
             return structure, values
-    key = items + tuple(type(v) for _, v in items)  # 1 == True == 1.0, but not as hyperparameters
     found = _recent.get(key)
     if found is None:
         if len(_recent) > 256:
