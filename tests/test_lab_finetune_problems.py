@@ -149,3 +149,15 @@ def test_runs_with_dropout_do_not_depend_on_the_process_random_state():
     torch.manual_seed(2)
     b = execute(config)
     assert [p.train_loss for p in a.curve] == [p.train_loss for p in b.curve]
+
+
+@needs_fashion
+def test_a_problem_trained_under_autocast_is_evaluated_under_it():
+    plain, cast = (get_problem(f"finetune-fashion:valid=256{extra}") for extra in ("", ",autocast=bf16"))
+    assert plain.autocast is None and cast.autocast is torch.bfloat16
+    model = plain.build_model(0)
+    split = plain.load().valid
+    exact, rounded = plain.evaluate(model, split), cast.evaluate(model, split)
+    assert rounded["loss"] != exact["loss"]  # bfloat16 matmuls round: this ran under autocast
+    assert abs(rounded["loss"] - exact["loss"]) < 0.02 * exact["loss"]
+    assert model.training  # evaluation leaves the model's mode as it was

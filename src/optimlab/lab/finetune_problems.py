@@ -153,7 +153,7 @@ def finetune_sentiment(train: int = 2000, valid: int = 1000, test: int = 1000, m
                    f"up to {max_length} tokens; {recipe_text(**choices)}",
                    functools.partial(pretrained.rotten_tomatoes, train, valid, test, max_length),
                    pretrained.SentenceClassifier, F.cross_entropy, "accuracy", True, 0.78,
-                   max_steps=steps, batch_size=batch, eval_every=max(1, steps // 4), metric_fn=accuracy,
+                   max_steps=steps, batch_size=batch, eval_every=max(1, steps // 3), metric_fn=accuracy,
                    lrs=SENTIMENT_LRS, **fields)
 
 
