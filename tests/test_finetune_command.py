@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from optimlab.finetune.precision import bf16_native
 from optimlab.lab import Store, get_problem
 from optimlab.lab.checkpoint import save_atomic
 from optimlab.lab.finetune_run import problem_spec
@@ -24,7 +25,7 @@ PROBLEM = "finetune-fashion:steps=24,valid=200,test=200"
 
 def command(out: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "optimlab", "finetune", "--problem", PROBLEM, "--lr", "0.003",
-            "--threads", "1", "--checkpoint-every", "4", "--quiet", "--out", str(out), "--db", str(out / "runs.sqlite"),
+            "--threads", "1", "--autocast", "off", "--checkpoint-every", "4", "--quiet", "--out", str(out), "--db", str(out / "runs.sqlite"),
             *extra]
 
 
@@ -58,7 +59,11 @@ def test_recipe_options_become_problem_parameters():
     assert problem_spec("finetune-fashion", layer_decay=0.8, clip=None) == "finetune-fashion:layer_decay=0.8"
     assert problem_spec("finetune-fashion:steps=10", accumulate=2, autocast="off") == \
         "finetune-fashion:accumulate=2,steps=10"
-    assert problem_spec("finetune-fashion", autocast="auto") in ("finetune-fashion", "finetune-fashion:autocast=bf16")
+    native = bf16_native()
+    expected = "finetune-fashion:autocast=bf16" if native else "finetune-fashion"
+    assert problem_spec("finetune-fashion", autocast="auto") == expected  # named by what runs
+    assert get_problem("finetune-fashion:autocast=auto").name == expected
+    assert get_problem("finetune-fashion:autocast=auto").autocast == (torch.bfloat16 if native else None)
     with pytest.raises(ValueError, match="layer_decay must be in \\(0, 1\\], got 2.0"):
         problem_spec("finetune-fashion", layer_decay=2.0)
 
@@ -112,7 +117,7 @@ def test_killed_run_resumes_from_its_checkpoint_and_ends_as_an_uninterrupted_one
     (["--optimizer", "adamx"], "unknown optimizer 'adamx'; valid names: sgd, momentum"),
     (["--problem", "finetune-sentimental"], "unknown problem 'finetune-sentimental'; valid names:"),
     (["--layer-decay", "1.5"], "layer_decay must be in (0, 1], got 1.5"),
-    (["--optimizer", "nesterov"], "no measured learning rate for 'nesterov' on 'finetune-sentiment'"),
+    (["--optimizer", "nesterov"], "no measured learning rate for 'nesterov' on 'finetune-sentiment"),
 ])
 def test_cli_usage_errors_exit_2_and_say_what_is_valid(argv, message, capsys, tmp_path):
     from optimlab.cli import main

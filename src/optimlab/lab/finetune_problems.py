@@ -22,7 +22,8 @@ recipe's choices, which then belong to the problem (its spec, its fingerprint, i
 ``head_scale`` (head lr / body lr, 10), ``layer_decay`` (layer-wise lr decay, 1 = off),
 ``clip`` (gradient-norm cap, 0 = off), ``unfreeze`` (gradual unfreezing, steps per stage, 0 =
 off), ``patience`` (early stopping, evaluations, 0 = off), ``accumulate`` (micro-batches of
-``batch`` per step) and ``autocast`` ("off" or "bf16"); e.g.
+``batch`` per step) and ``autocast`` ("off", "bf16", or "auto": bf16 where this CPU computes
+it natively, else off; the problem's name says which was chosen); e.g.
 ``finetune-sentiment:layer_decay=0.8,autocast=bf16``. The warm-up is the schedule's:
 ``warmup-linear:warmup=0.06``. The data and models ship
 in pip packages (:mod:`optimlab.lab.pretrained`); a missing one raises
@@ -39,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from optimlab.finetune.precision import autocast_dtype
 from optimlab.finetune import EarlyStopping, GradientClipping, GradualUnfreezing, param_groups, top_down_stages
 from optimlab.lab import data as lab_data
 from optimlab.lab import pretrained
@@ -84,7 +86,7 @@ def recipe(what: str, head_scale: float, layer_decay: float, clip: float, unfree
     checks = (("head_scale", head_scale > 0, "> 0"), ("layer_decay", 0 < layer_decay <= 1, "in (0, 1]"),
               ("clip", clip >= 0, ">= 0 (0: off)"), ("unfreeze", unfreeze >= 0, ">= 0 (0: off)"),
               ("patience", patience >= 0, ">= 0 (0: off)"), ("accumulate", accumulate >= 1, ">= 1"),
-              ("autocast", autocast in ("off", "bf16"), "off or bf16"))
+              ("autocast", autocast in ("off", "bf16"), "off, bf16 or auto"))
     for name, ok, expected in checks:
         if not ok:
             raise ValueError(f"{what}: {name} must be {expected}, got {values[name]!r}")
@@ -92,6 +94,14 @@ def recipe(what: str, head_scale: float, layer_decay: float, clip: float, unfree
             "hooks": functools.partial(recipe_hooks, clip=clip, unfreeze=unfreeze, patience=patience),
             "schedule": SCHEDULE, "accumulate": accumulate,
             "autocast": torch.bfloat16 if autocast == "bf16" else None}
+
+
+def resolve_autocast(autocast: str) -> str:
+    """``"auto"`` -> ``"bf16"`` where this CPU computes bfloat16 natively, else ``"off"``; other
+    values as given (checked by :func:`recipe`)."""
+    if autocast == "auto":
+        return "bf16" if autocast_dtype("auto") is not None else "off"
+    return autocast
 
 
 def recipe_text(head_scale: float, layer_decay: float, clip: float, unfreeze: int, patience: int, accumulate: int,
@@ -143,7 +153,7 @@ def finetune_sentiment(train: int = 2000, valid: int = 1000, test: int = 1000, m
             raise ValueError(f"finetune-sentiment: {name} must be >= 1, got {value!r}")
     sizes = {"train": train, "valid": valid, "test": test, "max_length": max_length, "batch": batch}
     choices = {"head_scale": head_scale, "layer_decay": layer_decay, "clip": clip, "unfreeze": unfreeze,
-               "patience": patience, "accumulate": accumulate, "autocast": autocast}
+               "patience": patience, "accumulate": accumulate, "autocast": resolve_autocast(autocast)}
     fields = recipe("finetune-sentiment", **choices)
     steps = math.ceil(math.ceil(train / batch) / accumulate)
     return Problem(format_spec("finetune-sentiment", {**changed(sizes, SENTIMENT_SIZES),
@@ -180,7 +190,7 @@ def finetune_fashion(train: int = 50_000, valid: int = 2000, test: int = 10_000,
             raise ValueError(f"finetune-fashion: {name} must be >= 1, got {value!r}")
     sizes = {"train": train, "valid": valid, "test": test, "steps": steps}
     choices = {"head_scale": head_scale, "layer_decay": layer_decay, "clip": clip, "unfreeze": unfreeze,
-               "patience": patience, "accumulate": accumulate, "autocast": autocast}
+               "patience": patience, "accumulate": accumulate, "autocast": resolve_autocast(autocast)}
     fields = recipe("finetune-fashion", **choices)
     return Problem(format_spec("finetune-fashion", {**changed(sizes, FASHION_SIZES),
                                                     **changed(choices, RECIPE_DEFAULTS)}),

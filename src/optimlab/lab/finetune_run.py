@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from optimlab.finetune.precision import autocast_dtype
 from optimlab.lab.problems import Problem, get_problem
 from optimlab.lab.runs import RunConfig, RunResult, execute
 from optimlab.lab.specs import format_spec, parse_spec
@@ -56,14 +55,12 @@ class Outcome:
 
 def problem_spec(problem: str, **recipe: Any) -> str:
     """``problem`` with the recipe options that are not None added to its parameters;
-    ``autocast="auto"`` becomes "bf16" where this CPU computes bfloat16 natively, else "off"."""
+    ``autocast="auto"`` becomes "bf16" where this CPU computes bfloat16 natively, else "off"
+    (the problem resolves it)."""
     name, params = parse_spec(problem, "problem")
     for key, value in recipe.items():
-        if value is None:
-            continue
-        if key == "autocast" and value == "auto":
-            value = "bf16" if autocast_dtype("auto") is not None else "off"
-        params[key] = value
+        if value is not None:
+            params[key] = value
     return get_problem(format_spec(name, params) if params else name).name
 
 
@@ -166,8 +163,9 @@ def add_parser(subparsers: Any, formatter_class: Any = argparse.ArgumentDefaults
     parser.add_argument("--unfreeze", type=int, default=None, help="gradual unfreezing: steps per stage (0: off)")
     parser.add_argument("--patience", type=int, default=None, help="early stopping: evaluations (0: off)")
     parser.add_argument("--accumulate", type=int, default=None, help="micro-batches per optimizer step")
-    parser.add_argument("--autocast", choices=("off", "bf16", "auto"), default=None,
-                        help="bfloat16 autocast (auto: where the CPU has native bf16)")
+    parser.add_argument("--autocast", choices=("off", "bf16", "auto"), default="auto",
+                        help="bfloat16 autocast of the forward passes; auto: where the CPU computes bf16 natively "
+                             "(AVX512-BF16, AMX), else off")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--checkpoint-every", type=int, default=None,
                         help="steps between checkpoints (default: the evaluation interval)")
