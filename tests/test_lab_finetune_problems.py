@@ -161,3 +161,28 @@ def test_a_problem_trained_under_autocast_is_evaluated_under_it():
     assert rounded["loss"] != exact["loss"]  # bfloat16 matmuls round: this ran under autocast
     assert abs(rounded["loss"] - exact["loss"]) < 0.02 * exact["loss"]
     assert model.training  # evaluation leaves the model's mode as it was
+
+
+@needs_fashion
+def test_lr_find_sweeps_a_finetuning_problem_with_its_recipe():
+    from optimlab.finetune import GradientClipping
+    from optimlab.lab.lr_find import range_test
+    from optimlab.lab.zoo import get_optimizer
+
+    problem = get_problem("finetune-fashion:train=2000,valid=100,test=100,steps=20")
+    model = problem.build_model(0)
+    seen: list[list[float]] = []
+
+    class RecordLrs:
+        def before_step(self, loop):
+            seen.append(sorted({group["lr"] for group in loop.optimizer.param_groups}))
+
+    hooks = [*problem.hooks(model), RecordLrs()]
+    test = range_test(model, problem.loss_fn, lambda params, lr: get_optimizer("adamw").make(params, lr),
+                      problem.load().train, lr_min=1e-5, lr_max=1e-1, steps=20, batch_size=64,
+                      param_groups=problem.param_groups, hooks=hooks)
+    assert test.steps == len(seen) >= 2
+    assert seen[0] == pytest.approx([1e-5, HEAD_SCALE * 1e-5])  # the body's lr is the one swept
+    assert all(lrs == pytest.approx([lrs[0], HEAD_SCALE * lrs[0]]) for lrs in seen)  # the head keeps 10x
+    clip = next(h for h in hooks if isinstance(h, GradientClipping))
+    assert clip.last_norm == clip.last_norm  # the problem's clipping ran (a norm was recorded)

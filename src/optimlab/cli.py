@@ -225,7 +225,9 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
     size = problem.batch_size if args.batch_size == "problem" else args.batch_size
     test = range_test(model, problem.loss_fn, lambda params, lr: spec.make(params, lr), data.train,
                       lr_min=args.lr_min, lr_max=args.lr_max, steps=args.steps, batch_size=size, seed=args.seed,
-                      penalty=problem.penalty)
+                      penalty=problem.penalty, param_groups=problem.param_groups,
+                      hooks=problem.hooks(model) if problem.hooks is not None else (),
+                      accumulate=problem.accumulate, autocast=problem.autocast)
     path = args.out / f"lr_find-{safe_name(problem.name)}-{spec.name}.png"
     loss = getattr(problem.loss_fn, "__name__", "loss").replace("_", " ")
     plot_range_test(test, path, f"Learning-rate range test: {spec.label} on {problem.name}",

@@ -38,6 +38,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 from pathlib import Path
 
 import numpy as np
@@ -104,21 +105,27 @@ def check_args(lr_min: float, lr_max: float, steps: int, beta: float, stop_facto
 def range_test(model: nn.Module, loss_fn: LossFn, make_optimizer: MakeOptimizer, data: Split, *,
                lr_min: float = 1e-6, lr_max: float = 10.0, steps: int = 200, batch_size: int | None = 128,
                seed: int = 0, beta: float = 0.9, stop_factor: float = 4.0, penalty: Penalty | None = None,
-               progress: bool | None = False) -> RangeTest:
+               progress: bool | None = False, param_groups: Callable[[nn.Module, float], list] | None = None,
+               hooks: Sequence[Any] = (), accumulate: int = 1, autocast: torch.dtype | None = None) -> RangeTest:
     """Run the range test on ``model`` (trained in place) and return the curve and the suggestion.
 
     ``penalty`` is the problem's term added to every batch loss (see :func:`optimlab.lab.loop.train`).
+    A fine-tuning problem's recipe comes along: ``param_groups(model, lr)`` (e.g. the head at 10x
+    the body's lr; every group's lr is swept by the same factor, so the lrs reported are the
+    body's, as in ``compare``), the loop ``hooks`` (clipping), ``accumulate`` and ``autocast``.
     """
     check_args(lr_min, lr_max, steps, beta, stop_factor)
     lrs = exponential_lrs(lr_min, lr_max, steps)
-    optimizer = make_optimizer(list(model.parameters()), lr_min)
+    params = list(model.parameters()) if param_groups is None else param_groups(model, lr_min)
+    optimizer = make_optimizer(params, lr_min)
     ratio = lr_max / lr_min
     # LambdaLR sets lr = lr_min * factor(k) after the k-th scheduler step, so step k (from 0) runs at lrs[k].
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: ratio ** (min(k, steps - 1) / (steps - 1)))
     # explode: a raw batch loss 4 x stop_factor times the first one is far past the cut; the loop
     # stops there instead of training on at ever larger learning rates.
     result = train(model, loss_fn, optimizer, data, batch_size=batch_size, steps=steps, seed=seed,
-                   scheduler=scheduler, explode=4 * stop_factor, penalty=penalty, progress=progress)
+                   scheduler=scheduler, explode=4 * stop_factor, penalty=penalty, progress=progress,
+                   hooks=hooks, accumulate=accumulate, autocast=autocast)
     losses = [r.loss for r in result.records]
     stopped = "max lr reached"
     finite = [v for v in losses if math.isfinite(v)]
