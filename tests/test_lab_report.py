@@ -139,3 +139,22 @@ def test_an_interrupted_sweep_says_so(tmp_path):
 def test_a_complete_sweep_has_no_warning(report):
     _, page, _ = report
     assert 'id="incomplete"' not in page and "Not run yet" not in page
+
+
+@pytest.mark.parametrize("low, high", [(0.66, 0.79), (0.2, 0.97), (0.965, 0.975), (0.9991, 0.9996)])
+def test_accuracy_axes_label_at_least_three_levels_inside_the_data(low, high):
+    import numpy as np
+
+    from optimlab.lab.report_plots import metric_axis, pyplot
+
+    plt = pyplot()
+    figure, ax = plt.subplots()
+    try:
+        goal = Goal("p", "accuracy", True, (low + high) / 2)
+        assert metric_axis(ax, goal, [np.array([low, high])]) == "logit scale"
+        bottom, top = ax.get_ylim()
+        ticks = [t for t in ax.get_yticks() if bottom <= t <= top]
+        assert len(ticks) >= 3, ticks
+        assert bottom <= low and high <= top
+    finally:
+        plt.close(figure)

@@ -119,6 +119,8 @@ def metric_axis(ax, goal: Goal, values: Sequence[np.ndarray]) -> str:
             if ticks and len(ticks) + len(more) > 8:
                 break
             ticks += more
+        if len(ticks) < 3:  # a narrow band (e.g. 66% to 79%): evenly spaced percents instead
+            ticks = even_ticks(bottom, top)
         ax.yaxis.set_major_locator(FixedLocator(sorted(ticks)))
         ax.yaxis.set_minor_locator(FixedLocator([]))
         return "logit scale"
@@ -136,6 +138,16 @@ LOGIT_TICKS = ((0.01, 0.1, 0.5, 0.9, 0.99, 0.999, 0.9999),
                (0.2, 0.8, 0.97, 0.98, 0.998),
                (0.92, 0.94, 0.96, 0.985),
                (0.91, 0.93, 0.975))
+
+
+def even_ticks(bottom: float, top: float) -> list[float]:
+    """At least 3 levels in [bottom, top], the coarsest of 10%, 5%, 2%, 1%, 0.5%, ... apart."""
+    for step in (0.1, 0.05, 0.02, 0.01, 0.005, 0.002, 0.001, 0.0005, 0.0002, 0.0001):
+        levels = [round(k * step, 6) for k in range(math.ceil(bottom / step), math.floor(top / step) + 1)]
+        levels = [t for t in levels if 0 < t < 1]
+        if len(levels) >= 3:
+            return levels
+    return [bottom, (bottom + top) / 2, top]
 
 
 def plain_log_ticks(ax) -> None:
