@@ -104,7 +104,10 @@ def quartiles(times: list[float]) -> tuple[float, float, float]:
 clock = time.perf_counter
 
 
-ORDER_BLOCK = {"blocked": 5, "interleaved": 1}
+#: Steps each candidate runs in a row per round; "consecutive": all of its steps in one block
+#: (every step but the first follows one of the same optimizer, its data in cache where they
+#: fit: the condition of a step timed alone, in a loop).
+ORDER_BLOCK = {"blocked": 5, "interleaved": 1, "consecutive": None}
 
 
 def bench_size(size: str, names: list[str], reps: int, warmup: int, quick: bool, log: Any,
@@ -133,7 +136,7 @@ def bench_size(size: str, names: list[str], reps: int, warmup: int, quick: bool,
         # full of another candidate's data, as a step does after a backward pass; a larger block
         # times steps that follow steps of the same optimizer, the data still in cache where
         # they fit (the 1M set: 20-28 MB against a 32 MB L3).
-        block = ORDER_BLOCK[order]
+        block = ORDER_BLOCK[order] or reps
         for _ in range(max(1, reps // block)):
             for label, step in steps.items():
                 for _ in range(block):
@@ -272,7 +275,8 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("--order", choices=list(ORDER_BLOCK), default="blocked",
                         help="blocked: 5 steps of a candidate in a row (warm caches); interleaved: one step "
-                             "of each in turn (every step starts with cold caches)")
+                             "of each in turn (every step starts with cold caches); consecutive: all of a "
+                             "candidate's steps in a row (a step timed alone in a loop)")
     parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                         help="cpu: this thread's CPU time (use with --threads 1 on a shared machine)")
     parser.add_argument("--json", default=str(ROOT / "out" / "step_speed.json"))
