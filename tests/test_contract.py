@@ -160,7 +160,28 @@ def test_parameters_without_grad_are_skipped_and_their_state_untouched(name):
     never = torch.ones(3, dtype=torch.float64, requires_grad=True)
     optimizer.add_param_group({"params": [never]})
     Run(optimizer, [*params, never]).steps([[*g, None] for g in grads])
-    assert never not in optimizer.state or optimizer.state[never] == {}
+    if optimizer.state_at_construction:  # made when its group was added (as torch does), never stepped
+        twin = never.detach().clone().requires_grad_()
+        initial = getattr(optimlab, name)([twin], **HP[name]).state[twin]
+        assert same(dict(optimizer.state[never]), dict(initial)) and float(initial["step"]) == 0
+    else:
+        assert never not in optimizer.state or optimizer.state[never] == {}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_state_exists_from_construction_exactly_where_the_torch_twin_makes_it(name):
+    """torch.optim.Adagrad makes every parameter's state in its constructor; the others on the
+    first step. A checkpoint taken before any step has the same entries in both."""
+    params = params64()
+    ours, theirs = getattr(optimlab, name)(params, **HP[name]), getattr(torch.optim, name)(params, **HP[name])
+    mine, reference = ours.state_dict()["state"], theirs.state_dict()["state"]
+    assert mine.keys() == reference.keys()
+    for index, state in reference.items():
+        assert same(mine[index], state), index
+    theirs.load_state_dict(ours.state_dict())  # and torch can step from it
+    for p in params:
+        p.grad = torch.ones_like(p)
+    theirs.step()
 
 
 # -- dtypes and layouts -----------------------------------------------------------------------

@@ -245,11 +245,15 @@ def subset(work: GroupStep, indices: Sequence[int]) -> GroupStep:
 
 
 def initialize(work: GroupStep, i: int) -> None:
+    """A parameter's state before its first step (:func:`initial_state`)."""
+    work.states[i].update(initial_state(work.transform, work.params[i], work.counts_steps))
+
+
+def initial_state(transform: Transform, p: Tensor, counts_steps: bool) -> dict[str, Any]:
     """A parameter's state before its first step: torch's step count, then the transform's own."""
-    state = work.states[i]
-    if work.counts_steps:
-        state["step"] = torch.tensor(0.0, dtype=step_dtype())
-    state.update(init_state(work.transform, work.params[i]))
+    state: dict[str, Any] = {"step": torch.tensor(0.0, dtype=step_dtype())} if counts_steps else {}
+    state.update(init_state(transform, p))
+    return state
 
 
 def plain_hyperparams(work: GroupStep) -> dict[str, Any]:

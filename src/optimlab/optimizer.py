@@ -42,6 +42,9 @@ class Optimizer(torch.optim.Optimizer):
     checks: ClassVar[Mapping[str, Check]] = {}
     #: Keep torch.optim's ``state['step']`` per parameter (the torch twin has one).
     counts_steps: ClassVar[bool] = False
+    #: Make every parameter's state when its group is added, as the torch twin does (Adagrad),
+    #: so a checkpoint taken before the first step has the state torch expects.
+    state_at_construction: ClassVar[bool] = False
 
     def __init__(self, params: Any, defaults: dict[str, Any]) -> None:
         #: Schedules given in place of numbers, and this optimizer's step count ``schedules.t``.
@@ -136,6 +139,11 @@ class Optimizer(torch.optim.Optimizer):
             self.param_groups.pop()  # leave the optimizer as it was
             self.schedules.truncate(len(self.param_groups))
             raise
+        if self.state_at_construction:
+            transform = self.transform_for(group)
+            for p in group["params"]:
+                if not self.state[p]:
+                    self.state[p].update(engine.initial_state(transform, p, self.counts_steps))
 
     @torch.no_grad()
     def step(self, closure: Any = None) -> Any:

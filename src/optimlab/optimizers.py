@@ -91,6 +91,7 @@ class Adagrad(Optimizer):
     checks = {**COMMON_CHECKS, "lr_decay": checks.non_negative, "eps": checks.non_negative,
               "initial_accumulator_value": checks.non_negative}
     counts_steps = True
+    state_at_construction = True
 
     def __init__(self, params: Params, lr: float | Tensor = 1e-2, lr_decay: float = 0, weight_decay: float = 0,
                  initial_accumulator_value: float = 0, eps: float = 1e-10, foreach: bool | None = None, *,
