@@ -40,8 +40,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from optimlab.finetune.precision import autocast_dtype
 from optimlab.finetune import EarlyStopping, GradientClipping, GradualUnfreezing, param_groups, top_down_stages
+from optimlab.finetune.precision import autocast_dtype
 from optimlab.lab import data as lab_data
 from optimlab.lab import pretrained
 from optimlab.lab.data import Dataset, Split
@@ -139,7 +139,8 @@ def changed(values: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
 #: adamw 0.0002 (0.785 / 0.785; 0.0001: 0.765 / 0.780, 0.000316: 0.777 / 0.786, 0.0005: 0.756 / 0.743),
 #: momentum 0.0316 (0.757 / 0.758; 0.01: 0.755 / 0.760, 0.00316: 0.752 / 0.741; the largest tried),
 #: adagrad 0.000316 (0.770 / 0.779; 0.001: 0.763 / 0.799, 0.00316: 0.570 / 0.565).
-#: (`optimlab compare --problem finetune-sentiment:autocast=auto --optimizers momentum,adagrad --points 3`.)
+#: (`optimlab compare --problem finetune-sentiment:autocast=auto` with `--optimizers adamw --lrs
+#: 0.0001,0.0002,0.0005` and `--optimizers momentum,adagrad --points 3`, 1 seed, no extra seeds.)
 SENTIMENT_LRS: dict[str, float] = {"adamw": 0.0002, "momentum": 0.0316, "adagrad": 0.000316}
 SENTIMENT_SIZES = {"train": 2000, "valid": 1000, "test": 1000, "max_length": 64, "batch": 32}
 
