@@ -14,6 +14,7 @@ error ~roundoff * 3, which only the run's scale measures fairly.
 
 from __future__ import annotations
 
+import collections
 import copy
 import io
 from collections.abc import Callable, Iterable, Sequence
@@ -285,3 +286,24 @@ def record(key: str, error: float) -> float:
     if not error <= WORST.get(key, -1.0):
         WORST[key] = error
     return error
+
+
+def adam_on_each_path(make_params: Callable[[], list[Tensor]], steps: int = 3) -> list[tuple[list[Tensor], collections.Counter]]:
+    """Adam (lr 0.1) on fresh parameters from ``make_params``, ``steps`` steps with gradients of
+    ones, on the eager path and then on the automatic one: for each, the final parameter values
+    (plain CPU tensors) and how many parameter-steps each engine path took."""
+    from optimlab import engine
+
+    outcomes = []
+    for path in ("eager", "auto"):
+        params = make_params()
+        opt = optimlab.Adam(params, lr=0.1)
+        before = dict(engine.path_counts)
+        with engine.using(path):
+            for _ in range(steps):
+                for p in params:
+                    p.grad = torch.ones_like(p)
+                opt.step()
+        counts = collections.Counter({k: v - before.get(k, 0) for k, v in engine.path_counts.items()})
+        outcomes.append(([p.detach().as_subclass(torch.Tensor).cpu().clone() for p in params], counts))
+    return outcomes

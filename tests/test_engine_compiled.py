@@ -14,6 +14,7 @@ import torch
 
 import optimlab
 from optimlab import engine
+from tests.helpers import adam_on_each_path
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -56,20 +57,11 @@ def test_cuda_default_path_is_compiled_and_agrees_with_eager(config: tuple) -> N
 
 @needs_cuda
 def test_cuda_and_cpu_parameters_in_one_optimizer() -> None:
-    results = []
-    for path in ("eager", "auto"):
-        params = [torch.nn.Parameter(torch.arange(4.0, device="cuda")), torch.nn.Parameter(torch.arange(4.0))]
-        opt = optimlab.Adam(params, lr=0.1)
-        before = dict(engine.path_counts)
-        with engine.using(path):
-            for _ in range(3):
-                for p in params:
-                    p.grad = torch.ones_like(p)
-                opt.step()
-        results.append([p.detach().cpu() for p in params])
-    assert engine.path_counts["compiled"] > before.get("compiled", 0)
-    assert engine.path_counts["fused"] > before.get("fused", 0)
-    for a, b in zip(*results):
+    (eager, _), (auto, counts) = adam_on_each_path(
+        lambda: [torch.nn.Parameter(torch.arange(4.0, device="cuda")), torch.nn.Parameter(torch.arange(4.0))])
+    assert counts["compiled"] > 0
+    assert counts["fused"] > 0
+    for a, b in zip(eager, auto):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 

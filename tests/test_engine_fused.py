@@ -17,6 +17,7 @@ import torch
 
 import optimlab
 from optimlab import engine, engine_cpu
+from tests.helpers import adam_on_each_path
 
 #: (optimizer, constructor arguments): every structural variant of every optimizer.
 CONFIGS = [
@@ -442,18 +443,8 @@ class Tagged(torch.Tensor):
 
 
 def test_tensor_subclasses_take_the_eager_path() -> None:
-    outcomes = []
-    for path in ("eager", "auto"):
-        params = [torch.nn.Parameter(torch.arange(6.0).as_subclass(Tagged)), torch.nn.Parameter(torch.arange(4.0))]
-        opt = optimlab.Adam(params, lr=0.1)
-        before = dict(engine.path_counts)
-        with engine.using(path):
-            for _ in range(3):
-                for p in params:
-                    p.grad = torch.ones_like(p)
-                opt.step()
-        counts = {k: v - before.get(k, 0) for k, v in engine.path_counts.items()}
-        outcomes.append(([p.detach().clone().as_subclass(torch.Tensor) for p in params], counts))
+    outcomes = adam_on_each_path(
+        lambda: [torch.nn.Parameter(torch.arange(6.0).as_subclass(Tagged)), torch.nn.Parameter(torch.arange(4.0))])
     assert outcomes[1][1]["fused"] == 3 and outcomes[1][1]["eager"] == 3  # the plain one fused, the subclass not
     for a, b in zip(outcomes[0][0], outcomes[1][0]):
         torch.testing.assert_close(a, b)

@@ -180,7 +180,7 @@ def test_lr_find_sweeps_a_finetuning_problem_with_its_recipe():
     hooks = [*problem.hooks(model), RecordLrs()]
     test = range_test(model, problem.loss_fn, lambda params, lr: get_optimizer("adamw").make(params, lr),
                       problem.load().train, lr_min=1e-5, lr_max=1e-1, steps=20, batch_size=64,
-                      param_groups=problem.param_groups, hooks=hooks)
+                      params=problem.optimizer_params(model, 1e-5), hooks=hooks)
     assert test.steps == len(seen) >= 2
     assert seen[0] == pytest.approx([1e-5, HEAD_SCALE * 1e-5])  # the body's lr is the one swept
     assert all(lrs == pytest.approx([lrs[0], HEAD_SCALE * lrs[0]]) for lrs in seen)  # the head keeps 10x

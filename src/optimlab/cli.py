@@ -46,34 +46,27 @@ def names_list(text: str) -> list[str]:
     return [item.strip() for item in text.split(",") if item.strip()]
 
 
-def positive_int(text: str) -> int:
+def parsed(text: str, convert: Any, ok: Any, expected: str, unparsable: str | None = None) -> Any:
+    """``convert(text)`` if it parses and ``ok`` holds, else argparse's error: "expected ..."."""
     try:
-        value = int(text)
+        value = convert(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected {unparsable or expected}, got {text!r}") from None
+    if not ok(value):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
     return value
+
+
+def positive_int(text: str) -> int:
+    return parsed(text, int, lambda value: value >= 1, "a whole number >= 1")
 
 
 def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
-    return value
+    return parsed(text, int, lambda value: value >= 0, "a whole number >= 0")
 
 
 def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not 0 < value < math.inf:
-        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text!r}")
-    return value
+    return parsed(text, float, lambda value: 0 < value < math.inf, "a positive finite number", "a positive number")
 
 
 def lr_list(text: str) -> list[float]:
@@ -225,9 +218,8 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
     size = problem.batch_size if args.batch_size == "problem" else args.batch_size
     test = range_test(model, problem.loss_fn, lambda params, lr: spec.make(params, lr), data.train,
                       lr_min=args.lr_min, lr_max=args.lr_max, steps=args.steps, batch_size=size, seed=args.seed,
-                      penalty=problem.penalty, param_groups=problem.param_groups,
-                      hooks=problem.hooks(model) if problem.hooks is not None else (),
-                      accumulate=problem.accumulate, autocast=problem.autocast)
+                      penalty=problem.penalty, params=problem.optimizer_params(model, args.lr_min),
+                      hooks=problem.loop_hooks(model), accumulate=problem.accumulate, autocast=problem.autocast)
     path = args.out / f"lr_find-{safe_name(problem.name)}-{spec.name}.png"
     loss = getattr(problem.loss_fn, "__name__", "loss").replace("_", " ")
     plot_range_test(test, path, f"Learning-rate range test: {spec.label} on {problem.name}",
@@ -347,13 +339,12 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     from optimlab.lab import finetune_run
     from optimlab.lab.zoo import get_optimizer
 
-    recipe = {name: getattr(args, name) for name in finetune_run.RECIPE_OPTIONS}
-    args.problem = checked(lambda spec: finetune_run.problem_spec(spec, **recipe), args.problem)
+    spec = checked(finetune_run.command_spec, args)
     checked(get_optimizer, args.optimizer)
     if args.lr is None:
-        checked(lambda name: finetune_run.default_lr(args.problem, name), args.optimizer)
+        checked(lambda name: finetune_run.default_lr(spec, name), args.optimizer)
     with open_store(args.db) as store:
-        return finetune_run.run_command(args, store)
+        return finetune_run.run_command(args, store, spec)
 
 
 def cmd_report(args: argparse.Namespace) -> int:

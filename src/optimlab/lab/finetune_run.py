@@ -180,10 +180,15 @@ def add_parser(subparsers: Any, formatter_class: Any = argparse.ArgumentDefaults
     return parser
 
 
-def run_command(args: argparse.Namespace, store: Store | None = None) -> int:
-    """Run the ``finetune`` subcommand; exit code 0 (done), 1 (failed: diverged), 130 (interrupted)."""
-    recipe = {name: getattr(args, name) for name in RECIPE_OPTIONS}
-    spec = problem_spec(args.problem, **recipe)
+def command_spec(args: argparse.Namespace) -> str:
+    """The ``finetune`` command's problem spec: ``--problem`` with the recipe options applied."""
+    return problem_spec(args.problem, **{name: getattr(args, name) for name in RECIPE_OPTIONS})
+
+
+def run_command(args: argparse.Namespace, store: Store | None = None, spec: str | None = None) -> int:
+    """Run the ``finetune`` subcommand; exit code 0 (done), 1 (failed: diverged), 130 (interrupted).
+    ``spec``: :func:`command_spec` of ``args`` if the caller has it already."""
+    spec = command_spec(args) if spec is None else spec
     kwargs = {} if args.weight_decay is None else {"weight_decay": args.weight_decay}
     with (Store(args.db) if store is None else contextlib.nullcontext(store)) as store:
         outcome = finetune(spec, args.optimizer, args.lr, seed=args.seed, schedule=args.schedule, kwargs=kwargs,

@@ -36,7 +36,7 @@ References: L. N. Smith, "Cyclical Learning Rates for Training Neural Networks",
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from pathlib import Path
@@ -105,19 +105,19 @@ def check_args(lr_min: float, lr_max: float, steps: int, beta: float, stop_facto
 def range_test(model: nn.Module, loss_fn: LossFn, make_optimizer: MakeOptimizer, data: Split, *,
                lr_min: float = 1e-6, lr_max: float = 10.0, steps: int = 200, batch_size: int | None = 128,
                seed: int = 0, beta: float = 0.9, stop_factor: float = 4.0, penalty: Penalty | None = None,
-               progress: bool | None = False, param_groups: Callable[[nn.Module, float], list] | None = None,
-               hooks: Sequence[Any] = (), accumulate: int = 1, autocast: torch.dtype | None = None) -> RangeTest:
+               progress: bool | None = False, params: Iterable[Any] | None = None, hooks: Sequence[Any] = (),
+               accumulate: int = 1, autocast: torch.dtype | None = None) -> RangeTest:
     """Run the range test on ``model`` (trained in place) and return the curve and the suggestion.
 
     ``penalty`` is the problem's term added to every batch loss (see :func:`optimlab.lab.loop.train`).
-    A fine-tuning problem's recipe comes along: ``param_groups(model, lr)`` (e.g. the head at 10x
-    the body's lr; every group's lr is swept by the same factor, so the lrs reported are the
-    body's, as in ``compare``), the loop ``hooks`` (clipping), ``accumulate`` and ``autocast``.
+    A fine-tuning problem's recipe comes along: ``params``, its param groups at ``lr_min`` (e.g.
+    the head at 10x the body's lr; every group's lr is swept by the same factor, so the lrs
+    reported are the body's, as in ``compare``; None: every parameter of ``model``), the loop
+    ``hooks`` (clipping), ``accumulate`` and ``autocast``.
     """
     check_args(lr_min, lr_max, steps, beta, stop_factor)
     lrs = exponential_lrs(lr_min, lr_max, steps)
-    params = list(model.parameters()) if param_groups is None else param_groups(model, lr_min)
-    optimizer = make_optimizer(params, lr_min)
+    optimizer = make_optimizer(list(model.parameters()) if params is None else params, lr_min)
     ratio = lr_max / lr_min
     # LambdaLR sets lr = lr_min * factor(k) after the k-th scheduler step, so step k (from 0) runs at lrs[k].
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: ratio ** (min(k, steps - 1) / (steps - 1)))

@@ -109,6 +109,15 @@ class Problem:
         """The train/valid/test splits (read once per process)."""
         return self.loader()
 
+    def optimizer_params(self, model: nn.Module, lr: float) -> list[Any]:
+        """What the optimizer steps: this problem's param groups at ``lr`` (fine-tuning: the body
+        at ``lr``, the head faster), else every parameter of ``model``."""
+        return list(model.parameters()) if self.param_groups is None else self.param_groups(model, lr)
+
+    def loop_hooks(self, model: nn.Module) -> list[Any]:
+        """This problem's training-loop hooks for ``model`` (e.g. gradient clipping), or none."""
+        return [] if self.hooks is None else self.hooks(model)
+
     def build_model(self, seed: int) -> nn.Module:
         """A fresh model initialised from ``seed`` (the caller's random state is left alone)."""
         with torch.random.fork_rng(devices=[]):

@@ -250,11 +250,11 @@ def execute(config: RunConfig, *, progress: bool | None = False, threads: int | 
     # Dropout draws from the global generator during training: seed it too, or a run with
     # dropout would depend on what the process did before (a sweep worker's earlier runs).
     torch.manual_seed(config.seed)
-    params = model.parameters() if problem.param_groups is None else problem.param_groups(model, config.lr)
-    optimizer = get_optimizer(config.optimizer).make(params, config.lr, **config.kwargs)
+    optimizer = get_optimizer(config.optimizer).make(problem.optimizer_params(model, config.lr), config.lr,
+                                                     **config.kwargs)
     schedule = config.schedule if config.schedule is not None else problem.schedule
     scheduler = build_schedule(schedule, optimizer, config.max_steps)
-    hooks = problem.hooks(model) if problem.hooks is not None else []
+    hooks = problem.loop_hooks(model)
     resume, saver = None, None
     if checkpoint is not None:
         key = config.key()
