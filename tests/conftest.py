@@ -39,3 +39,12 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def native_helper_from_the_default_cache():
+    """Look for the fused path's native helper once, before any test points the kernel cache
+    elsewhere (a look from a temporary cache would start a build there)."""
+    from optimlab import engine_native
+
+    engine_native.helper()

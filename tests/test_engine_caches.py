@@ -21,7 +21,7 @@ import torch
 import optimlab
 from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
 
-from optimlab import engine
+from optimlab import engine, engine_native
 from optimlab.engine_state import StateDict, StateTable
 
 #: float64, so that the fused kernel's last-place differences from eager (a reciprocal for a
@@ -34,6 +34,19 @@ SHAPES = [(5, 3), (7,), (1,), (40,)]
 def default_path() -> Any:
     with engine.using("auto"):
         yield
+
+
+@pytest.fixture(autouse=True, params=["native checks", "python checks"])
+def steady_checks(request: Any, monkeypatch: Any) -> None:
+    """Every test runs with the native helper's steady-state checks and with the Python ones."""
+    if request.param == "python checks":
+        monkeypatch.setattr(engine_native, "helper", lambda: None)
+        return
+    reason = engine_native.unavailable_reason()
+    if reason:
+        pytest.skip(f"no native helper here: {reason}")
+    module = engine_native.load(engine_native.build())
+    monkeypatch.setattr(engine_native, "helper", lambda: module)
 
 
 def make_params(seed: int = 0) -> list[torch.nn.Parameter]:

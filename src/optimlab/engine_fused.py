@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from optimlab import engine_native
 from optimlab.core import Transform
 from optimlab.engine_cpu import BuildError, Compiled, kernel_for
 from optimlab.engine_trace import Unsupported, hp_key, hp_values
@@ -40,6 +41,10 @@ _is_contiguous = torch.Tensor.is_contiguous
 _numel = torch.Tensor.numel
 _data_ptr = torch.Tensor.data_ptr
 _values = dict.values
+
+
+def _tensors(n: int) -> itertools.repeat:
+    return itertools.repeat(torch.Tensor, n)
 
 
 def dense_like(t: torch.Tensor, param: torch.Tensor) -> bool:
@@ -139,7 +144,7 @@ class Steady:
     """
 
     __slots__ = ("sig", "batch", "params", "param_pointers", "numels", "dtypes", "values", "storages",
-                 "pointer_array", "numel_array", "token")
+                 "pointer_array", "numel_array", "token", "native_args")
 
     def __init__(self, sig: tuple, batch: Batch, work: Any) -> None:
         params, states = work.params, work.states
@@ -159,27 +164,40 @@ class Steady:
         self.numel_array = array.array("q", self.numels)
         #: The state token (table, version) under which ``values`` were last confirmed.
         self.token = work.state_token or (None, None)
+        #: (pointer array address, size array address, dtype code) for the native helper.
+        self.native_args: tuple | None = None
         batch.arrays = None
 
     def confirm(self, work: Any) -> Batch | None:
         """The batch for this step if the group is as it was, else None (nothing is changed).
 
         Parameters: the same objects, at the same addresses (``p.data = ...`` moves them), of the
-        same sizes. Gradients: on the CPU, contiguous, of the parameters' dtypes (and of their
-        shapes: torch checks that when ``.grad`` is assigned). State: the same tensor objects.
+        same sizes. Gradients: plain tensors on the CPU, contiguous, of the parameters' dtypes
+        (and of their shapes: torch checks that when ``.grad`` is assigned). State: the same
+        tensor objects. The native helper (:mod:`optimlab.engine_native`) checks the same in
+        one pass, and a little more (the parameters' dtypes, the gradients' sizes and layout).
         """
         params, grads = work.params, work.grads
         n = len(params)
         if n != len(self.params):
             return None
+        native = engine_native.helper()
         try:
-            if (not all(map(operator.is_, params, self.params))
+            if native is not None:  # the same checks in one pass; writes the gradients' addresses
+                if self.native_args is None:
+                    self.native_args = (self.pointer_array.buffer_info()[0], self.numel_array.buffer_info()[0],
+                                        native.scalar_type(self.params[0]))
+                if not native.confirm(params, grads, self.params, *self.native_args):
+                    return None
+            elif (not all(map(operator.is_, params, self.params))
+                    or not all(map(operator.is_, map(type, grads), _tensors(n)))
                     or list(map(_data_ptr, params)) != self.param_pointers
                     or list(map(_numel, params)) != self.numels
                     or list(map(_dtype, grads)) != self.dtypes
                     or not all(map(_is_cpu, grads)) or not all(map(_is_contiguous, grads))):
                 return None
-            grad_pointers = list(map(_data_ptr, grads))
+            else:
+                self.pointer_array[n:2 * n] = array.array("q", map(_data_ptr, grads))
             token = work.state_token
             if token is None or token[0] is not self.token[0] or token[1] != self.token[1]:
                 values = list(itertools.chain.from_iterable(map(_values, work.states)))
@@ -188,7 +206,6 @@ class Steady:
                 self.token = token or (None, None)
         except (RuntimeError, TypeError):  # a sparse gradient, a state that is not a dict, a tensor
             return None                    # subclass without storage
-        self.pointer_array[n:2 * n] = array.array("q", grad_pointers)
         batch = self.batch
         batch.params, batch.grads, batch.states = params, grads, work.states
         batch.arrays = (self.pointer_array, self.numel_array, self.params)

@@ -1,0 +1,234 @@
+"""A small compiled helper for the fused path's per-step checks (``engine_native.cpp``).
+
+Confirming that a group is as it was on the last step takes, in Python, about ten calls into
+torch's bindings per parameter (~0.1 ms for 148 tensors), as long as the kernel itself takes
+for a million parameters; the helper reads the same facts from the tensors in one pass (a few
+microseconds). It changes nothing the engine decides: without it, the same checks run in Python
+(:meth:`optimlab.engine_fused.Steady.confirm`).
+
+It is a CPython extension built against the running torch, with the system C++ compiler, and
+kept in the kernel cache (``$OPTIMLAB_CACHE_DIR`` or ``~/.cache/optimlab``) under a key of its
+source, torch's and Python's versions and the flags. The build takes ~15 s, so it never runs in
+the step: the first process that wants the helper starts it in a separate, detached process and
+goes on without it, picking it up when it is there. ``python -m optimlab.engine_native`` builds
+it and waits (set-up does that); ``OPTIMLAB_NATIVE=0`` turns the helper off.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.machinery
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from pathlib import Path
+from types import ModuleType
+
+import torch
+
+from optimlab.engine_cpu import cache_dir
+
+SOURCE = Path(__file__).with_name("engine_native.cpp")
+MODULE_NAME = "_optimlab_native"
+#: A build lock older than this is taken for the leftover of a build that died.
+STALE_LOCK_S = 600
+#: How often a process waiting for a build looks for its result.
+POLL_S = 1.0
+
+
+def enabled() -> bool:
+    return os.environ.get("OPTIMLAB_NATIVE", "1") != "0"
+
+
+def find_compiler() -> str | None:
+    """$CXX, else c++, g++ or clang++ from PATH."""
+    for name in ([os.environ["CXX"]] if os.environ.get("CXX") else ["c++", "g++", "clang++"]):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+def torch_dir() -> Path:
+    return Path(torch.__file__).resolve().parent
+
+
+def flags() -> list[str]:
+    abi = int(getattr(torch._C, "_GLIBCXX_USE_CXX11_ABI", True))
+    include = torch_dir() / "include"
+    return ["-O2", "-std=c++20", "-shared", "-fPIC", "-w", f"-D_GLIBCXX_USE_CXX11_ABI={abi}",
+            f"-I{include}", f"-I{include / 'torch' / 'csrc' / 'api' / 'include'}",
+            f"-I{sysconfig.get_paths()['include']}"]
+
+
+def link_flags() -> list[str]:
+    lib = torch_dir() / "lib"
+    return [f"-L{lib}", "-lc10", "-ltorch_cpu", "-ltorch_python", f"-Wl,-rpath,{lib}"]
+
+
+def library_path() -> Path:
+    """Where the helper for this source, torch and Python is kept."""
+    key = hashlib.sha256("\0".join([
+        SOURCE.read_text(), torch.__version__, str(getattr(torch.version, "git_version", "")), sys.version,
+        sysconfig.get_config_var("EXT_SUFFIX") or "", sys.platform, *flags(), *link_flags(),
+    ]).encode()).hexdigest()[:32]
+    return cache_dir() / f"native-{key}.so"
+
+
+def unavailable_reason() -> str | None:
+    """Why the helper cannot be built here, or None."""
+    if not enabled():
+        return "turned off (OPTIMLAB_NATIVE=0)"
+    if sys.platform != "linux":
+        return f"built on Linux only, this is {sys.platform}"
+    if find_compiler() is None:
+        return "no C++ compiler found (install g++ or clang++, or set CXX)"
+    if not (Path(sysconfig.get_paths()["include"]) / "Python.h").exists():
+        return "Python's C headers are not installed (python3-dev)"
+    if not (torch_dir() / "include" / "torch" / "csrc" / "autograd" / "python_variable.h").exists():
+        return "this torch ships no C++ headers"
+    return None
+
+
+def build(path: Path | None = None) -> Path:
+    """Compile the helper into ``path`` (atomically: other processes never see half a file).
+
+    Raises RuntimeError with the compiler's message if it fails. A build already running in
+    another process (its lock younger than :data:`STALE_LOCK_S`) is waited for instead.
+    """
+    path = path or library_path()
+    reason = unavailable_reason()
+    if reason:
+        raise RuntimeError(f"optimlab native helper: {reason}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = path.with_suffix(".lock")
+    while True:
+        if path.exists():
+            return path
+        try:
+            descriptor = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            break
+        except FileExistsError:
+            try:
+                if time.time() - lock.stat().st_mtime > STALE_LOCK_S:
+                    lock.unlink(missing_ok=True)
+                    continue
+            except FileNotFoundError:
+                continue
+            time.sleep(POLL_S)
+    try:
+        os.write(descriptor, str(os.getpid()).encode())
+        os.close(descriptor)
+        with tempfile.TemporaryDirectory(dir=path.parent, prefix=".build-native-") as work:
+            out = Path(work) / "native.so"
+            command = [find_compiler() or "c++", *flags(), str(SOURCE), "-o", str(out), *link_flags()]
+            try:
+                done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+            except (OSError, subprocess.TimeoutExpired) as error:
+                raise RuntimeError(f"{' '.join(command)}: {error}") from error
+            if done.returncode != 0:
+                raise RuntimeError(f"{' '.join(command)}:\n{done.stderr[-3000:]}")
+            os.replace(out, path)
+    finally:
+        lock.unlink(missing_ok=True)
+    return path
+
+
+def load(path: Path) -> ModuleType:
+    loader = importlib.machinery.ExtensionFileLoader(MODULE_NAME, str(path))
+    spec = importlib.util.spec_from_file_location(MODULE_NAME, path, loader=loader)
+    assert spec is not None
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    module.set_types(torch.Tensor, torch.nn.Parameter)
+    return module
+
+
+class Helper:
+    """The helper of this process: loaded, being built in another process, or unavailable."""
+
+    def __init__(self) -> None:
+        self.module: ModuleType | None = None
+        self.path: Path | None = None
+        self.builder: subprocess.Popen | None = None
+        self.next_look = 0.0
+        self.reason: str | None = "not looked for yet"
+        self.looked = False
+
+    def get(self) -> ModuleType | None:
+        if self.module is not None or (self.looked and self.builder is None):
+            return self.module
+        if not self.looked:
+            self.looked = True
+            self.first_look()
+        elif time.monotonic() >= self.next_look:
+            self.next_look = time.monotonic() + POLL_S
+            if self.builder.poll() is not None:
+                self.builder = None
+                self.try_load("the build did not produce the helper")
+        return self.module
+
+    def first_look(self) -> None:
+        self.reason = unavailable_reason()
+        if self.reason:
+            return
+        self.path = library_path()
+        if self.path.exists():
+            self.try_load("the cached helper did not load")
+            return
+        # Detached: the build finishes (and renames its result into place) even if this
+        # process ends first.
+        self.builder = subprocess.Popen([sys.executable, "-m", "optimlab.engine_native", "--quiet"],
+                                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL, start_new_session=True)
+        self.reason = "being built"
+        self.next_look = time.monotonic() + POLL_S
+
+    def try_load(self, failure: str) -> None:
+        try:
+            assert self.path is not None
+            self.module = load(self.path)
+            self.reason = None
+        except (OSError, ImportError, AttributeError, AssertionError) as error:
+            self.reason = f"{failure}: {error}"
+
+
+_helper = Helper()
+
+
+def helper() -> ModuleType | None:
+    """The loaded helper, or None (not built yet, being built, or unavailable: see :func:`status`)."""
+    return _helper.module if _helper.module is not None else _helper.get()
+
+
+def status() -> str:
+    """One line on the helper of this process."""
+    if _helper.module is not None:
+        return f"loaded from {_helper.path}"
+    return _helper.reason or "not loaded"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Build the helper now (if it is not in the cache) and say where it is."""
+    argv = sys.argv[1:] if argv is None else argv
+    quiet = "--quiet" in argv
+    try:
+        path = build()
+        load(path)
+    except (RuntimeError, OSError, ImportError) as error:
+        if not quiet:
+            print(f"optimlab native helper not built; steps check groups in Python instead: {error}",
+                  file=sys.stderr)
+        return 1
+    if not quiet:
+        print(f"optimlab native helper: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
