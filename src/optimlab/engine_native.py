@@ -25,6 +25,7 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+import threading
 import time
 from pathlib import Path
 from types import ModuleType
@@ -159,18 +160,20 @@ class Helper:
         self.next_look = 0.0
         self.reason: str | None = "not looked for yet"
         self.looked = False
+        self.lock = threading.Lock()
 
     def get(self) -> ModuleType | None:
         if self.module is not None or (self.looked and self.builder is None):
             return self.module
-        if not self.looked:
-            self.looked = True
-            self.first_look()
-        elif time.monotonic() >= self.next_look:
-            self.next_look = time.monotonic() + POLL_S
-            if self.builder.poll() is not None:
-                self.builder = None
-                self.try_load("the build did not produce the helper")
+        with self.lock:  # optimizers stepping in several threads start one build, not several
+            if not self.looked:
+                self.looked = True
+                self.first_look()
+            elif self.builder is not None and time.monotonic() >= self.next_look:
+                self.next_look = time.monotonic() + POLL_S
+                if self.builder.poll() is not None:
+                    self.builder = None
+                    self.try_load("the build did not produce the helper")
         return self.module
 
     def first_look(self) -> None:
