@@ -488,13 +488,19 @@ def _compile(compiler: str, flags: list[str], source: str, path: Path) -> None:
         c_file.write_text(source)
         out = Path(work) / "step.so"
         command = [compiler, *flags, "-std=c99", "-fPIC", "-shared", str(c_file), "-o", str(out), "-lm"]
-        try:
-            done = subprocess.run(command, capture_output=True, text=True, timeout=120)
-        except (OSError, subprocess.TimeoutExpired) as error:
-            raise BuildError(f"{' '.join(command)}: {error}") from error
-        if done.returncode != 0:
-            raise BuildError(f"{' '.join(command)}:\n{done.stderr[-2000:]}")
-        os.replace(out, path)  # atomic: concurrent processes never see half a file
+        run_compiler(command, out, path, timeout=120)
+
+
+def run_compiler(command: list[str], out: Path, path: Path, timeout: float) -> None:
+    """Run a compiler that writes ``out``, then move that to ``path``; BuildError with the
+    compiler's message if it fails."""
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise BuildError(f"{' '.join(command)}: {error}") from error
+    if done.returncode != 0:
+        raise BuildError(f"{' '.join(command)}:\n{done.stderr[-3000:]}")
+    os.replace(out, path)  # atomic: concurrent processes never see half a file
 
 
 

@@ -32,7 +32,7 @@ from types import ModuleType
 
 import torch
 
-from optimlab.engine_cpu import cache_dir
+from optimlab.engine_cpu import cache_dir, run_compiler
 
 SOURCE = Path(__file__).with_name("engine_native.cpp")
 MODULE_NAME = "_optimlab_native"
@@ -99,7 +99,8 @@ def unavailable_reason() -> str | None:
 def build(path: Path | None = None) -> Path:
     """Compile the helper into ``path`` (atomically: other processes never see half a file).
 
-    Raises RuntimeError with the compiler's message if it fails. A build already running in
+    Raises :class:`~optimlab.engine_cpu.BuildError` (a RuntimeError) with the compiler's message
+    if it fails. A build already running in
     another process (its lock younger than :data:`STALE_LOCK_S`) is waited for instead.
     """
     path = path or library_path()
@@ -128,13 +129,7 @@ def build(path: Path | None = None) -> Path:
         with tempfile.TemporaryDirectory(dir=path.parent, prefix=".build-native-") as work:
             out = Path(work) / "native.so"
             command = [find_compiler() or "c++", *flags(), str(SOURCE), "-o", str(out), *link_flags()]
-            try:
-                done = subprocess.run(command, capture_output=True, text=True, timeout=600)
-            except (OSError, subprocess.TimeoutExpired) as error:
-                raise RuntimeError(f"{' '.join(command)}: {error}") from error
-            if done.returncode != 0:
-                raise RuntimeError(f"{' '.join(command)}:\n{done.stderr[-3000:]}")
-            os.replace(out, path)
+            run_compiler(command, out, path, timeout=600)
     finally:
         lock.unlink(missing_ok=True)
     return path
