@@ -3,9 +3,11 @@ Python checks it replaces, on every kind of change between steps, and its build 
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -195,8 +197,10 @@ def test_a_missing_helper_is_built_in_a_detached_process(built: Path, tmp_path: 
     helper = engine_native.Helper()
     assert helper.get() is None and helper.reason == "being built"
     (command, options), = started
-    assert command[:3] == [sys.executable, "-m", "optimlab.engine_native"]
+    assert command == [sys.executable, "-m", "optimlab.engine_native", "--background"]
     assert options["start_new_session"] is True
+    package_root = str(Path(engine_native.__file__).resolve().parents[1])
+    assert options["env"]["PYTHONPATH"].split(os.pathsep)[0] == package_root
     assert helper.get() is None  # still building
     target.parent.mkdir(parents=True)
     shutil.copy(built, target)
@@ -239,9 +243,6 @@ def test_a_compiler_error_is_reported_and_leaves_no_file(tmp_path: Path, monkeyp
 
 
 def test_a_stale_lock_is_taken_over(tmp_path: Path, monkeypatch: Any) -> None:
-    import os
-    import time
-
     if engine_native.unavailable_reason():
         pytest.skip(engine_native.unavailable_reason())
     target = tmp_path / "native-y.so"
@@ -259,3 +260,23 @@ def test_a_stale_lock_is_taken_over(tmp_path: Path, monkeypatch: Any) -> None:
     monkeypatch.setattr(subprocess, "run", fake_run)
     assert engine_native.build(target) == target
     assert target.read_bytes() == b"built" and not lock.exists() and len(ran) == 1
+
+
+@pytest.mark.slow
+def test_the_detached_build_produces_a_working_helper(tmp_path: Path, monkeypatch: Any) -> None:
+    """The real thing, once: a process with an empty cache starts the build, goes on without
+    the helper, and loads it when the detached build has put it in place (~15 s of compiling)."""
+    if engine_native.unavailable_reason():
+        pytest.skip(engine_native.unavailable_reason())
+    monkeypatch.setenv("OPTIMLAB_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(engine_native, "POLL_S", 0.2)
+    helper = engine_native.Helper()
+    assert helper.get() is None and helper.reason == "being built"
+    helper.builder.wait(timeout=300)
+    time.sleep(0.3)
+    module = helper.get()
+    assert module is not None, helper.reason
+    assert engine_native.library_path().exists() and not engine_native.library_path().with_suffix(".lock").exists()
+    opt, params, steady = steady_group()
+    monkeypatch.setattr(engine_native, "helper", lambda: module)
+    assert steady.confirm(work_of(opt)) is not None

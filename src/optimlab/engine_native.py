@@ -181,9 +181,11 @@ class Helper:
             return
         # Detached: the build finishes (and renames its result into place) even if this
         # process ends first.
-        self.builder = subprocess.Popen([sys.executable, "-m", "optimlab.engine_native", "--quiet"],
+        package_root = str(Path(__file__).resolve().parents[1])  # this optimlab, installed or not
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+        self.builder = subprocess.Popen([sys.executable, "-m", "optimlab.engine_native", "--background"],
                                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL, start_new_session=True)
+                                        stderr=subprocess.DEVNULL, start_new_session=True, env=env)
         self.reason = "being built"
         self.next_look = time.monotonic() + POLL_S
 
@@ -214,7 +216,9 @@ def status() -> str:
 def main(argv: list[str] | None = None) -> int:
     """Build the helper now (if it is not in the cache) and say where it is."""
     argv = sys.argv[1:] if argv is None else argv
-    quiet = "--quiet" in argv
+    quiet = "--background" in argv
+    if quiet and hasattr(os, "nice"):
+        os.nice(10)  # started by a training process: leave the cores to it
     try:
         path = build()
         load(path)
