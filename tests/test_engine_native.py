@@ -91,12 +91,16 @@ def retyped_param(params: list) -> None:
     params[1].grad = torch.randn(7, dtype=torch.float64)
 
 
+def transposed_param(params: list) -> None:
+    params[4].data = params[4].data.t()  # the same address and size, no longer contiguous
+
+
 def nothing(params: list) -> None:
     pass
 
 
 CHANGES = [nothing, new_grads, retype_grad, noncontiguous_grad, sparse_grad, subclass_grad, moved_param,
-           shrunk_param, retyped_param]
+           shrunk_param, retyped_param, transposed_param]
 ACCEPTED = {nothing, new_grads}
 
 

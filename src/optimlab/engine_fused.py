@@ -172,10 +172,11 @@ class Steady:
         """The batch for this step if the group is as it was, else None (nothing is changed).
 
         Parameters: the same objects, at the same addresses (``p.data = ...`` moves them), of the
-        same sizes. Gradients: plain tensors on the CPU, contiguous, of the parameters' dtypes
+        same sizes, contiguous. Gradients: plain tensors on the CPU, contiguous, of the parameters' dtypes
         (and of their shapes: torch checks that when ``.grad`` is assigned). State: the same
         tensor objects. The native helper (:mod:`optimlab.engine_native`) checks the same in
-        one pass, and a little more (the parameters' dtypes, the gradients' sizes and layout).
+        one pass, and a little more (the parameters' dtypes and devices, the gradients' sizes
+        and layout).
         """
         params, grads = work.params, work.grads
         n = len(params)
@@ -193,6 +194,7 @@ class Steady:
                     or not all(map(operator.is_, map(type, grads), _tensors(n)))
                     or list(map(_data_ptr, params)) != self.param_pointers
                     or list(map(_numel, params)) != self.numels
+                    or not all(map(_is_contiguous, params))
                     or list(map(_dtype, grads)) != self.dtypes
                     or not all(map(_is_cpu, grads)) or not all(map(_is_contiguous, grads))):
                 return None

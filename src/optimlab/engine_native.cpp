@@ -51,9 +51,9 @@ PyObject* scalar_type(PyObject*, PyObject* tensor) {
 
 // confirm(params, grads, expected, pointers, numels, dtype) -> bool
 //
-// True if every params[i] is expected[i] (the same object), still at pointers[i] with numels[i]
-// elements of dtype, and grads[i] is a plain tensor of that dtype and size, on the CPU, strided
-// and contiguous; then pointers[n + i] is set to grads[i]'s address. pointers and numels are
+// True if every params[i] is expected[i] (the same object), still a contiguous CPU tensor at
+// pointers[i] with numels[i] elements of dtype, and grads[i] is a plain tensor of that dtype and
+// size, on the CPU, strided and contiguous; then pointers[n + i] is set to grads[i]'s address. pointers and numels are
 // the addresses of int64 arrays of 2n and n entries. On False the grads' entries may be partly
 // written: the caller drops the array.
 PyObject* confirm(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
@@ -96,7 +96,8 @@ PyObject* confirm(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
         Py_RETURN_FALSE;
       }
       const int64_t numel = numels[i];
-      if (param.numel() != numel || grad.numel() != numel || !grad.is_contiguous() ||
+      if (!param.is_cpu() || param.layout() != c10::kStrided || param.numel() != numel || grad.numel() != numel ||
+          !param.is_contiguous() || !grad.is_contiguous() ||
           reinterpret_cast<int64_t>(param.data_ptr()) != pointers[i]) {
         Py_RETURN_FALSE;
       }
