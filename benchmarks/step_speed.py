@@ -24,6 +24,7 @@ that run filled (warm).
 
     python benchmarks/step_speed.py --quick      # under a minute: checks the goals
     python benchmarks/step_speed.py              # more repeats, every torch variant at 124M
+    python benchmarks/step_speed.py --quick --device cuda   # on a GPU: against HBM bandwidth
 """
 
 from __future__ import annotations
@@ -73,12 +74,21 @@ def gpt_shapes(d: int, vocab: int, context: int, layers: int = 12) -> list[tuple
     return shapes + [(d,), (d,)]                                        # ln_f
 
 
+#: Where the parameters live (``--device``); on CUDA every timed step ends with a synchronize.
+device = torch.device("cpu")
+
+
+def sync() -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def make_params(size: str, seed: int = 0) -> list[torch.nn.Parameter]:
     generator = torch.Generator().manual_seed(seed)
     params = []
     for shape in gpt_shapes(*SIZES[size]):
-        p = torch.nn.Parameter(torch.randn(shape, generator=generator) * 0.02)
-        p.grad = torch.randn(shape, generator=generator) * 1e-3
+        p = torch.nn.Parameter((torch.randn(shape, generator=generator) * 0.02).to(device))
+        p.grad = (torch.randn(shape, generator=generator) * 1e-3).to(device)
         params.append(p)
     return params
 
@@ -86,8 +96,8 @@ def make_params(size: str, seed: int = 0) -> list[torch.nn.Parameter]:
 def torch_variants(cls: type, kwargs: dict) -> dict[str, dict]:
     """torch.optim's implementations of this optimizer that exist here (fused is not everywhere)."""
     variants = {"torch for-loop": dict(kwargs, foreach=False), "torch foreach": dict(kwargs, foreach=True)}
-    probe = torch.nn.Parameter(torch.zeros(4))
-    probe.grad = torch.zeros(4)
+    probe = torch.nn.Parameter(torch.zeros(4, device=device))
+    probe.grad = torch.zeros(4, device=device)
     try:
         cls([probe], **kwargs, fused=True).step()
         variants["torch fused"] = dict(kwargs, fused=True)
@@ -116,7 +126,7 @@ def bench_size(size: str, names: list[str], reps: int, warmup: int, quick: bool,
                order: str = "blocked") -> list[dict]:
     params = make_params(size)
     n = sum(p.numel() for p in params)
-    x, y = torch.randn(n), torch.randn(n)
+    x, y = torch.randn(n, device=device), torch.randn(n, device=device)
     rows = []
     for name in names:
         ours, theirs, kwargs, nbytes = OPTIMIZERS[name]
@@ -132,6 +142,7 @@ def bench_size(size: str, names: list[str], reps: int, warmup: int, quick: bool,
         for step in steps.values():
             for _ in range(warmup):
                 step()
+        sync()
         times: dict[str, list[float]] = {label: [] for label in steps}
         # Rounds in which every candidate runs `block` steps in a row: all of them see the same
         # machine noise. block=1 interleaves single steps, so every step starts with caches
@@ -144,6 +155,7 @@ def bench_size(size: str, names: list[str], reps: int, warmup: int, quick: bool,
                 for _ in range(block):
                     start = clock()
                     step()
+                    sync()
                     times[label].append(clock() - start)
         axpy_low, axpy, axpy_high = quartiles(times["axpy"])
         axpy_gbs = AXPY_BYTES * n / axpy / 1e9
@@ -184,6 +196,7 @@ def first_steps_child(names: list[str], size: str) -> None:
         for _ in range(3):
             start = time.perf_counter()
             opt.step()
+            sync()
             times.append(time.perf_counter() - start)
         results[name] = times
     print(json.dumps(results))
@@ -191,7 +204,8 @@ def first_steps_child(names: list[str], size: str) -> None:
 
 def first_steps(names: list[str], size: str, log: Any) -> dict:
     cache = tempfile.mkdtemp(prefix="optimlab-bench-cache-")
-    env = dict(os.environ, OPTIMLAB_CACHE_DIR=cache)
+    # Cold: optimlab's kernels and, on CUDA, torch.compile's caches start empty.
+    env = dict(os.environ, OPTIMLAB_CACHE_DIR=cache, TORCHINDUCTOR_CACHE_DIR=os.path.join(cache, "inductor"))
     # "Cold" is the kernels' cache: the native check helper is built once per machine and torch
     # (by set-up), so the children get the one this process has, and never start a build.
     helper = engine_native.library_path()
@@ -202,7 +216,8 @@ def first_steps(names: list[str], size: str, log: Any) -> dict:
         env["OPTIMLAB_NATIVE"] = "0"
     out = {}
     for kind in ("cold", "warm"):
-        command = [sys.executable, __file__, "--first-step-child", "--size", size, "--optimizers", ",".join(names)]
+        command = [sys.executable, __file__, "--first-step-child", "--size", size, "--optimizers", ",".join(names),
+                   "--device", str(device)]
         start = time.perf_counter()
         done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
         wall = time.perf_counter() - start
@@ -219,6 +234,15 @@ def first_steps(names: list[str], size: str, log: Any) -> dict:
 def goals(rows: list[dict], first: dict[str, dict] | None) -> list[tuple[str, bool, str]]:
     checks = []
     ours = {(r["size"], r["optimizer"]): r for r in rows if r["impl"] == "optimlab"}
+    if device.type == "cuda":  # the GPU goals: memory speed at 124M, AdamW no slower than torch's fused
+        for (size, name), r in sorted(ours.items()):
+            if size == "124M":
+                checks.append((f"124M {name}: >= 90% of axpy (HBM) bandwidth", r["of_axpy"] >= 0.90,
+                               f"{r['of_axpy']:.0%}"))
+                if name == "AdamW" and r["vs_fused"] is not None:
+                    checks.append(("124M AdamW: <= 1.0x torch fused time", r["vs_fused"] >= 1.0,
+                                   f"{1 / r['vs_fused']:.2f}x"))
+        return checks
     for (size, name), r in sorted(ours.items()):
         if size == "124M":
             checks.append((f"124M {name}: >= 90% of axpy bandwidth", r["of_axpy"] >= 0.90, f"{r['of_axpy']:.0%}"))
@@ -237,7 +261,8 @@ def goals(rows: list[dict], first: dict[str, dict] | None) -> list[tuple[str, bo
 def markdown(result: dict) -> str:
     """The run as markdown tables (what docs/performance.md shows)."""
     info = result["machine"]
-    lines = [f"torch {info['torch']}, {info['threads']} threads, {info['cpu']} ({info['cores']} cores), "
+    lines = [f"torch {info['torch']}, " + (f"{info['gpu']} (CUDA), host " if info.get("gpu") else "") +
+             f"{info['threads']} threads, {info['cpu']} ({info['cores']} cores), "
              f"load average {tuple(round(x, 2) for x in info['load_average'] or ())} at the start and "
              f"{tuple(round(x, 2) for x in info['load_average_end'] or ())} at the end"
              f"{' (--quick)' if result['quick'] else ''}"
@@ -274,7 +299,8 @@ def machine() -> dict:
     except OSError:
         pass
     return dict(torch=torch.__version__, python=platform.python_version(), cpu=model, cores=os.cpu_count(),
-                threads=torch.get_num_threads(), load_average=os.getloadavg() if hasattr(os, "getloadavg") else None)
+                threads=torch.get_num_threads(), load_average=os.getloadavg() if hasattr(os, "getloadavg") else None,
+                device=str(device), gpu=torch.cuda.get_device_name(device) if device.type == "cuda" else None)
 
 
 def main() -> int:
@@ -293,6 +319,7 @@ def main() -> int:
     parser.add_argument("--json", default=str(ROOT / "out" / "step_speed.json"))
     parser.add_argument("--markdown", default=None, help="also write the tables as markdown to this path")
     parser.add_argument("--no-first-step", action="store_true")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda: where parameters and state live")
     parser.add_argument("--first-step-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--size", default="1M", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -300,6 +327,18 @@ def main() -> int:
     for name in names:
         if name not in OPTIMIZERS:
             parser.error(f"--optimizers: unknown optimizer {name!r}; known: {', '.join(OPTIMIZERS)}")
+    global device
+    try:
+        device = torch.device(args.device)
+    except RuntimeError:
+        parser.error(f"--device: cpu or cuda, got {args.device!r}")
+    if device.type not in ("cpu", "cuda"):
+        parser.error(f"--device: cpu or cuda, got {args.device!r}")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            parser.error("--device cuda: torch sees no CUDA device here")
+        if args.clock == "cpu":
+            parser.error("--clock cpu times the host thread; on CUDA use the wall clock")
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.clock == "cpu":
@@ -317,7 +356,7 @@ def main() -> int:
     started = time.perf_counter()
     info = machine()
     log(f"torch {info['torch']}, {info['threads']} threads, {info['cpu']}, load average {info['load_average']}, "
-        f"order {args.order}, clock {args.clock}")
+        f"order {args.order}, clock {args.clock}" + (f", device {info['device']} ({info['gpu']})" if info["gpu"] else ""))
     default_reps = {"1M": 200, "10M": 40, "124M": 10} if not args.quick else {"1M": 60, "10M": 12, "124M": 4}
     rows: list[dict] = []
     log(HEADER)

@@ -1,0 +1,77 @@
+"""The benchmark scripts run (tiny settings) and judge their goals as the issue states them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import step_speed  # noqa: E402
+
+
+def run(script: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args], capture_output=True,
+                          text=True, timeout=300, cwd=ROOT)
+
+
+def test_step_speed_runs_and_writes_its_table(tmp_path: Path) -> None:
+    out = tmp_path / "speed.json"
+    done = run("step_speed.py", "--sizes", "1M", "--optimizers", "SGD(momentum),AdamW", "--reps", "2",
+               "--no-first-step", "--threads", "1", "--json", str(out), "--markdown", str(tmp_path / "speed.md"))
+    assert done.returncode == 0, done.stderr
+    result = json.loads(out.read_text())
+    impls = {(r["optimizer"], r["impl"]) for r in result["rows"]}
+    assert {("SGD(momentum)", "optimlab"), ("SGD(momentum)", "torch fused"), ("AdamW", "torch foreach")} <= impls
+    assert all(r["ms"] > 0 and r["gbs"] > 0 for r in result["rows"])
+    assert {g["goal"] for g in result["goals"]} == {"1M SGD(momentum): >= 2x faster than torch fused",
+                                                    "1M AdamW: >= 2x faster than torch fused"}
+    assert "| 1M | AdamW | **optimlab** |" in (tmp_path / "speed.md").read_text()
+
+
+def test_step_speed_refuses_what_it_cannot_measure() -> None:
+    for args, message in ((["--device", "tpu"], "--device"), (["--optimizers", "Lion"], "unknown optimizer"),
+                          (["--clock", "cpu"], "--threads 1")):
+        done = run("step_speed.py", "--sizes", "1M", "--no-first-step", *args)
+        assert done.returncode == 2 and message in done.stderr, done.stderr
+    if not torch.cuda.is_available():
+        done = run("step_speed.py", "--device", "cuda")
+        assert done.returncode == 2 and "no CUDA device" in done.stderr
+
+
+def rows(vs_fused: float, of_axpy: float) -> list[dict[str, Any]]:
+    return [dict(size=size, optimizer=name, impl="optimlab", of_axpy=of_axpy, vs_fused=vs_fused)
+            for size in ("1M", "124M") for name in ("SGD(momentum)", "AdamW")]
+
+
+def test_gpu_goals_are_memory_speed_and_adamw_against_torch_fused(monkeypatch: Any) -> None:
+    monkeypatch.setattr(step_speed, "device", torch.device("cuda"))
+    checks = step_speed.goals(rows(vs_fused=1.02, of_axpy=0.93), None)
+    assert [(label, ok) for label, ok, _ in checks] == [
+        ("124M AdamW: >= 90% of axpy (HBM) bandwidth", True),
+        ("124M AdamW: <= 1.0x torch fused time", True),
+        ("124M SGD(momentum): >= 90% of axpy (HBM) bandwidth", True)]
+    assert [ok for _, ok, _ in step_speed.goals(rows(vs_fused=0.97, of_axpy=0.85), None)] == [False, False, False]
+
+
+def test_cpu_goals(monkeypatch: Any) -> None:
+    monkeypatch.setattr(step_speed, "device", torch.device("cpu"))
+    checks = {label: ok for label, ok, _ in step_speed.goals(rows(vs_fused=2.1, of_axpy=0.91), None)}
+    assert checks == {"1M AdamW: >= 2x faster than torch fused": True,
+                      "1M SGD(momentum): >= 2x faster than torch fused": True,
+                      "124M AdamW: >= 90% of axpy bandwidth": True, "124M AdamW: >= 0.95x torch fused": True,
+                      "124M SGD(momentum): >= 90% of axpy bandwidth": True,
+                      "124M SGD(momentum): >= 0.95x torch fused": True}
+
+
+def test_step_overhead_runs() -> None:
+    done = run("step_overhead.py", "--optimizers", "SGD(momentum)", "--rounds", "1", "--steps", "5")
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stdout.splitlines() if line.startswith("SGD(momentum)")]
+    assert {tuple(line.split()[1:3]) for line in lines} >= {("python", "warm"), ("python", "cold")}
