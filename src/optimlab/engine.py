@@ -11,9 +11,11 @@ Execution paths (all run the same :meth:`Transform.update`; see docs/performance
 * ``fused`` traces the transform once into an elementwise program and runs it as one
   generated C kernel per group (:mod:`optimlab.engine_trace`, :mod:`optimlab.engine_cpu`,
   :mod:`optimlab.engine_fused`): CPU parameters of float32, float64, bfloat16 or float16.
+* ``triton`` runs the traced program as one generated Triton kernel per group
+  (:mod:`optimlab.engine_triton`): CUDA parameters, where Triton is installed.
 * ``compiled`` runs the transform under ``torch.compile`` (:mod:`optimlab.engine_compiled`),
-  hyperparameters as 0-d tensors: the path for CUDA parameters.
-* ``auto`` (the default) picks ``fused`` on CPU and ``compiled`` on CUDA, and keeps ``eager``
+  hyperparameters as 0-d tensors: CUDA parameters the Triton kernel does not take.
+* ``auto`` (the default) picks ``fused`` on CPU, ``triton`` then ``compiled`` on CUDA, and keeps ``eager``
   for each parameter where neither applies (complex parameters, sparse or non-dense
   tensors, a transform the tracer cannot express, no C compiler). A path that fails to build
   falls back to eager with one warning; training never stops because of it.
@@ -39,7 +41,7 @@ from torch import Tensor
 from optimlab.core import State, Transform
 from optimlab.engine_state import StateTable
 
-PATHS = ("auto", "eager", "fused", "compiled")
+PATHS = ("auto", "eager", "fused", "compiled", "triton")
 
 _path = os.environ.get("OPTIMLAB_ENGINE", "auto")
 if _path not in PATHS:
@@ -205,12 +207,23 @@ def plan(work: GroupStep) -> Any:
     """
     from optimlab import engine_fused
 
+    if _path in ("auto", "triton"):
+        from optimlab import engine_triton
+        steady = engine_triton.steady_step(work)  # a group whose last step was one Triton launch
+        if steady is not None:
+            return steady
     if _path in ("auto", "fused"):
         batches, fresh, other = engine_fused.prepare(work)
     else:
         batches, fresh, other = {}, [], list(range(len(work.params)))
     if other:
         check(work)
+    triton: list[int] = []
+    if other and _path in ("auto", "triton"):
+        from optimlab import engine_triton
+        if engine_triton.available():
+            triton, other = engine_triton.split(work.params, work.grads, work.states, other,
+                                                any_device=_path == "triton")
     compiled: list[int] = []
     if other and _path in ("auto", "compiled"):
         from optimlab import engine_compiled
@@ -218,23 +231,38 @@ def plan(work: GroupStep) -> Any:
                                                 any_device=_path == "compiled")
 
     def step() -> None:
-        hp = {k: work.hyperparams[k] for k in work.transform.hyperparams if k in work.hyperparams}
+        hp = transform_hyperparams(work)
         eager = other
+        to_compile = compiled
         if fresh:
             for i in fresh:
                 initialize(work, i)
             eager += engine_fused.add_fresh(work, batches, fresh)
         if batches:
             eager += engine_fused.run_group(work, hp, batches)
-        if compiled:
+        if triton:
+            from optimlab import engine_triton
+            left = engine_triton.run(work, triton, hp, initialize)
+            path_counts["triton"] += len(triton) - len(left)
+            if left and _path == "auto":  # no kernel for this transform or signature: torch.compile
+                from optimlab import engine_compiled
+                more, left = engine_compiled.split(work.params, work.grads, work.states, left, any_device=False)
+                to_compile = sorted(to_compile + more)
+            eager += left
+        if to_compile:
             from optimlab import engine_compiled
-            left = engine_compiled.run(work, compiled, hp, initialize)
-            path_counts["compiled"] += len(compiled) - len(left)
+            left = engine_compiled.run(work, to_compile, hp, initialize)
+            path_counts["compiled"] += len(to_compile) - len(left)
             eager += left
         if eager:
             run_eager(work if len(eager) == len(work.params) else subset(work, sorted(eager)))
 
     return step
+
+
+def transform_hyperparams(work: GroupStep) -> dict[str, Any]:
+    """The group's values of the hyperparameters its transform reads."""
+    return {k: work.hyperparams[k] for k in work.transform.hyperparams if k in work.hyperparams}
 
 
 def subset(work: GroupStep, indices: Sequence[int]) -> GroupStep:

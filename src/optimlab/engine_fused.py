@@ -225,6 +225,8 @@ class GroupCache:
         self.first = first  # held, so that id(first) stays this parameter's while the cache lives
         self.entries: dict[int, StateEntry] = {}
         self.steady: Steady | None = None
+        #: The group's last all-Triton step (:class:`optimlab.engine_triton.Steady`), if any.
+        self.triton: Any = None
 
 
 #: transform -> {id(first parameter of a group): GroupCache}; dies with the optimizer that owns the

@@ -1,0 +1,620 @@
+"""The GPU fast path: a traced update compiled to one Triton kernel that steps a whole group.
+
+The GPU twin of :mod:`optimlab.engine_cpu`: the same traced :class:`~optimlab.engine_trace.Program`
+(the transform's own math, recorded once), the same layout of one pointer array per group
+(parameters, gradients where autograd left them, state tensors), one kernel launch per group
+and dtype signature, hyperparameters read at run time so that a schedule never recompiles.
+
+* **Vector math on the GPU.** Each program instance steps ``BLOCK`` elements of one tensor
+  (a table maps blocks to tensors), loading each input once and storing each output once;
+  bfloat16 and float16 are computed in float and rounded after every operation, as torch's
+  eager kernels round every result (bfloat16 by integer arithmetic, so the rounding is the
+  same under Triton's CPU interpreter as on the GPU).
+* **Scalar math on the host.** What the program derives per tensor from hyperparameters and
+  the step count (``1 - beta2 ** step``, reciprocals of divisors) is computed in double
+  precision on the host once per distinct step count, as the eager path computes it with
+  Python floats, and handed to the kernel as a table.
+
+Triton is imported only when a CUDA parameter (or a test) needs it; where it is missing the
+engine keeps the ``compiled`` path. Under ``TRITON_INTERPRET=1`` the kernels run on CPU
+tensors through Triton's interpreter, which is how the tests check this path without a GPU.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import operator
+import os
+import sys
+import weakref
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from optimlab.engine_cpu import RECIPROCAL_DIVISION, Roles, cache_dir
+from optimlab.engine_trace import NeedsEagerStep, Node, Program, Unsupported, hp_values, trace
+
+#: Bump when the generated code changes meaning.
+CODEGEN_VERSION = 1
+#: Elements per program instance.
+BLOCK = 1024
+
+TL_DTYPE = {torch.float32: "tl.float32", torch.float64: "tl.float64", torch.bfloat16: "tl.float32",
+            torch.float16: "tl.float32"}
+POINTER = {torch.float32: "tl.float32", torch.float64: "tl.float64", torch.bfloat16: "tl.uint16",
+           torch.float16: "tl.float16"}
+NUMPY = {torch.float32: np.float32, torch.float64: np.float64, torch.bfloat16: np.float32,
+         torch.float16: np.float32}
+
+_available: bool | None = None
+
+
+def available() -> bool:
+    """Whether Triton can be imported here."""
+    global _available
+    if _available is None:
+        _available = importlib.util.find_spec("triton") is not None
+    return _available
+
+
+# -- host side: the scalar section -------------------------------------------------------------
+def _round(value: Any, dtype: torch.dtype | None) -> Any:
+    if dtype is None or dtype == torch.float64:
+        return np.float64(value)
+    if dtype == torch.bool:
+        return bool(value)
+    rounded = torch.tensor(float(value), dtype=dtype).item()  # bfloat16/float16 as torch rounds
+    return NUMPY[dtype](rounded)
+
+
+def _scalar_op(node: Node, a: list[Any]) -> Any:
+    op = node.op
+    ops = {
+        "add": lambda: a[0] + a[1], "sub": lambda: a[0] - a[1], "mul": lambda: a[0] * a[1],
+        "div": lambda: a[0] / a[1], "neg": lambda: -a[0], "sqrt": lambda: np.sqrt(a[0]),
+        "rsqrt": lambda: 1 / np.sqrt(a[0]), "reciprocal": lambda: 1 / a[0], "abs": lambda: abs(a[0]),
+        "sign": lambda: np.sign(a[0]), "exp": lambda: np.exp(a[0]), "log": lambda: np.log(a[0]),
+        "add_alpha": lambda: a[0] + a[2] * a[1], "sub_alpha": lambda: a[0] - a[2] * a[1],
+        "pow": lambda: np.power(a[0], a[1]),
+        "lerp": lambda: a[0] + a[2] * (a[1] - a[0]),
+        "maximum": lambda: a[0] if a[0] != a[0] else (a[1] if a[1] != a[1] else max(a[0], a[1])),
+        "minimum": lambda: a[0] if a[0] != a[0] else (a[1] if a[1] != a[1] else min(a[0], a[1])),
+        "clamp_min": lambda: a[0] if a[0] != a[0] else max(a[0], a[1]),
+        "clamp_max": lambda: a[0] if a[0] != a[0] else min(a[0], a[1]),
+        "clamp": lambda: a[0] if a[0] != a[0] else min(max(a[0], a[1]), a[2]),
+        "addcmul": lambda: a[0] + a[3] * a[1] * a[2], "addcdiv": lambda: a[0] + a[3] * a[1] / a[2],
+        "where": lambda: a[1] if a[0] else a[2], "copy": lambda: a[0], "fill": lambda: a[0],
+        "gt": lambda: a[0] > a[1], "lt": lambda: a[0] < a[1], "ge": lambda: a[0] >= a[1],
+        "le": lambda: a[0] <= a[1], "eq": lambda: a[0] == a[1], "ne": lambda: a[0] != a[1],
+    }
+    if op not in ops:
+        raise Unsupported(f"no scalar code for operation {op!r}")
+    return ops[op]()
+
+
+class ScalarPlan:
+    """Which scalar values the kernel reads, and how the host computes them for one tensor.
+
+    ``slots``: (node index, dtype the kernel uses it in, whether it is the reciprocal of the
+    node's value); the kernel reads slot k of tensor t at ``scalars[t * K + k]``.
+    """
+
+    def __init__(self, program: Program) -> None:
+        self.program = program
+        self.slots: list[tuple[int, bool]] = []
+        self.slot_of: dict[tuple[int, bool], int] = {}
+
+    def slot(self, index: int, reciprocal: bool = False) -> int:
+        key = (index, reciprocal)
+        if key not in self.slot_of:
+            self.slot_of[key] = len(self.slots)
+            self.slots.append(key)
+        return self.slot_of[key]
+
+    def values(self, hp: Sequence[float], step: float | None, step_value: float | None) -> list[float]:
+        nodes = self.program.nodes
+        computed: dict[int, Any] = {}
+        with np.errstate(all="ignore"):
+            for index, node in enumerate(nodes):
+                if node.vector:
+                    continue
+                if node.op == "input":
+                    kind = node.key[0]
+                    value = (hp[node.key[1]] if kind == "hp" else step if kind == "step"
+                             else step_value if kind == "step_tensor" else None)
+                    computed[index] = _round(value, node.dtype) if value is not None else None
+                elif node.op == "const":
+                    computed[index] = node.value
+                else:
+                    computed[index] = _round(_scalar_op(node, [computed[i] for i in node.args]), node.dtype)
+            out = []
+            for index, reciprocal in self.slots:
+                value = computed[index]
+                out.append(float(np.float64(1.0) / np.float64(value)) if reciprocal else float(value))
+        return out
+
+
+# -- device side: the vector section -----------------------------------------------------------
+HELPERS = '''
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def load_bf16(bits):
+    return (bits.to(tl.uint32) << 16).to(tl.float32, bitcast=True)
+
+
+@triton.jit
+def store_bf16(x):
+    # round to nearest even, as c10::BFloat16 converts; NaN stays NaN
+    u = x.to(tl.uint32, bitcast=True)
+    rounded = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).to(tl.uint16)
+    return tl.where((u & 0x7FFFFFFF) > 0x7F800000, tl.full(u.shape, 0x7FC0, tl.uint16), rounded)
+
+
+@triton.jit
+def round_bf16(x):
+    return load_bf16(store_bf16(x))
+
+
+@triton.jit
+def round_f16(x):
+    return x.to(tl.float16).to(tl.float32)
+'''
+
+
+def _vector_expression(node: Node, a: list[str], compute: torch.dtype) -> str:
+    precise = compute == torch.float64  # float64 division and sqrt are IEEE-rounded on the GPU
+    div = (lambda x, y: f"({x} / {y})") if precise else (lambda x, y: f"tl.math.div_rn({x}, {y})")
+    sqrt = (lambda x: f"tl.sqrt({x})") if precise else (lambda x: f"tl.sqrt_rn({x})")
+    ct = TL_DTYPE[compute]
+    op = node.op
+    simple = {
+        "add": lambda: f"({a[0]} + {a[1]})",
+        "sub": lambda: f"({a[0]} - {a[1]})",
+        "add_alpha": lambda: f"tl.fma({a[2]}, {a[1]}, {a[0]})",
+        "sub_alpha": lambda: f"tl.fma(-{a[2]}, {a[1]}, {a[0]})",
+        "mul": lambda: f"({a[0]} * {a[1]})",
+        "div": lambda: div(a[0], a[1]),
+        "neg": lambda: f"(-{a[0]})",
+        "sqrt": lambda: sqrt(a[0]),
+        "rsqrt": lambda: div(f"tl.full([], 1.0, {ct})", sqrt(a[0])),
+        "reciprocal": lambda: div(f"tl.full([], 1.0, {ct})", a[0]),
+        "abs": lambda: f"tl.abs({a[0]})",
+        "sign": lambda: f"((0 < {a[0]}).to({ct}) - ({a[0]} < 0).to({ct}))",
+        "exp": lambda: f"tl.exp({a[0]})",
+        "log": lambda: f"tl.log({a[0]})",
+        "lerp": lambda: (f"tl.where(tl.abs({a[2]}) < 0.5, tl.fma({a[2]}, {a[1]} - {a[0]}, {a[0]}), "
+                         f"tl.fma({a[2]} - 1.0, {a[1]} - {a[0]}, {a[1]}))"),
+        "maximum": lambda: f"tl.where({a[0]} != {a[0]}, {a[0]}, tl.where({a[1]} != {a[1]}, {a[1]}, "
+                           f"tl.where({a[0]} < {a[1]}, {a[1]}, {a[0]})))",
+        "minimum": lambda: f"tl.where({a[0]} != {a[0]}, {a[0]}, tl.where({a[1]} != {a[1]}, {a[1]}, "
+                           f"tl.where({a[1]} < {a[0]}, {a[1]}, {a[0]})))",
+        "clamp_min": lambda: f"tl.where({a[0]} != {a[0]}, {a[0]}, tl.where({a[0]} < {a[1]}, {a[1]}, {a[0]}))",
+        "clamp_max": lambda: f"tl.where({a[0]} != {a[0]}, {a[0]}, tl.where({a[1]} < {a[0]}, {a[1]}, {a[0]}))",
+        "addcmul": lambda: f"({a[0]} + {a[3]} * {a[1]} * {a[2]})",
+        "addcdiv": lambda: f"({a[0]} + {div(f'{a[3]} * {a[1]}', a[2])})",
+        "where": lambda: f"tl.where({a[0]}, {a[1]}, {a[2]})",
+        "copy": lambda: a[0],
+        "fill": lambda: a[0],
+    }
+    comparisons = {"gt": ">", "lt": "<", "ge": ">=", "le": "<=", "eq": "==", "ne": "!="}
+    if op in comparisons:
+        return f"({a[0]} {comparisons[op]} {a[1]})"
+    if op == "clamp":
+        low = f"tl.where({a[0]} != {a[0]}, {a[0]}, tl.where({a[0]} < {a[1]}, {a[1]}, {a[0]}))"
+        return f"tl.where({low} != {low}, {low}, tl.where({a[2]} < {low}, {a[2]}, {low}))"
+    if op not in simple:
+        raise Unsupported(f"no Triton code for operation {op!r}")
+    return simple[op]()
+
+
+def _vector_pow(a: list[str], exponent: Node, compute: torch.dtype) -> str:
+    """ATen's tensor ** number special cases; other exponents are not generated."""
+    ct = TL_DTYPE[compute]
+    sqrt = f"tl.sqrt({a[0]})" if compute == torch.float64 else f"tl.sqrt_rn({a[0]})"
+    one = f"tl.full([], 1.0, {ct})"
+    div = (lambda x, y: f"({x} / {y})") if compute == torch.float64 else (lambda x, y: f"tl.math.div_rn({x}, {y})")
+    if exponent.op == "const" and not exponent.vector:
+        special = {2.0: f"({a[0]} * {a[0]})", 3.0: f"({a[0]} * {a[0]} * {a[0]})", 0.5: sqrt,
+                   -0.5: div(one, sqrt), -1.0: div(one, a[0]), -2.0: div(one, f"({a[0]} * {a[0]})"), 1.0: a[0]}
+        if float(exponent.value) in special:
+            return special[float(exponent.value)]
+    raise Unsupported("a tensor raised to a power other than 2, 3, 1/2, -1/2, -1, -2 or 1")
+
+
+def _compute_dtype(nodes: list[Node], node: Node) -> torch.dtype:
+    if node.op in ("gt", "lt", "ge", "le", "eq", "ne"):
+        dtypes = [nodes[i].dtype for i in node.args if nodes[i].vector and nodes[i].dtype is not None]
+        dtypes = dtypes or [nodes[i].dtype for i in node.args if nodes[i].dtype is not None] or [torch.float64]
+        result = dtypes[0]
+        for dtype in dtypes[1:]:
+            result = torch.promote_types(result, dtype)
+        return result
+    return node.dtype
+
+
+def generate(program: Program, roles: Roles) -> tuple[str, ScalarPlan]:
+    """Python source of the Triton kernel ``optimlab_step`` for a traced program, and the plan
+    of the scalar table the host computes for it."""
+    nodes = program.nodes
+    plan = ScalarPlan(program)
+    lines: list[str] = []
+    pointers: list[str] = []
+    names: dict[int, str] = {}
+    used = set(i for n in nodes for i in n.args) | {i for _, i in program.writes}
+    written = {key for key, _ in program.writes}
+    for key, index in program.inputs.items():
+        if key[0] not in ("param", "grad", "state"):
+            continue
+        role = roles.index(key)
+        dtype = roles.dtypes[role]
+        if index in used or key in written:
+            pointers.append(f"    R{role} = tl.load(ptrs + {role} * nt + t).to(tl.pointer_type({POINTER[dtype]}))")
+        if index in used:
+            raw = f"tl.load(R{role} + offs, mask=mask)"
+            value = (f"load_bf16({raw})" if dtype == torch.bfloat16
+                     else f"{raw}.to(tl.float32)" if dtype == torch.float16 else raw)
+            lines.append(f"    v{index} = {value}")
+        names[index] = f"v{index}"
+
+    def scalar(index: int, compute: torch.dtype, reciprocal: bool = False) -> str:
+        return f"tl.load(scalars + t * K + {plan.slot(index, reciprocal)}).to({TL_DTYPE[compute]})"
+
+    for index, node in enumerate(nodes):
+        if not node.vector or node.op == "input":
+            continue
+        compute = _compute_dtype(nodes, node)
+        if compute not in TL_DTYPE:
+            raise Unsupported(f"vector math in {compute}")
+        operands = []
+        for position, i in enumerate(node.args):
+            arg = nodes[i]
+            if node.op == "where" and position == 0:
+                operands.append(names[i] if arg.vector else f"({scalar(i, torch.float64)} != 0)")
+            elif not arg.vector:
+                operands.append(scalar(i, compute))
+            elif arg.dtype != compute and TL_DTYPE[arg.dtype] != TL_DTYPE[compute]:
+                operands.append(f"{names[i]}.to({TL_DTYPE[compute]})")
+            else:
+                operands.append(names[i])
+        divisor = nodes[node.args[1]] if node.op == "div" else None
+        if node.op == "pow":
+            text = _vector_pow(operands, nodes[node.args[1]], compute)
+        elif RECIPROCAL_DIVISION and divisor is not None and not divisor.vector:
+            text = f"({operands[0]} * {scalar(node.args[1], compute, reciprocal=True)})"
+        else:
+            text = _vector_expression(node, operands, compute)
+        if node.dtype == torch.bfloat16:
+            text = f"round_bf16({text})"
+        elif node.dtype == torch.float16:
+            text = f"round_f16({text})"
+        elif node.dtype != compute and node.dtype in TL_DTYPE:
+            text = f"({text}).to({TL_DTYPE[node.dtype]})"
+        lines.append(f"    v{index} = {text}")
+        names[index] = f"v{index}"
+
+    stores = []
+    for key, index in program.writes:
+        role = roles.index(key)
+        dtype = roles.dtypes[role]
+        node = nodes[index]
+        value = names[index] if node.vector else f"tl.full([BLOCK], 0.0, tl.float64) + {scalar(index, torch.float64)}"
+        if dtype == torch.bfloat16:
+            value = f"store_bf16({value}.to(tl.float32))"
+        else:
+            value = f"{value}.to({POINTER[dtype]})"
+        stores.append(f"    tl.store(R{role} + offs, {value}, mask=mask)")
+
+    description = "\n".join("# " + line for line in program.describe().splitlines())
+    source = f'''# optimlab fused GPU step, generated from a traced Transform.update (Triton codegen v{CODEGEN_VERSION}).
+{description}
+{HELPERS}
+
+@triton.jit
+def optimlab_step(ptrs, scalars, block_tensor, block_start, numels, nt, K: tl.constexpr, BLOCK: tl.constexpr):
+    b = tl.program_id(0)
+    t = tl.load(block_tensor + b)
+    offs = tl.load(block_start + b) + tl.arange(0, BLOCK)
+    mask = offs < tl.load(numels + t)
+{chr(10).join(pointers)}
+{chr(10).join(lines)}
+{chr(10).join(stores)}
+'''
+    return source, plan
+
+
+# -- building ----------------------------------------------------------------------------------
+class Kernel:
+    """A generated kernel, the layout of its pointer array and the plan of its scalar table."""
+
+    def __init__(self, function: Any, roles: Roles, plan: ScalarPlan, source: str) -> None:
+        self.function = function
+        self.roles = roles
+        self.plan = plan
+        self.source = source
+
+
+def load(source: str) -> Any:
+    """The ``optimlab_step`` of ``source``, written to the cache (Triton reads a kernel's
+    source from its file) and imported."""
+    key = hashlib.sha256(f"{source}\0{os.environ.get('TRITON_INTERPRET', '0')}".encode()).hexdigest()[:32]
+    path = cache_dir().parent / "triton" / f"step_{key}.py"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(f".{os.getpid()}.tmp")
+        temporary.write_text(source)
+        os.replace(temporary, path)
+    name = f"optimlab_triton_step_{key}"
+    module = sys.modules.get(name)
+    if module is None:
+        spec = importlib.util.spec_from_file_location(name, path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return module.optimlab_step
+
+
+#: transform -> {(structure, signature, counts_steps): Kernel or the reason there is none}
+_kernels: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def kernel_for(transform: Any, hyperparams: Mapping[str, Any], structure: tuple, sig: tuple, state: Mapping[str, Any],
+               counts_steps: bool) -> Kernel | Exception:
+    cache = _kernels.get(transform)
+    if cache is None:
+        cache = _kernels[transform] = {}
+    key = (structure, sig, counts_steps)
+    found = cache.get(key)
+    if found is None:
+        try:
+            program = trace(transform, hyperparams, sig[0], state, counts_steps)
+            roles = Roles(program, sig[0], counts_steps)
+            source, plan = generate(program, roles)
+            found = Kernel(load(source), roles, plan, source)
+        except (Unsupported, NeedsEagerStep) as reason:
+            found = reason
+        except Exception as error:  # noqa: BLE001 - never let building a kernel stop training
+            found = Unsupported(f"{type(error).__name__}: {error}")
+        if not isinstance(found, NeedsEagerStep):  # the next step may have its state
+            cache[key] = found
+    return found
+
+
+# -- running a group ---------------------------------------------------------------------------
+def split(params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor], states: Sequence[Mapping[str, Any]],
+          indices: Sequence[int], any_device: bool) -> tuple[list[int], list[int]]:
+    """The parameters (by index) this path takes, and the rest."""
+    mine, rest = [], []
+    for i in indices:
+        p, g, state = params[i], grads[i], states[i]
+        ok = ((any_device or p.device.type == "cuda") and type(p) in (torch.Tensor, torch.nn.Parameter)
+              and type(g) is torch.Tensor and p.dtype in TL_DTYPE and g.dtype is p.dtype and g.device == p.device
+              and g.layout is torch.strided and g.shape == p.shape and p.is_contiguous() and g.is_contiguous()
+              and all((k == "step" and isinstance(v, torch.Tensor) and v.dim() == 0)
+                      or (isinstance(v, torch.Tensor) and v.device == p.device and v.shape == p.shape
+                          and v.layout is torch.strided and v.is_contiguous() and v.dtype in TL_DTYPE)
+                      for k, v in state.items()))
+        (mine if ok else rest).append(i)
+    return mine, rest
+
+
+_blocks: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def block_table(numels: tuple[int, ...], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each program instance: the tensor it steps and where its block starts."""
+    key = (numels, device)
+    found = _blocks.get(key)
+    if found is None:
+        tensors, starts = [], []
+        for t, n in enumerate(numels):
+            for start in range(0, n, BLOCK):
+                tensors.append(t)
+                starts.append(start)
+        if len(_blocks) > 64:
+            _blocks.clear()
+        found = _blocks[key] = (torch.tensor(tensors, dtype=torch.int32, device=device),
+                                torch.tensor(starts, dtype=torch.int64, device=device))
+    return found
+
+
+def signature(p: torch.Tensor, state: Mapping[str, Any]) -> tuple:
+    step = state.get("step")
+    return (p.dtype, tuple(sorted((k, v.dtype) for k, v in state.items() if k != "step")),
+            step.dtype if isinstance(step, torch.Tensor) else None, p.device)
+
+
+def run(work: Any, indices: Sequence[int], hyperparams: Mapping[str, Any], initialize: Any) -> list[int]:
+    """Step the parameters at ``indices`` (one kernel launch per signature); returns the ones
+    left for another path."""
+    from optimlab.engine import warn_once
+
+    try:
+        structure, values = hp_values(hyperparams)
+    except Unsupported:
+        return list(indices)
+    for i in indices:
+        if not work.states[i]:
+            initialize(work, i)
+    batches: dict[tuple, list[int]] = {}
+    for i in indices:
+        batches.setdefault(signature(work.params[i], work.states[i]), []).append(i)
+    left: list[int] = []
+    for sig, members in batches.items():
+        kernel = kernel_for(work.transform, hyperparams, structure, sig[:3], work.states[members[0]],
+                            work.counts_steps)
+        if isinstance(kernel, Exception):
+            if not isinstance(kernel, NeedsEagerStep):
+                warn_once(f"optimlab: {work.transform!r} has no Triton kernel ({kernel}); using another path")
+            left += members
+            continue
+        try:
+            batch = Batch(kernel, (structure, sig[:3], work.counts_steps), work, members, sig[3])
+            batch.launch(work, values)
+        except Exception as error:  # noqa: BLE001 - a failed launch must never stop training
+            forget(work, (structure, sig[:3], work.counts_steps), error)
+            left += members
+            continue
+        if len(members) == len(work.params) and len(batches) == 1:  # the whole group: keep it for next time
+            from optimlab import engine_fused
+
+            global _steady_groups
+            engine_fused.group_cache(work).triton = Steady(batch, work, structure)
+            _steady_groups = True
+    return left
+
+
+def forget(work: Any, key: tuple, error: Exception) -> None:
+    """A launch failed: this transform and signature use another path from now on."""
+    from optimlab.engine import warn_once
+
+    _kernels[work.transform][key] = Unsupported(f"{type(error).__name__}: {error}")
+    warn_once(f"optimlab: the Triton step of {work.transform!r} failed ({type(error).__name__}: {error}); "
+              "using another path")
+
+
+class Batch:
+    """The parameters of one kernel launch and the device arrays the kernel reads."""
+
+    def __init__(self, kernel: Kernel, key: tuple, work: Any, members: Sequence[int], device: torch.device) -> None:
+        self.kernel = kernel
+        self.key = key  # the kernel's key in _kernels
+        self.device = device
+        params = [work.params[i] for i in members]
+        states = [work.states[i] for i in members]
+        self.n = n = len(params)
+        pointers = [p.data_ptr() for p in params] + [0] * n
+        for name in kernel.roles.names[2:]:
+            if name.startswith("state:"):
+                key = name[len("state:"):]
+                pointers += [s[key].data_ptr() for s in states]
+        #: The pointer array, on the host (gradients' addresses refreshed every step) and on the device.
+        self.host_pointers = torch.tensor(pointers, dtype=torch.int64)
+        self.pointers = self.host_pointers.to(device)
+        numels = tuple(p.numel() for p in params)
+        self.numels = torch.tensor(numels, dtype=torch.int64).to(device)
+        self.blocks, self.starts = block_table(numels, device)
+        self.members = list(members)
+        self.k = max(1, len(kernel.plan.slots))
+
+    def launch(self, work: Any, values: list[float]) -> None:
+        """``p += update`` for every member in one kernel launch, then state['step'] += 1 (only
+        once the launch went through, so that a failed one leaves the step to another path)."""
+        n = self.n
+        params = [work.params[i] for i in self.members]
+        grads = [work.grads[i] for i in self.members]
+        steps: list[float | None] = [None] * n
+        step_tensors = []
+        if self.kernel.roles.step_dtype is not None:
+            step_tensors = [work.states[i]["step"] for i in self.members]
+            try:  # the usual case, one call: CPU step counts of one dtype, as torch.optim keeps them
+                steps = [s + 1 for s in torch.stack(step_tensors).tolist()]
+            except RuntimeError:  # counts on several devices or of several dtypes (loaded checkpoints)
+                steps = [s.item() + 1 for s in step_tensors]
+        rows: dict[float | None, list[float]] = {}
+        scalars: list[float] = []
+        for step in steps:
+            row = rows.get(step)
+            if row is None:
+                row = rows[step] = self.kernel.plan.values(values, step, step)
+            scalars += row
+        self.host_pointers[n:2 * n] = torch.tensor([g.data_ptr() for g in grads], dtype=torch.int64)
+        # From pageable host memory: the copy is staged before this returns, so the host array
+        # may change for the next step while the kernel runs.
+        self.pointers[n:2 * n].copy_(self.host_pointers[n:2 * n], non_blocking=True)
+        table = torch.tensor(scalars or [0.0] * n, dtype=torch.float64).to(self.device, non_blocking=True)
+        self.kernel.function[(len(self.blocks),)](self.pointers, table, self.blocks, self.starts, self.numels, n,
+                                                  K=self.k, BLOCK=BLOCK)
+        if step_tensors:
+            torch._foreach_add_(step_tensors, 1)
+        # Written through raw pointers: bump the parameters' version counters, as an in-place op would.
+        torch.autograd.graph.increment_version(params)
+
+
+#: Whether any group has ever had a steady Triton step (spares CPU-only programs the lookup).
+_steady_groups = False
+
+
+class Steady:
+    """A group whose last step was one Triton launch over all its parameters, to be confirmed
+    on the next step with a few list-wide comparisons instead of the full checks: the same
+    parameter objects at the same addresses and sizes, contiguous; gradients plain contiguous
+    tensors of the parameters' dtype on their device; the same state tensors (by the state
+    table's version, else by identity); the same hyperparameter structure. The state tensors'
+    storages are held, so the kernel never writes to freed memory."""
+
+    def __init__(self, batch: Batch, work: Any, structure: tuple) -> None:
+        self.batch = batch
+        self.structure = structure
+        self.params = list(work.params)
+        self.param_pointers = [p.data_ptr() for p in self.params]
+        self.numels = [p.numel() for p in self.params]
+        self.dtype = self.params[0].dtype
+        self.device = batch.device
+        self.values = [v for s in work.states for v in s.values()]
+        self.storages = [v.untyped_storage() for v in self.values]
+        self.token = work.state_token or (None, None)
+
+    def confirm(self, work: Any, structure: tuple) -> bool:
+        params, grads = work.params, work.grads
+        n = len(self.params)
+        if len(params) != n or structure != self.structure:
+            return False
+        dtype, device = self.dtype, self.device
+        try:
+            if (not all(map(operator.is_, params, self.params))
+                    or [p.data_ptr() for p in params] != self.param_pointers
+                    or [p.numel() for p in params] != self.numels
+                    or not all(p.is_contiguous() for p in params)
+                    or not all(type(g) is torch.Tensor and g.dtype is dtype and g.device == device
+                               and g.layout is torch.strided and g.is_contiguous() for g in grads)):
+                return False
+            token = work.state_token
+            if token is None or token[0] is not self.token[0] or token[1] != self.token[1]:
+                values = [v for s in work.states for v in s.values()]
+                if len(values) != len(self.values) or not all(map(operator.is_, values, self.values)):
+                    return False
+                self.token = token or (None, None)
+        except (RuntimeError, TypeError, AttributeError):
+            return False
+        return True
+
+
+def steady_step(work: Any) -> Any:
+    """The step of a group whose last step was one Triton launch and that is as it was, or None
+    (the engine then plans the step in full)."""
+    if not _steady_groups:
+        return None
+    from optimlab import engine, engine_fused
+
+    cache = engine_fused.group_cache(work)
+    steady = cache.triton
+    if steady is None:
+        return None
+    hyperparams = engine.transform_hyperparams(work)
+    try:
+        structure, values = hp_values(hyperparams)
+    except Unsupported:
+        structure, values = None, []
+    if not steady.confirm(work, structure):
+        cache.triton = None
+        return None
+
+    def step() -> None:
+        try:
+            steady.batch.launch(work, values)
+        except Exception as error:  # noqa: BLE001 - as in run(): never stop training
+            cache.triton = None
+            forget(work, steady.batch.key, error)
+            engine.run_eager(work)
+            return
+        engine.path_counts["triton"] += len(work.params)
+
+    return step
