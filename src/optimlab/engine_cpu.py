@@ -504,6 +504,31 @@ def run_compiler(command: list[str], out: Path, path: Path, timeout: float) -> N
 
 
 
+STEP_COUNTER = r"""/* optimlab step counter: adds io[0] to each of nt 0-d step counts of type STEP and
+   writes their new values to io[0..nt) (the step kernels' entry point and arguments, so that it
+   is built and cached as they are). */
+#include <stdint.h>
+int optimlab_step(int64_t nt, void* const* ptrs, const int64_t* unused, const double* io_, int64_t nthreads)
+{
+    double* io = (double*)io_;
+    const STEP delta = (STEP)io[0];
+    for (int64_t t = 0; t < nt; ++t) {
+        STEP* count = (STEP*)ptrs[t];
+        *count = *count + delta;
+        io[t] = (double)*count;
+    }
+    return 0;
+}
+"""
+
+
+def step_counter(dtype: torch.dtype) -> Kernel:
+    """A compiled loop that moves many CPU step counts (``state['step']``, float32 or float64)
+    by one and reads them back in one call: a path whose kernel runs elsewhere (the GPU) still
+    keeps torch.optim's CPU step counts, and 0-d tensor ops cost microseconds each."""
+    return build(STEP_COUNTER.replace("STEP", CTYPE[dtype]))
+
+
 class Compiled:
     """A kernel and the layout of the pointer array it expects."""
 

@@ -22,8 +22,11 @@ tensors through Triton's interpreter, which is how the tests check this path wit
 
 from __future__ import annotations
 
+import array
 import hashlib
 import importlib.util
+import itertools
+import math
 import operator
 import os
 import sys
@@ -35,7 +38,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from optimlab.engine_cpu import RECIPROCAL_DIVISION, Roles, cache_dir
+from optimlab.engine_cpu import RECIPROCAL_DIVISION, BuildError, Roles, cache_dir, step_counter
+from optimlab.engine_fused import _dtype, _is_contiguous, _is_cpu, _numel, _tensors
 from optimlab.engine_trace import NeedsEagerStep, Node, Program, Unsupported, hp_values, trace
 
 #: Bump when the generated code changes meaning.
@@ -43,12 +47,14 @@ CODEGEN_VERSION = 1
 #: Elements per program instance.
 BLOCK = 1024
 
+_data_ptr = torch.Tensor.data_ptr
+_get_device = torch.Tensor.get_device
+_is_cuda = operator.attrgetter("is_cuda")
+
 TL_DTYPE = {torch.float32: "tl.float32", torch.float64: "tl.float64", torch.bfloat16: "tl.float32",
             torch.float16: "tl.float32"}
 POINTER = {torch.float32: "tl.float32", torch.float64: "tl.float64", torch.bfloat16: "tl.uint16",
            torch.float16: "tl.float16"}
-NUMPY = {torch.float32: np.float32, torch.float64: np.float64, torch.bfloat16: np.float32,
-         torch.float16: np.float32}
 
 _available: bool | None = None
 
@@ -62,51 +68,83 @@ def available() -> bool:
 
 
 # -- host side: the scalar section -------------------------------------------------------------
-def _round(value: Any, dtype: torch.dtype | None) -> Any:
+# Python floats are IEEE doubles, as the eager path's scalar math; these helpers give the
+# results C's libm gives where Python would raise instead (x / 0, overflow, domain errors).
+def _div(a: float, b: float) -> float:
+    try:
+        return a / b
+    except ZeroDivisionError:
+        return float(np.float64(a) / np.float64(b))
+
+
+def _libm(function: Any, fallback: Any) -> Any:
+    def call(*args: float) -> float:
+        try:
+            return function(*args)
+        except (ValueError, OverflowError):
+            return float(fallback(*(np.float64(a) for a in args)))
+    return call
+
+
+def _nan_first(choose: Any) -> Any:
+    return lambda a, b: a if a != a else (b if b != b else choose(a, b))
+
+
+_pow = _libm(math.pow, np.power)
+_sqrt = _libm(math.sqrt, np.sqrt)
+SCALAR_OPS: dict[str, Any] = {
+    "add": operator.add, "sub": operator.sub, "mul": operator.mul, "div": _div, "neg": operator.neg,
+    "sqrt": _sqrt, "rsqrt": lambda a: _div(1.0, _sqrt(a)), "reciprocal": lambda a: _div(1.0, a), "abs": abs,
+    "sign": lambda a: float((0 < a) - (a < 0)), "exp": _libm(math.exp, np.exp), "log": _libm(math.log, np.log),
+    "add_alpha": lambda a, b, alpha: a + alpha * b, "sub_alpha": lambda a, b, alpha: a - alpha * b,
+    "pow": _pow, "lerp": lambda a, b, w: a + w * (b - a),
+    "maximum": _nan_first(max), "minimum": _nan_first(min),
+    "clamp_min": lambda a, lo: a if a != a else max(a, lo), "clamp_max": lambda a, hi: a if a != a else min(a, hi),
+    "clamp": lambda a, lo, hi: a if a != a else min(max(a, lo), hi),
+    "addcmul": lambda a, b, c, v: a + v * b * c, "addcdiv": lambda a, b, c, v: a + _div(v * b, c),
+    "where": lambda c, a, b: a if c else b, "copy": lambda a: a, "fill": lambda a: a,
+    "gt": operator.gt, "lt": operator.lt, "ge": operator.ge, "le": operator.le, "eq": operator.eq, "ne": operator.ne,
+}
+
+
+def _rounding(dtype: torch.dtype | None) -> Any:
+    """How a scalar result is rounded to its dtype (None: a Python float, kept as is)."""
     if dtype is None or dtype == torch.float64:
-        return np.float64(value)
+        return None
     if dtype == torch.bool:
-        return bool(value)
-    rounded = torch.tensor(float(value), dtype=dtype).item()  # bfloat16/float16 as torch rounds
-    return NUMPY[dtype](rounded)
-
-
-def _scalar_op(node: Node, a: list[Any]) -> Any:
-    op = node.op
-    ops = {
-        "add": lambda: a[0] + a[1], "sub": lambda: a[0] - a[1], "mul": lambda: a[0] * a[1],
-        "div": lambda: a[0] / a[1], "neg": lambda: -a[0], "sqrt": lambda: np.sqrt(a[0]),
-        "rsqrt": lambda: 1 / np.sqrt(a[0]), "reciprocal": lambda: 1 / a[0], "abs": lambda: abs(a[0]),
-        "sign": lambda: np.sign(a[0]), "exp": lambda: np.exp(a[0]), "log": lambda: np.log(a[0]),
-        "add_alpha": lambda: a[0] + a[2] * a[1], "sub_alpha": lambda: a[0] - a[2] * a[1],
-        "pow": lambda: np.power(a[0], a[1]),
-        "lerp": lambda: a[0] + a[2] * (a[1] - a[0]),
-        "maximum": lambda: a[0] if a[0] != a[0] else (a[1] if a[1] != a[1] else max(a[0], a[1])),
-        "minimum": lambda: a[0] if a[0] != a[0] else (a[1] if a[1] != a[1] else min(a[0], a[1])),
-        "clamp_min": lambda: a[0] if a[0] != a[0] else max(a[0], a[1]),
-        "clamp_max": lambda: a[0] if a[0] != a[0] else min(a[0], a[1]),
-        "clamp": lambda: a[0] if a[0] != a[0] else min(max(a[0], a[1]), a[2]),
-        "addcmul": lambda: a[0] + a[3] * a[1] * a[2], "addcdiv": lambda: a[0] + a[3] * a[1] / a[2],
-        "where": lambda: a[1] if a[0] else a[2], "copy": lambda: a[0], "fill": lambda: a[0],
-        "gt": lambda: a[0] > a[1], "lt": lambda: a[0] < a[1], "ge": lambda: a[0] >= a[1],
-        "le": lambda: a[0] <= a[1], "eq": lambda: a[0] == a[1], "ne": lambda: a[0] != a[1],
-    }
-    if op not in ops:
-        raise Unsupported(f"no scalar code for operation {op!r}")
-    return ops[op]()
+        return bool
+    if dtype == torch.float32:
+        return lambda value: float(np.float32(value))
+    return lambda value: torch.tensor(float(value), dtype=dtype).item()  # bfloat16/float16 as torch rounds
 
 
 class ScalarPlan:
     """Which scalar values the kernel reads, and how the host computes them for one tensor.
 
-    ``slots``: (node index, dtype the kernel uses it in, whether it is the reciprocal of the
-    node's value); the kernel reads slot k of tensor t at ``scalars[t * K + k]``.
+    ``slots``: (node index, whether the kernel wants its reciprocal); the kernel reads slot k of
+    tensor t at ``scalars[t * K + k]``. The scalar section is evaluated in program order with
+    Python floats: double precision, as the eager path computes it.
     """
 
     def __init__(self, program: Program) -> None:
         self.program = program
         self.slots: list[tuple[int, bool]] = []
         self.slot_of: dict[tuple[int, bool], int] = {}
+        self.inputs: list[tuple[int, str, int | None, Any]] = []
+        self.operations: list[tuple[int, Any, tuple[int, ...], Any]] = []
+        self.constants: dict[int, Any] = {}
+        for index, node in enumerate(program.nodes):
+            if node.vector:
+                continue
+            if node.op == "input":
+                self.inputs.append((index, node.key[0], node.key[1] if node.key[0] == "hp" else None,
+                                    _rounding(node.dtype)))
+            elif node.op == "const":
+                self.constants[index] = node.value
+            elif node.op in SCALAR_OPS:
+                self.operations.append((index, SCALAR_OPS[node.op], node.args, _rounding(node.dtype)))
+            else:
+                raise Unsupported(f"no scalar code for operation {node.op!r}")
 
     def slot(self, index: int, reciprocal: bool = False) -> int:
         key = (index, reciprocal)
@@ -116,26 +154,15 @@ class ScalarPlan:
         return self.slot_of[key]
 
     def values(self, hp: Sequence[float], step: float | None, step_value: float | None) -> list[float]:
-        nodes = self.program.nodes
-        computed: dict[int, Any] = {}
-        with np.errstate(all="ignore"):
-            for index, node in enumerate(nodes):
-                if node.vector:
-                    continue
-                if node.op == "input":
-                    kind = node.key[0]
-                    value = (hp[node.key[1]] if kind == "hp" else step if kind == "step"
-                             else step_value if kind == "step_tensor" else None)
-                    computed[index] = _round(value, node.dtype) if value is not None else None
-                elif node.op == "const":
-                    computed[index] = node.value
-                else:
-                    computed[index] = _round(_scalar_op(node, [computed[i] for i in node.args]), node.dtype)
-            out = []
-            for index, reciprocal in self.slots:
-                value = computed[index]
-                out.append(float(np.float64(1.0) / np.float64(value)) if reciprocal else float(value))
-        return out
+        computed: dict[int, Any] = dict(self.constants)
+        for index, kind, position, rounding in self.inputs:
+            value = hp[position] if kind == "hp" else step if kind == "step" else step_value
+            computed[index] = rounding(value) if rounding is not None and value is not None else value
+        for index, function, args, rounding in self.operations:
+            value = function(*[computed[i] for i in args])
+            computed[index] = rounding(value) if rounding is not None else value
+        return [_div(1.0, float(computed[index])) if reciprocal else float(computed[index])
+                for index, reciprocal in self.slots]
 
 
 # -- device side: the vector section -----------------------------------------------------------
@@ -495,47 +522,74 @@ class Batch:
             if name.startswith("state:"):
                 key = name[len("state:"):]
                 pointers += [s[key].data_ptr() for s in states]
-        #: The pointer array, on the host (gradients' addresses refreshed every step) and on the device.
-        self.host_pointers = torch.tensor(pointers, dtype=torch.int64)
-        self.pointers = self.host_pointers.to(device)
+        #: The pointer array on the device (the gradients' addresses are refreshed every step).
+        self.pointers = torch.tensor(pointers, dtype=torch.int64).to(device)
+        if self.pointers.data_ptr() == 0 and n:  # never hand the kernel a null array
+            raise RuntimeError("optimlab Triton step: no pointer array")
         numels = tuple(p.numel() for p in params)
         self.numels = torch.tensor(numels, dtype=torch.int64).to(device)
         self.blocks, self.starts = block_table(numels, device)
         self.members = list(members)
         self.k = max(1, len(kernel.plan.slots))
+        #: The step counts, and (where they are CPU tensors of one dtype, as torch.optim keeps
+        #: them) their addresses for the compiled counter, which moves and reads them in one call.
+        self.step_tensors = [s["step"] for s in states] if kernel.roles.step_dtype is not None else []
+        self.counter = None
+        if self.step_tensors and all(t.is_cpu and t.dim() == 0 and t.dtype is self.step_tensors[0].dtype
+                                     and t.dtype in (torch.float32, torch.float64) for t in self.step_tensors):
+            try:
+                self.counter = step_counter(self.step_tensors[0].dtype)
+            except BuildError:
+                pass
+            else:
+                self.step_pointers = array.array("q", [t.data_ptr() for t in self.step_tensors])
+                self.step_io = array.array("d", [0.0] * n)
+
+    def move_steps(self, delta: float) -> list[float]:
+        """``state['step'] += delta`` for every member; their new values."""
+        if self.counter is not None:
+            self.step_io[0] = delta
+            self.counter(self.n, self.step_pointers.buffer_info()[0], 0, self.step_io.buffer_info()[0], 1)
+            return self.step_io.tolist()
+        torch._foreach_add_(self.step_tensors, delta)
+        try:  # one call for counts of one dtype on one device
+            return torch.stack(self.step_tensors).tolist()
+        except RuntimeError:
+            return [t.item() for t in self.step_tensors]
 
     def launch(self, work: Any, values: list[float]) -> None:
-        """``p += update`` for every member in one kernel launch, then state['step'] += 1 (only
-        once the launch went through, so that a failed one leaves the step to another path)."""
+        """``state['step'] += 1`` and ``p += update`` for every member, in one kernel launch; a
+        launch that fails puts the step counts back, so that another path can take the step."""
         n = self.n
         params = [work.params[i] for i in self.members]
         grads = [work.grads[i] for i in self.members]
-        steps: list[float | None] = [None] * n
-        step_tensors = []
-        if self.kernel.roles.step_dtype is not None:
-            step_tensors = [work.states[i]["step"] for i in self.members]
-            try:  # the usual case, one call: CPU step counts of one dtype, as torch.optim keeps them
-                steps = [s + 1 for s in torch.stack(step_tensors).tolist()]
-            except RuntimeError:  # counts on several devices or of several dtypes (loaded checkpoints)
-                steps = [s.item() + 1 for s in step_tensors]
-        rows: dict[float | None, list[float]] = {}
-        scalars: list[float] = []
-        for step in steps:
-            row = rows.get(step)
-            if row is None:
-                row = rows[step] = self.kernel.plan.values(values, step, step)
-            scalars += row
-        self.host_pointers[n:2 * n] = torch.tensor([g.data_ptr() for g in grads], dtype=torch.int64)
-        # From pageable host memory: the copy is staged before this returns, so the host array
-        # may change for the next step while the kernel runs.
-        self.pointers[n:2 * n].copy_(self.host_pointers[n:2 * n], non_blocking=True)
-        table = torch.tensor(scalars or [0.0] * n, dtype=torch.float64).to(self.device, non_blocking=True)
-        self.kernel.function[(len(self.blocks),)](self.pointers, table, self.blocks, self.starts, self.numels, n,
-                                                  K=self.k, BLOCK=BLOCK)
-        if step_tensors:
-            torch._foreach_add_(step_tensors, 1)
+        steps: list[float | None] = self.move_steps(1.0) if self.step_tensors else [None] * n
+        try:
+            self.run_kernel(grads, values, steps)
+        except BaseException:
+            if self.step_tensors:
+                self.move_steps(-1.0)  # as before: the step goes to another path
+            raise
         # Written through raw pointers: bump the parameters' version counters, as an in-place op would.
         torch.autograd.graph.increment_version(params)
+
+    def run_kernel(self, grads: list[torch.Tensor], values: list[float], steps: list[float | None]) -> None:
+        n = self.n
+        rows: dict[float | None, list[float]] = {}
+        for step in steps:  # the scalar section, once per distinct step count
+            if step not in rows:
+                rows[step] = self.kernel.plan.values(values, step, step) or [0.0]
+        if len(rows) == 1:
+            scalars = array.array("d", next(iter(rows.values()))) * n
+        else:
+            scalars = array.array("d", itertools.chain.from_iterable(rows[step] for step in steps))
+        # From pageable host memory: each copy is staged before it returns, so the host arrays
+        # may change for the next step while the kernel runs.
+        grad_pointers = array.array("q", map(_data_ptr, grads))
+        self.pointers[n:2 * n].copy_(torch.frombuffer(grad_pointers, dtype=torch.int64), non_blocking=True)
+        table = torch.frombuffer(scalars, dtype=torch.float64).to(self.device, non_blocking=True)
+        self.kernel.function[(len(self.blocks),)](self.pointers, table, self.blocks, self.starts, self.numels, n,
+                                                  K=self.k, BLOCK=BLOCK)
 
 
 #: Whether any group has ever had a steady Triton step (spares CPU-only programs the lookup).
@@ -557,7 +611,10 @@ class Steady:
         self.param_pointers = [p.data_ptr() for p in self.params]
         self.numels = [p.numel() for p in self.params]
         self.dtype = self.params[0].dtype
+        self.dtypes = [self.dtype] * len(self.params)
         self.device = batch.device
+        self.device_indices = [-1 if batch.device.type == "cpu" else batch.device.index or 0] * len(self.params)
+        self.on_device = _is_cpu if batch.device.type == "cpu" else _is_cuda
         self.values = [v for s in work.states for v in s.values()]
         self.storages = [v.untyped_storage() for v in self.values]
         self.token = work.state_token or (None, None)
@@ -567,14 +624,16 @@ class Steady:
         n = len(self.params)
         if len(params) != n or structure != self.structure:
             return False
-        dtype, device = self.dtype, self.device
-        try:
+        try:  # list-wide passes: a few microseconds each for hundreds of tensors
             if (not all(map(operator.is_, params, self.params))
-                    or [p.data_ptr() for p in params] != self.param_pointers
-                    or [p.numel() for p in params] != self.numels
-                    or not all(p.is_contiguous() for p in params)
-                    or not all(type(g) is torch.Tensor and g.dtype is dtype and g.device == device
-                               and g.layout is torch.strided and g.is_contiguous() for g in grads)):
+                    or not all(map(operator.is_, map(type, grads), _tensors(n)))
+                    or list(map(_data_ptr, params)) != self.param_pointers
+                    or list(map(_numel, params)) != self.numels
+                    or not all(map(_is_contiguous, params))
+                    or list(map(_dtype, grads)) != self.dtypes
+                    or list(map(_get_device, grads)) != self.device_indices
+                    or not all(map(self.on_device, grads))
+                    or not all(map(_is_contiguous, grads))):  # (raises for a sparse gradient)
                 return False
             token = work.state_token
             if token is None or token[0] is not self.token[0] or token[1] != self.token[1]:
