@@ -1,8 +1,8 @@
-"""The ``torch.compile`` path: CUDA parameters by default where Triton is missing (or has no
-kernel for a transform), any device when asked for.
+"""The ``torch.compile`` path: CUDA parameters by default (unless the Triton path is chosen for
+them), any device when asked for.
 
-On CUDA machines the default path must run it or the Triton kernel (and agree with eager);
-without CUDA those tests skip. The same code is checked on the CPU by forcing the path, which costs one inductor
+On CUDA machines the default path must run it (or the Triton kernel, where ``auto`` chooses
+that) and agree with eager; without CUDA those tests skip. The same code is checked on the CPU by forcing the path, which costs one inductor
 compile (tens of seconds cold, a few seconds with inductor's cache warm), hence ``slow``.
 """
 
@@ -54,14 +54,14 @@ def assert_paths_agree(name: str, kwargs: dict, path: str, device: str, counter:
 @pytest.mark.parametrize("config", CONFIGS, ids=[name for name, _ in CONFIGS])
 def test_cuda_default_path_is_triton_or_compiled_and_agrees_with_eager(config: tuple) -> None:
     assert_paths_agree(*config, path="auto", device="cuda",
-                       counter="triton" if engine_triton.available() else "compiled")
+                       counter="triton" if engine_triton.chosen("auto") else "compiled")
 
 
 @needs_cuda
 def test_cuda_and_cpu_parameters_in_one_optimizer() -> None:
     (eager, _), (auto, counts) = adam_on_each_path(
         lambda: [torch.nn.Parameter(torch.arange(4.0, device="cuda")), torch.nn.Parameter(torch.arange(4.0))])
-    assert counts["triton" if engine_triton.available() else "compiled"] > 0
+    assert counts["triton" if engine_triton.chosen("auto") else "compiled"] > 0
     assert counts["fused"] > 0
     for a, b in zip(eager, auto):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)

@@ -12,10 +12,11 @@ Execution paths (all run the same :meth:`Transform.update`; see docs/performance
   generated C kernel per group (:mod:`optimlab.engine_trace`, :mod:`optimlab.engine_cpu`,
   :mod:`optimlab.engine_fused`): CPU parameters of float32, float64, bfloat16 or float16.
 * ``triton`` runs the traced program as one generated Triton kernel per group
-  (:mod:`optimlab.engine_triton`): CUDA parameters, where Triton is installed.
+  (:mod:`optimlab.engine_triton`), for CUDA parameters where Triton is installed; chosen by
+  ``auto`` only with ``OPTIMLAB_TRITON_AUTO=1`` until it has run on a GPU.
 * ``compiled`` runs the transform under ``torch.compile`` (:mod:`optimlab.engine_compiled`),
-  hyperparameters as 0-d tensors: CUDA parameters the Triton kernel does not take.
-* ``auto`` (the default) picks ``fused`` on CPU, ``triton`` then ``compiled`` on CUDA, and keeps ``eager``
+  hyperparameters as 0-d tensors: the path for CUDA parameters.
+* ``auto`` (the default) picks ``fused`` on CPU and ``compiled`` on CUDA, and keeps ``eager``
   for each parameter where neither applies (complex parameters, sparse or non-dense
   tensors, a transform the tracer cannot express, no C compiler). A path that fails to build
   falls back to eager with one warning; training never stops because of it.
@@ -205,10 +206,10 @@ def plan(work: GroupStep) -> Any:
     does the full :func:`check` run, to raise its clear error or to confirm that the parameter
     merely belongs to another path.
     """
-    from optimlab import engine_fused
+    from optimlab import engine_fused, engine_triton
 
-    if _path in ("auto", "triton"):
-        from optimlab import engine_triton
+    triton_chosen = engine_triton.chosen(_path)
+    if triton_chosen:
         steady = engine_triton.steady_step(work)  # a group whose last step was one Triton launch
         if steady is not None:
             return steady
@@ -219,11 +220,8 @@ def plan(work: GroupStep) -> Any:
     if other:
         check(work)
     triton: list[int] = []
-    if other and _path in ("auto", "triton"):
-        from optimlab import engine_triton
-        if engine_triton.available():
-            triton, other = engine_triton.split(work.params, work.grads, work.states, other,
-                                                any_device=_path == "triton")
+    if other and triton_chosen and engine_triton.available():
+        triton, other = engine_triton.split(work.params, work.grads, work.states, other, any_device=_path == "triton")
     compiled: list[int] = []
     if other and _path in ("auto", "compiled"):
         from optimlab import engine_compiled
@@ -241,7 +239,6 @@ def plan(work: GroupStep) -> Any:
         if batches:
             eager += engine_fused.run_group(work, hp, batches)
         if triton:
-            from optimlab import engine_triton
             left = engine_triton.run(work, triton, hp, initialize)
             path_counts["triton"] += len(triton) - len(left)
             if left and _path == "auto":  # no kernel for this transform or signature: torch.compile

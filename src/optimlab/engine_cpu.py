@@ -45,7 +45,8 @@ from typing import Any
 import torch
 
 from optimlab.core import Transform
-from optimlab.engine_trace import NeedsEagerStep, Node, Program, Unsupported, trace
+from optimlab.engine_trace import (COMPARISONS, PASSTHROUGH, NeedsEagerStep, Node, Program, Unsupported,
+                                   trace)
 
 #: Bump when the generated code changes meaning (old cached kernels are then ignored).
 CODEGEN_VERSION = 4
@@ -89,7 +90,7 @@ def _literal(value: float | bool, ctype: str) -> str:
     return f"(({ctype}){float(value).hex()})"
 
 
-def _promote(nodes: list[Node], args: tuple[int, ...]) -> torch.dtype:
+def comparison_dtype(nodes: list[Node], args: tuple[int, ...]) -> torch.dtype:
     """The dtype torch computes a comparison in: vectors win over 0-d values, which win over numbers."""
     for tier in (lambda n: n.vector and n.dtype is not None, lambda n: not n.vector and n.dtype is not None):
         dtypes = [nodes[i].dtype for i in args if tier(nodes[i])]
@@ -130,12 +131,11 @@ def _expression(node: Node, operands: list[str], ctype: str, vector: bool) -> st
         "addcmul": lambda: f"({a[0]} + {a[3]} * {a[1]} * {a[2]})",
         "addcdiv": lambda: f"({a[0]} + {a[3]} * {a[1]} / {a[2]})",
         "where": lambda: f"({a[0]} ? {a[1]} : {a[2]})",
-        "copy": lambda: a[0],
-        "fill": lambda: a[0],
     }
-    comparisons = {"gt": ">", "lt": "<", "ge": ">=", "le": "<=", "eq": "==", "ne": "!="}
-    if op in comparisons:
-        return f"({a[0]} {comparisons[op]} {a[1]})"
+    if op in COMPARISONS:
+        return f"({a[0]} {COMPARISONS[op]} {a[1]})"
+    if op in PASSTHROUGH:
+        return a[0]
     if op == "pow":
         return None  # handled by the caller, which knows whether the exponent is a constant
     if op not in simple:
@@ -257,8 +257,8 @@ def generate(program: Program, roles: Roles) -> str:
             continue
         ctype = CTYPE[node.dtype]
         compute = ctype
-        if node.op in ("gt", "lt", "ge", "le", "eq", "ne"):
-            compute = CTYPE[_promote(nodes, node.args)]
+        if node.op in COMPARISONS:
+            compute = CTYPE[comparison_dtype(nodes, node.args)]
         elif node.op == "where":
             compute = ctype
         operands = []

@@ -39,6 +39,10 @@ from optimlab.core import Transform
 TRACE_LENGTH = 7
 
 FLOAT_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
+#: The program's comparisons, as C and Python (Triton) write them; their result is a boolean.
+COMPARISONS = {"gt": ">", "lt": "<", "ge": ">=", "le": "<=", "eq": "==", "ne": "!="}
+#: Operations whose value is their first operand's (a copy into a fresh tensor, a fill).
+PASSTHROUGH = frozenset({"copy", "fill"})
 STEP_DTYPES = (torch.float32, torch.float64)
 
 

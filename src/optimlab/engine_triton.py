@@ -38,12 +38,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from optimlab.engine_cpu import RECIPROCAL_DIVISION, BuildError, Roles, cache_dir, step_counter
-from optimlab.engine_fused import _dtype, _is_contiguous, _is_cpu, _numel, _tensors
-from optimlab.engine_trace import NeedsEagerStep, Node, Program, Unsupported, hp_values, trace
+from optimlab.engine_cpu import (RECIPROCAL_DIVISION, BuildError, Roles, cache_dir, comparison_dtype,
+                                 step_counter)
+from optimlab.engine_fused import _is_cpu, same_state, same_tensors
+from optimlab.engine_trace import (COMPARISONS, PASSTHROUGH, NeedsEagerStep, Node, Program, Unsupported,
+                                   hp_values, trace)
 
 #: Bump when the generated code changes meaning.
-CODEGEN_VERSION = 1
+CODEGEN_VERSION = 2
 #: Elements per program instance.
 BLOCK = 1024
 
@@ -56,6 +58,11 @@ TL_DTYPE = {torch.float32: "tl.float32", torch.float64: "tl.float64", torch.bflo
 POINTER = {torch.float32: "tl.float32", torch.float64: "tl.float64", torch.bfloat16: "tl.uint16",
            torch.float16: "tl.float16"}
 
+#: Whether the ``auto`` path sends CUDA parameters here (else to ``compiled``). Off until this
+#: path has run on a GPU: its kernels are tested through Triton's CPU interpreter only so far.
+#: ``OPTIMLAB_TRITON_AUTO=1`` turns it on; ``engine.set_path("triton")`` forces the path.
+AUTO_ON_CUDA = os.environ.get("OPTIMLAB_TRITON_AUTO", "0") == "1"
+
 _available: bool | None = None
 
 
@@ -65,6 +72,11 @@ def available() -> bool:
     if _available is None:
         _available = importlib.util.find_spec("triton") is not None
     return _available
+
+
+def chosen(path: str) -> bool:
+    """Whether the engine's path ``path`` sends CUDA parameters to this one."""
+    return path == "triton" or (path == "auto" and AUTO_ON_CUDA and available())
 
 
 # -- host side: the scalar section -------------------------------------------------------------
@@ -227,12 +239,11 @@ def _vector_expression(node: Node, a: list[str], compute: torch.dtype) -> str:
         "addcmul": lambda: f"({a[0]} + {a[3]} * {a[1]} * {a[2]})",
         "addcdiv": lambda: f"({a[0]} + {div(f'{a[3]} * {a[1]}', a[2])})",
         "where": lambda: f"tl.where({a[0]}, {a[1]}, {a[2]})",
-        "copy": lambda: a[0],
-        "fill": lambda: a[0],
     }
-    comparisons = {"gt": ">", "lt": "<", "ge": ">=", "le": "<=", "eq": "==", "ne": "!="}
-    if op in comparisons:
-        return f"({a[0]} {comparisons[op]} {a[1]})"
+    if op in COMPARISONS:
+        return f"({a[0]} {COMPARISONS[op]} {a[1]})"
+    if op in PASSTHROUGH:
+        return a[0]
     if op == "clamp":
         low = f"tl.where({a[0]} != {a[0]}, {a[0]}, tl.where({a[0]} < {a[1]}, {a[1]}, {a[0]}))"
         return f"tl.where({low} != {low}, {low}, tl.where({a[2]} < {low}, {a[2]}, {low}))"
@@ -256,14 +267,8 @@ def _vector_pow(a: list[str], exponent: Node, compute: torch.dtype) -> str:
 
 
 def _compute_dtype(nodes: list[Node], node: Node) -> torch.dtype:
-    if node.op in ("gt", "lt", "ge", "le", "eq", "ne"):
-        dtypes = [nodes[i].dtype for i in node.args if nodes[i].vector and nodes[i].dtype is not None]
-        dtypes = dtypes or [nodes[i].dtype for i in node.args if nodes[i].dtype is not None] or [torch.float64]
-        result = dtypes[0]
-        for dtype in dtypes[1:]:
-            result = torch.promote_types(result, dtype)
-        return result
-    return node.dtype
+    """The dtype an operation computes in: a comparison's promoted operands, else its own."""
+    return comparison_dtype(nodes, node.args) if node.op in COMPARISONS else node.dtype
 
 
 def generate(program: Program, roles: Roles) -> tuple[str, ScalarPlan]:
@@ -339,11 +344,11 @@ def generate(program: Program, roles: Roles) -> tuple[str, ScalarPlan]:
         stores.append(f"    tl.store(R{role} + offs, {value}, mask=mask)")
 
     description = "\n".join("# " + line for line in program.describe().splitlines())
-    source = f'''# optimlab fused GPU step, generated from a traced Transform.update (Triton codegen v{CODEGEN_VERSION}).
+    source = f'''# optimlab fused GPU step (Triton codegen v{CODEGEN_VERSION}), from a traced Transform.update.
 {description}
 {HELPERS}
 
-@triton.jit
+@triton.jit(do_not_specialize=["nt"])  # one compiled kernel for groups of any size
 def optimlab_step(ptrs, scalars, block_tensor, block_start, numels, nt, K: tl.constexpr, BLOCK: tl.constexpr):
     b = tl.program_id(0)
     t = tl.load(block_tensor + b)
@@ -624,26 +629,11 @@ class Steady:
         n = len(self.params)
         if len(params) != n or structure != self.structure:
             return False
-        try:  # list-wide passes: a few microseconds each for hundreds of tensors
-            if (not all(map(operator.is_, params, self.params))
-                    or not all(map(operator.is_, map(type, grads), _tensors(n)))
-                    or list(map(_data_ptr, params)) != self.param_pointers
-                    or list(map(_numel, params)) != self.numels
-                    or not all(map(_is_contiguous, params))
-                    or list(map(_dtype, grads)) != self.dtypes
-                    or list(map(_get_device, grads)) != self.device_indices
-                    or not all(map(self.on_device, grads))
-                    or not all(map(_is_contiguous, grads))):  # (raises for a sparse gradient)
-                return False
-            token = work.state_token
-            if token is None or token[0] is not self.token[0] or token[1] != self.token[1]:
-                values = [v for s in work.states for v in s.values()]
-                if len(values) != len(self.values) or not all(map(operator.is_, values, self.values)):
-                    return False
-                self.token = token or (None, None)
+        try:
+            return (same_tensors(self, params, grads, self.on_device)
+                    and list(map(_get_device, grads)) == self.device_indices and same_state(self, work))
         except (RuntimeError, TypeError, AttributeError):
             return False
-        return True
 
 
 def steady_step(work: Any) -> Any:
