@@ -256,3 +256,18 @@ def test_auto_leaves_cpu_parameters_to_the_c_kernel(monkeypatch: Any) -> None:
     train("AdamW", dict(lr=0.01), "auto", torch.float32)
     assert engine.path_counts["triton"] == before.get("triton", 0)
     assert engine.path_counts["fused"] > before.get("fused", 0)
+
+
+def test_empty_and_one_element_parameters() -> None:
+    results = []
+    for path in ("eager", forced()):
+        params = [torch.nn.Parameter(torch.zeros(0, device=DEVICE)), torch.nn.Parameter(torch.ones(1, device=DEVICE)),
+                  torch.nn.Parameter(torch.arange(5.0, device=DEVICE))]
+        opt = optimlab.Adam(params, lr=0.1)
+        with engine.using(path):
+            for _ in range(3):
+                for p in params:
+                    p.grad = torch.ones_like(p)
+                opt.step()
+        results.append(params)
+    assert_same(results[1], results[0], torch.float32)

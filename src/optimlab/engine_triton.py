@@ -40,7 +40,7 @@ import torch
 
 from optimlab.engine_cpu import (RECIPROCAL_DIVISION, BuildError, Roles, cache_dir, comparison_dtype,
                                  step_counter)
-from optimlab.engine_fused import _is_cpu, same_state, same_tensors
+from optimlab.engine_fused import same_state, same_tensors
 from optimlab.engine_trace import (COMPARISONS, PASSTHROUGH, NeedsEagerStep, Node, Program, Unsupported,
                                    hp_values, trace)
 
@@ -51,6 +51,7 @@ BLOCK = 1024
 
 _data_ptr = torch.Tensor.data_ptr
 _get_device = torch.Tensor.get_device
+_is_cpu = operator.attrgetter("is_cpu")
 _is_cuda = operator.attrgetter("is_cuda")
 
 TL_DTYPE = {torch.float32: "tl.float32", torch.float64: "tl.float64", torch.bfloat16: "tl.float32",
@@ -427,6 +428,7 @@ def split(params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor], states:
     for i in indices:
         p, g, state = params[i], grads[i], states[i]
         ok = ((any_device or p.device.type == "cuda") and type(p) in (torch.Tensor, torch.nn.Parameter)
+              and p.numel() > 0  # (nothing to launch for)
               and type(g) is torch.Tensor and p.dtype in TL_DTYPE and g.dtype is p.dtype and g.device == p.device
               and g.layout is torch.strided and g.shape == p.shape and p.is_contiguous() and g.is_contiguous()
               and all((k == "step" and isinstance(v, torch.Tensor) and v.dim() == 0)
