@@ -172,11 +172,11 @@ class Steady:
         """The batch for this step if the group is as it was, else None (nothing is changed).
 
         Parameters: the same objects, at the same addresses (``p.data = ...`` moves them), of the
-        same sizes, contiguous. Gradients: plain tensors on the CPU, contiguous, of the parameters' dtypes
-        (and of their shapes: torch checks that when ``.grad`` is assigned). State: the same
-        tensor objects. The native helper (:mod:`optimlab.engine_native`) checks the same in
-        one pass, and a little more (the parameters' dtypes and devices, the gradients' sizes
-        and layout).
+        same sizes, contiguous. Gradients: plain tensors on the CPU, contiguous, of the
+        parameters' dtypes (and of their shapes: torch checks that when ``.grad`` is assigned).
+        State: the same tensor objects. The native helper (:mod:`optimlab.engine_native`) checks
+        the same in one pass, and a little more (the parameters' dtypes and devices, the
+        gradients' sizes and layout).
         """
         params, grads = work.params, work.grads
         n = len(params)
