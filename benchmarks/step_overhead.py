@@ -12,16 +12,20 @@ CPU time of the stepping thread, which other processes cannot inflate.
   after a backward pass.
 
 Rounds alternate between the two kinds of steady-state check: the native helper
-(``optimlab.engine_native``, if it can be loaded here) and the Python checks.
+(``optimlab.engine_native``, if it can be loaded here) and the Python checks. ``--path triton``
+times the Triton path's host work instead (its kernels built for Triton's CPU interpreter, never
+launched), a steady step against a step planned in full.
 
     python benchmarks/step_overhead.py
     python benchmarks/step_overhead.py --optimizers SGD(momentum) --rounds 4
+    python benchmarks/step_overhead.py --path triton --optimizers AdamW
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import os
 import statistics
 import sys
 import time
@@ -34,17 +38,43 @@ for path in (ROOT / "src", ROOT / "benchmarks"):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
-from optimlab import engine, engine_fused, engine_native  # noqa: E402
+from optimlab import engine, engine_fused, engine_native, engine_triton  # noqa: E402
 from step_speed import OPTIMIZERS, make_params  # noqa: E402
 
-PARTS = {"collect": (engine, "collect"), "prepare": (engine_fused, "prepare"),
-         "run_group": (engine_fused, "run_group")}
+#: What is timed inside a step, per path: (module or class, attribute).
+PARTS = {
+    "fused": {"collect": (engine, "collect"), "prepare": (engine_fused, "prepare"),
+              "run_group": (engine_fused, "run_group")},
+    "triton": {"collect": (engine, "collect"), "steady_step": (engine_triton, "steady_step"),
+               "run": (engine_triton, "run"), "launch": (engine_triton.Batch, "launch")},
+}
 
 
-def measure(name: str, native: object, steps: int) -> dict[str, dict[str, float]]:
-    """Median µs per step, whole and per part, warm and cold, with the given helper (or None)."""
+class NoLaunch:
+    """Stands in for a Triton kernel: ``kernel[grid](...)`` does nothing."""
+
+    def __getitem__(self, grid: object) -> object:
+        return lambda *args, **kwargs: None
+
+
+def without_kernels(path: str) -> dict[tuple[object, str], object]:
+    """Replacements that make the kernel itself a no-op, so that only the work around it is timed."""
+    if path == "fused":
+        return {(engine_fused, "run_batch"): lambda *args: None}
+    kernel_for = engine_triton.kernel_for
+
+    def stubbed(*args: object, **kwargs: object) -> object:
+        found = kernel_for(*args, **kwargs)
+        if isinstance(found, engine_triton.Kernel):
+            found.function = NoLaunch()
+        return found
+    return {(engine_triton, "kernel_for"): stubbed}
+
+
+def measure(name: str, path: str, variant: dict[tuple[object, str], object], steps: int) -> dict[str, dict[str, float]]:
+    """Median µs per step, whole and per part, warm and cold, with ``variant``'s replacements."""
     times: dict[str, list[int]] = collections.defaultdict(list)
-    originals = {part: getattr(module, attr) for part, (module, attr) in PARTS.items()}
+    parts = PARTS[path]
 
     def timed(part: str, function: object) -> object:
         def wrapper(*args: object, **kwargs: object) -> object:
@@ -54,57 +84,77 @@ def measure(name: str, native: object, steps: int) -> dict[str, dict[str, float]
             return result
         return wrapper
 
+    replacements = {**without_kernels(path), **variant}
+    for part, key in parts.items():
+        replacements[key] = timed(part, replacements.get(key) or getattr(*key))
+    originals = {key: getattr(*key) for key in replacements}
     ours, _, kwargs, _ = OPTIMIZERS[name]
     params = make_params("1M")
     opt = ours(params, **kwargs)
-    for _ in range(4):
-        opt.step()  # state made, kernel built, the group steady
     source, target = torch.randn(16 << 20), torch.empty(16 << 20)
-    helper, run_batch = engine_native.helper, engine_fused.run_batch
-    engine_native.helper = lambda: native
-    engine_fused.run_batch = lambda *args: None
-    for part, (module, attr) in PARTS.items():
-        setattr(module, attr, timed(part, originals[part]))
     result = {}
     try:
-        for kind in ("warm", "cold"):
-            times.clear()
-            for _ in range(steps):
-                if kind == "cold":
-                    target.copy_(source)
-                start = time.thread_time_ns()
-                opt.step()
-                times["step"].append(time.thread_time_ns() - start)
-            result[kind] = {part: statistics.median(ts) / 1e3 for part, ts in times.items()}
+        for (owner, attr), replacement in replacements.items():
+            setattr(owner, attr, replacement)
+        with engine.using(path):
+            for _ in range(4):
+                opt.step()  # state made, kernel built, the group steady
+            for kind in ("warm", "cold"):
+                times.clear()
+                for _ in range(steps):
+                    if kind == "cold":
+                        target.copy_(source)
+                    start = time.thread_time_ns()
+                    opt.step()
+                    times["step"].append(time.thread_time_ns() - start)
+                result[kind] = {part: statistics.median(ts) / 1e3 if ts else 0.0
+                                for part, ts in {"step": [], **{p: [] for p in parts}, **times}.items()}
     finally:
-        engine_native.helper, engine_fused.run_batch = helper, run_batch
-        for part, (module, attr) in PARTS.items():
-            setattr(module, attr, originals[part])
+        for (owner, attr), original in originals.items():
+            setattr(owner, attr, original)
     return result
+
+
+def variants(path: str) -> dict[str, dict[tuple[object, str], object]]:
+    """The kinds of step compared, alternating round by round."""
+    if path == "triton":  # every step planned in full, against the steady step
+        return {"full": {(engine_triton, "steady_step"): lambda work: None}, "steady": {}}
+    native = engine_native.helper()
+    if native is None and not engine_native.unavailable_reason():
+        native = engine_native.load(engine_native.build())
+    found = {"python": {(engine_native, "helper"): lambda: None}}
+    if native is not None:
+        found["native"] = {(engine_native, "helper"): lambda: native}
+    return found
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--optimizers", default=",".join(OPTIMIZERS))
-    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds of native and Python checks")
+    parser.add_argument("--path", choices=list(PARTS), default="fused",
+                        help="fused: the C kernel's step, native against Python checks; triton: the Triton "
+                             "path's host work (through Triton's CPU interpreter), steady against full steps")
+    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds of the kinds of step")
     parser.add_argument("--steps", type=int, default=200, help="timed steps per kind per round")
     args = parser.parse_args()
+    if args.path == "triton":
+        if not engine_triton.available():
+            parser.error("--path triton: Triton is not installed")
+        os.environ.setdefault("TRITON_INTERPRET", "1")  # kernels for CPU tensors (never launched here)
     torch.set_num_threads(1)
-    native = engine_native.helper()
-    if native is None:
-        native = engine_native.load(engine_native.build()) if not engine_native.unavailable_reason() else None
-    checks = {"python": None} | ({"native": native} if native is not None else {})
-    print(f"torch {torch.__version__}, 1 thread, CPU time; native helper: "
-          f"{'loaded' if native is not None else engine_native.unavailable_reason()}")
-    print(f"{'optimizer':<14} {'checks':<7} {'kind':<5} {'step µs':>8} {'collect':>8} {'prepare':>8} {'run_group':>9}")
+    kinds = variants(args.path)
+    print(f"torch {torch.__version__}, 1 thread, CPU time, path {args.path}; native helper: "
+          f"{engine_native.status()}")
+    parts = list(PARTS[args.path])
+    print(f"{'optimizer':<14} {'step':<7} {'cache':<5} {'µs':>6} " + " ".join(f"{p:>11}" for p in parts))
     for name in args.optimizers.split(","):
         if name not in OPTIMIZERS:
             parser.error(f"--optimizers: unknown optimizer {name!r}; known: {', '.join(OPTIMIZERS)}")
         for _ in range(args.rounds):
-            for label, helper in checks.items():
-                for kind, parts in measure(name, helper, args.steps).items():
-                    print(f"{name:<14} {label:<7} {kind:<5} {parts['step']:8.0f} {parts['collect']:8.0f} "
-                          f"{parts['prepare']:8.0f} {parts['run_group']:9.0f}", flush=True)
+            for label, variant in kinds.items():
+                for kind, times in measure(name, args.path, variant, args.steps).items():
+                    print(f"{name:<14} {label:<7} {kind:<5} {times['step']:6.0f} "
+                          + " ".join(f"{times[p]:11.0f}" for p in parts), flush=True)
     return 0
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,3 +77,15 @@ def test_step_overhead_runs() -> None:
     assert done.returncode == 0, done.stderr
     lines = [line for line in done.stdout.splitlines() if line.startswith("SGD(momentum)")]
     assert {tuple(line.split()[1:3]) for line in lines} >= {("python", "warm"), ("python", "cold")}
+
+
+@pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="needs Triton")
+def test_step_overhead_of_the_triton_path_runs() -> None:
+    done = run("step_overhead.py", "--path", "triton", "--optimizers", "AdamW", "--rounds", "1", "--steps", "3")
+    assert done.returncode == 0, done.stderr
+    rows = {tuple(line.split()[1:3]): line.split()[3:] for line in done.stdout.splitlines()
+            if line.startswith("AdamW")}
+    assert set(rows) == {("full", "warm"), ("full", "cold"), ("steady", "warm"), ("steady", "cold")}
+    planned = 3  # columns: µs per step, then collect, steady_step, run (the full plan), launch
+    assert float(rows[("steady", "warm")][planned]) == 0  # a steady step never plans in full
+    assert float(rows[("full", "warm")][planned]) > 0
