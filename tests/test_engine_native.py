@@ -284,3 +284,24 @@ def test_the_detached_build_produces_a_working_helper(tmp_path: Path, monkeypatc
     opt, params, steady = steady_group()
     monkeypatch.setattr(engine_native, "helper", lambda: module)
     assert steady.confirm(work_of(opt)) is not None
+
+
+def test_a_build_that_cannot_start_leaves_the_python_checks(tmp_path: Path, monkeypatch: Any) -> None:
+    if engine_native.unavailable_reason():
+        pytest.skip(engine_native.unavailable_reason())
+    monkeypatch.setenv("OPTIMLAB_CACHE_DIR", str(tmp_path))
+
+    def no_process(*args: Any, **options: Any) -> None:
+        raise OSError("no such interpreter")
+
+    monkeypatch.setattr(subprocess, "Popen", no_process)
+    helper = engine_native.Helper()
+    assert helper.get() is None and "could not start" in helper.reason
+    assert helper.get() is None
+
+
+def test_a_missing_source_is_a_reason_not_an_error(tmp_path: Path, monkeypatch: Any) -> None:
+    monkeypatch.setattr(engine_native, "SOURCE", tmp_path / "gone.cpp")
+    if sys.platform == "linux":
+        assert "not installed" in engine_native.unavailable_reason()
+    assert engine_native.Helper().get() is None

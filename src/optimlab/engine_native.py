@@ -87,6 +87,8 @@ def unavailable_reason() -> str | None:
         return "turned off (OPTIMLAB_NATIVE=0)"
     if sys.platform != "linux":
         return f"built on Linux only, this is {sys.platform}"
+    if not SOURCE.exists():
+        return f"its source {SOURCE.name} is not installed with optimlab"
     if find_compiler() is None:
         return "no C++ compiler found (install g++ or clang++, or set CXX)"
     if not (Path(sysconfig.get_paths()["include"]) / "Python.h").exists():
@@ -183,9 +185,13 @@ class Helper:
         # process ends first.
         package_root = str(Path(__file__).resolve().parents[1])  # this optimlab, installed or not
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
-        self.builder = subprocess.Popen([sys.executable, "-m", "optimlab.engine_native", "--background"],
-                                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL, start_new_session=True, env=env)
+        try:
+            self.builder = subprocess.Popen([sys.executable, "-m", "optimlab.engine_native", "--background"],
+                                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                            stderr=subprocess.DEVNULL, start_new_session=True, env=env)
+        except OSError as error:  # never let the helper stop a step
+            self.reason = f"the build could not start: {error}"
+            return
         self.reason = "being built"
         self.next_look = time.monotonic() + POLL_S
 
