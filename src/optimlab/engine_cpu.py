@@ -45,7 +45,7 @@ from typing import Any
 import torch
 
 from optimlab.core import Transform
-from optimlab.engine_trace import (COMPARISONS, PASSTHROUGH, NeedsEagerStep, Node, Program, Unsupported,
+from optimlab.engine_trace import (COMPARISONS, NeedsEagerStep, Node, Program, Unsupported, shared_expression,
                                    trace)
 
 #: Bump when the generated code changes meaning (old cached kernels are then ignored).
@@ -108,13 +108,9 @@ def _expression(node: Node, operands: list[str], ctype: str, vector: bool) -> st
     a = operands
     op = node.op
     simple = {
-        "add": lambda: f"({a[0]} + {a[1]})",
-        "sub": lambda: f"({a[0]} - {a[1]})",
         "add_alpha": lambda: f"fma{f}({a[2]}, {a[1]}, {a[0]})",
         "sub_alpha": lambda: f"fma{f}(-{a[2]}, {a[1]}, {a[0]})",
-        "mul": lambda: f"({a[0]} * {a[1]})",
         "div": lambda: f"({a[0]} / {a[1]})",
-        "neg": lambda: f"(-{a[0]})",
         "sqrt": lambda: f"sqrt{f}({a[0]})",
         "rsqrt": lambda: f"(({ctype})1 / sqrt{f}({a[0]}))",
         "reciprocal": lambda: f"(({ctype})1 / {a[0]})",
@@ -128,14 +124,12 @@ def _expression(node: Node, operands: list[str], ctype: str, vector: bool) -> st
         "clamp": lambda: f"clamp_{ctype}({a[0]}, {a[1]}, {a[2]})",
         "clamp_min": lambda: f"clamp_min_{ctype}({a[0]}, {a[1]})",
         "clamp_max": lambda: f"clamp_max_{ctype}({a[0]}, {a[1]})",
-        "addcmul": lambda: f"({a[0]} + {a[3]} * {a[1]} * {a[2]})",
         "addcdiv": lambda: f"({a[0]} + {a[3]} * {a[1]} / {a[2]})",
         "where": lambda: f"({a[0]} ? {a[1]} : {a[2]})",
     }
-    if op in COMPARISONS:
-        return f"({a[0]} {COMPARISONS[op]} {a[1]})"
-    if op in PASSTHROUGH:
-        return a[0]
+    shared = shared_expression(op, a)
+    if shared is not None:
+        return shared
     if op == "pow":
         return None  # handled by the caller, which knows whether the exponent is a constant
     if op not in simple:

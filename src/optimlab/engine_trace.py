@@ -43,6 +43,20 @@ FLOAT_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
 COMPARISONS = {"gt": ">", "lt": "<", "ge": ">=", "le": "<=", "eq": "==", "ne": "!="}
 #: Operations whose value is their first operand's (a copy into a fresh tensor, a fill).
 PASSTHROUGH = frozenset({"copy", "fill"})
+#: Operations C and Python (Triton) write alike, as format strings over the operands.
+INFIX = {"add": "({0} + {1})", "sub": "({0} - {1})", "mul": "({0} * {1})", "neg": "(-{0})",
+         "addcmul": "({0} + {3} * {1} * {2})"}
+
+
+def shared_expression(op: str, operands: list[str]) -> str | None:
+    """The expression of an operation that every code generator writes the same way, or None."""
+    if op in COMPARISONS:
+        return f"({operands[0]} {COMPARISONS[op]} {operands[1]})"
+    if op in PASSTHROUGH:
+        return operands[0]
+    if op in INFIX:
+        return INFIX[op].format(*operands)
+    return None
 STEP_DTYPES = (torch.float32, torch.float64)
 
 

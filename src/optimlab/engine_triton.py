@@ -41,8 +41,8 @@ import torch
 from optimlab.engine_cpu import (RECIPROCAL_DIVISION, BuildError, Roles, cache_dir, comparison_dtype,
                                  step_counter)
 from optimlab.engine_fused import same_state, same_tensors
-from optimlab.engine_trace import (COMPARISONS, PASSTHROUGH, NeedsEagerStep, Node, Program, Unsupported,
-                                   hp_values, trace)
+from optimlab.engine_trace import (COMPARISONS, NeedsEagerStep, Node, Program, Unsupported, hp_values,
+                                   shared_expression, trace)
 
 #: Bump when the generated code changes meaning.
 CODEGEN_VERSION = 2
@@ -215,13 +215,9 @@ def _vector_expression(node: Node, a: list[str], compute: torch.dtype) -> str:
     ct = TL_DTYPE[compute]
     op = node.op
     simple = {
-        "add": lambda: f"({a[0]} + {a[1]})",
-        "sub": lambda: f"({a[0]} - {a[1]})",
         "add_alpha": lambda: f"tl.fma({a[2]}, {a[1]}, {a[0]})",
         "sub_alpha": lambda: f"tl.fma(-{a[2]}, {a[1]}, {a[0]})",
-        "mul": lambda: f"({a[0]} * {a[1]})",
         "div": lambda: div(a[0], a[1]),
-        "neg": lambda: f"(-{a[0]})",
         "sqrt": lambda: sqrt(a[0]),
         "rsqrt": lambda: div(f"tl.full([], 1.0, {ct})", sqrt(a[0])),
         "reciprocal": lambda: div(f"tl.full([], 1.0, {ct})", a[0]),
@@ -237,14 +233,12 @@ def _vector_expression(node: Node, a: list[str], compute: torch.dtype) -> str:
                            f"tl.where({a[1]} < {a[0]}, {a[1]}, {a[0]})))",
         "clamp_min": lambda: f"tl.where({a[0]} != {a[0]}, {a[0]}, tl.where({a[0]} < {a[1]}, {a[1]}, {a[0]}))",
         "clamp_max": lambda: f"tl.where({a[0]} != {a[0]}, {a[0]}, tl.where({a[1]} < {a[0]}, {a[1]}, {a[0]}))",
-        "addcmul": lambda: f"({a[0]} + {a[3]} * {a[1]} * {a[2]})",
         "addcdiv": lambda: f"({a[0]} + {div(f'{a[3]} * {a[1]}', a[2])})",
         "where": lambda: f"tl.where({a[0]}, {a[1]}, {a[2]})",
     }
-    if op in COMPARISONS:
-        return f"({a[0]} {COMPARISONS[op]} {a[1]})"
-    if op in PASSTHROUGH:
-        return a[0]
+    shared = shared_expression(op, a)
+    if shared is not None:
+        return shared
     if op == "clamp":
         low = f"tl.where({a[0]} != {a[0]}, {a[0]}, tl.where({a[0]} < {a[1]}, {a[1]}, {a[0]}))"
         return f"tl.where({low} != {low}, {low}, tl.where({a[2]} < {low}, {a[2]}, {low}))"
