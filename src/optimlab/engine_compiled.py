@@ -61,15 +61,20 @@ def split(params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor], states:
     """
     mine, rest = [], []
     for i in indices:
-        p, g, state = params[i], grads[i], states[i]
-        ok = ((any_device or p.device.type == "cuda") and p.dtype in _half_and_float and g.dtype is p.dtype
-              and p.numel() > 1
-              and g.device == p.device and g.layout is torch.strided and g.shape == p.shape
-              and p.is_contiguous() and g.is_contiguous()
-              and all(k == "step" or (isinstance(v, torch.Tensor) and v.device == p.device and v.shape == p.shape
-                                      and v.is_contiguous()) for k, v in state.items()))
+        ok = params[i].numel() > 1 and dense_on_device(params[i], grads[i], states[i], any_device)
         (mine if ok else rest).append(i)
     return mine, rest
+
+
+def dense_on_device(p: torch.Tensor, g: torch.Tensor, state: Mapping[str, Any], any_device: bool) -> bool:
+    """What a device path (this one, or the Triton kernel) needs of a parameter: on CUDA (any
+    device if ``any_device``), a float dtype, its gradient of that dtype on that device with its
+    shape, both contiguous, and every state tensor on that device with its shape, contiguous."""
+    return ((any_device or p.device.type == "cuda") and p.dtype in _half_and_float and g.dtype is p.dtype
+            and g.device == p.device and g.layout is torch.strided and g.shape == p.shape
+            and p.is_contiguous() and g.is_contiguous()
+            and all(k == "step" or (isinstance(v, torch.Tensor) and v.device == p.device and v.shape == p.shape
+                                    and v.layout is torch.strided and v.is_contiguous()) for k, v in state.items()))
 
 
 class Mirror:

@@ -539,16 +539,24 @@ def kernel_for(transform: Transform, hyperparams: Mapping[str, Any], structure: 
                state: Mapping[str, Any], counts_steps: bool) -> Compiled | Exception:
     """The kernel for a transform on parameters of one signature (traced once, built once), or
     the reason there is none (:class:`Unsupported`, :class:`NeedsEagerStep`, :class:`BuildError`)."""
-    cache = _kernels.get(transform)
+    return traced_kernel(_kernels, transform, hyperparams, (structure, sig, counts_steps), state,
+                         lambda program, roles: Compiled(build(generate(program, roles)), roles))
+
+
+def traced_kernel(kernels: weakref.WeakKeyDictionary, transform: Transform, hyperparams: Mapping[str, Any],
+                  key: tuple, state: Mapping[str, Any], make: Any) -> Any:
+    """``make(program, roles)`` for the transform's traced program, once per ``key`` (hyperparameter
+    structure, signature, counts_steps) and transform, kept in ``kernels``; or the reason there
+    is none (:class:`Unsupported`, :class:`NeedsEagerStep`, :class:`BuildError`), kept too."""
+    cache = kernels.get(transform)
     if cache is None:
-        cache = _kernels[transform] = {}
-    key = (structure, sig, counts_steps)
+        cache = kernels[transform] = {}
     found = cache.get(key)
     if found is None:
+        _, sig, counts_steps = key
         try:
             program = trace(transform, hyperparams, sig[0], state, counts_steps)
-            roles = Roles(program, sig[0], counts_steps)
-            found = Compiled(build(generate(program, roles)), roles)
+            found = make(program, Roles(program, sig[0], counts_steps))
         except (Unsupported, NeedsEagerStep, BuildError) as reason:
             found = reason
         except Exception as error:  # noqa: BLE001 - never let building a kernel stop training

@@ -39,7 +39,8 @@ import numpy as np
 import torch
 
 from optimlab.engine_cpu import (RECIPROCAL_DIVISION, BuildError, Roles, cache_dir, comparison_dtype,
-                                 step_counter)
+                                 step_counter, traced_kernel)
+from optimlab.engine_compiled import dense_on_device
 from optimlab.engine_fused import same_state, same_tensors
 from optimlab.engine_trace import (COMPARISONS, NeedsEagerStep, Node, Program, Unsupported, hp_values,
                                    shared_expression, trace)
@@ -394,24 +395,12 @@ _kernels: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 def kernel_for(transform: Any, hyperparams: Mapping[str, Any], structure: tuple, sig: tuple, state: Mapping[str, Any],
                counts_steps: bool) -> Kernel | Exception:
-    cache = _kernels.get(transform)
-    if cache is None:
-        cache = _kernels[transform] = {}
-    key = (structure, sig, counts_steps)
-    found = cache.get(key)
-    if found is None:
-        try:
-            program = trace(transform, hyperparams, sig[0], state, counts_steps)
-            roles = Roles(program, sig[0], counts_steps)
-            source, plan = generate(program, roles)
-            found = Kernel(load(source), roles, plan, source)
-        except (Unsupported, NeedsEagerStep) as reason:
-            found = reason
-        except Exception as error:  # noqa: BLE001 - never let building a kernel stop training
-            found = Unsupported(f"{type(error).__name__}: {error}")
-        if not isinstance(found, NeedsEagerStep):  # the next step may have its state
-            cache[key] = found
-    return found
+    """The Triton kernel for a transform on parameters of one signature, or the reason there is none."""
+    def make(program: Program, roles: Roles) -> Kernel:
+        source, plan = generate(program, roles)
+        return Kernel(load(source), roles, plan, source)
+
+    return traced_kernel(_kernels, transform, hyperparams, (structure, sig, counts_steps), state, make)
 
 
 # -- running a group ---------------------------------------------------------------------------
@@ -421,13 +410,11 @@ def split(params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor], states:
     mine, rest = [], []
     for i in indices:
         p, g, state = params[i], grads[i], states[i]
-        ok = ((any_device or p.device.type == "cuda") and type(p) in (torch.Tensor, torch.nn.Parameter)
-              and p.numel() > 0  # (nothing to launch for)
-              and type(g) is torch.Tensor and p.dtype in TL_DTYPE and g.dtype is p.dtype and g.device == p.device
-              and g.layout is torch.strided and g.shape == p.shape and p.is_contiguous() and g.is_contiguous()
-              and all((k == "step" and isinstance(v, torch.Tensor) and v.dim() == 0)
-                      or (isinstance(v, torch.Tensor) and v.device == p.device and v.shape == p.shape
-                          and v.layout is torch.strided and v.is_contiguous() and v.dtype in TL_DTYPE)
+        # plain tensors (the kernel reads raw addresses), something to launch for, float state
+        # and a 0-d step count (what the program is traced with)
+        ok = (type(p) in (torch.Tensor, torch.nn.Parameter) and type(g) is torch.Tensor and p.numel() > 0
+              and dense_on_device(p, g, state, any_device)
+              and all(isinstance(v, torch.Tensor) and v.dim() == 0 if k == "step" else v.dtype in TL_DTYPE
                       for k, v in state.items()))
         (mine if ok else rest).append(i)
     return mine, rest
@@ -515,18 +502,16 @@ class Batch:
         self.kernel = kernel
         self.key = key  # the kernel's key in _kernels
         self.device = device
-        params = [work.params[i] for i in members]
+        self.params = params = [work.params[i] for i in members]
         states = [work.states[i] for i in members]
         self.n = n = len(params)
         pointers = [p.data_ptr() for p in params] + [0] * n
         for name in kernel.roles.names[2:]:
             if name.startswith("state:"):
-                key = name[len("state:"):]
-                pointers += [s[key].data_ptr() for s in states]
+                state_key = name[len("state:"):]
+                pointers += [s[state_key].data_ptr() for s in states]
         #: The pointer array on the device (the gradients' addresses are refreshed every step).
         self.pointers = torch.tensor(pointers, dtype=torch.int64).to(device)
-        if self.pointers.data_ptr() == 0 and n:  # never hand the kernel a null array
-            raise RuntimeError("optimlab Triton step: no pointer array")
         numels = tuple(p.numel() for p in params)
         self.numels = torch.tensor(numels, dtype=torch.int64).to(device)
         self.blocks, self.starts = block_table(numels, device)
@@ -562,7 +547,6 @@ class Batch:
         """``state['step'] += 1`` and ``p += update`` for every member, in one kernel launch; a
         launch that fails puts the step counts back, so that another path can take the step."""
         n = self.n
-        params = [work.params[i] for i in self.members]
         grads = [work.grads[i] for i in self.members]
         steps: list[float | None] = self.move_steps(1.0) if self.step_tensors else [None] * n
         try:
@@ -572,7 +556,7 @@ class Batch:
                 self.move_steps(-1.0)  # as before: the step goes to another path
             raise
         # Written through raw pointers: bump the parameters' version counters, as an in-place op would.
-        torch.autograd.graph.increment_version(params)
+        torch.autograd.graph.increment_version(self.params)
 
     def run_kernel(self, grads: list[torch.Tensor], values: list[float], steps: list[float | None]) -> None:
         n = self.n
@@ -608,7 +592,7 @@ class Steady:
     def __init__(self, batch: Batch, work: Any, structure: tuple) -> None:
         self.batch = batch
         self.structure = structure
-        self.params = list(work.params)
+        self.params = batch.params  # the whole group, in order
         self.param_pointers = [p.data_ptr() for p in self.params]
         self.numels = [p.numel() for p in self.params]
         self.dtype = self.params[0].dtype
