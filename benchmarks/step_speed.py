@@ -204,10 +204,10 @@ def first_steps_child(names: list[str], size: str) -> None:
 
 def first_steps(names: list[str], size: str, log: Any) -> dict:
     cache = tempfile.mkdtemp(prefix="optimlab-bench-cache-")
-    # Cold: optimlab's kernels and, on CUDA, torch.compile's caches start empty.
+    # Cold: optimlab's kernels and, on CUDA, torch.compile's caches start empty. The native check
+    # helper is built once per machine and torch (by set-up), so the children get the one this
+    # process has, and never start a build.
     env = dict(os.environ, OPTIMLAB_CACHE_DIR=cache, TORCHINDUCTOR_CACHE_DIR=os.path.join(cache, "inductor"))
-    # "Cold" is the kernels' cache: the native check helper is built once per machine and torch
-    # (by set-up), so the children get the one this process has, and never start a build.
     helper = engine_native.library_path()
     if helper.exists():
         (Path(cache) / "kernels").mkdir(parents=True, exist_ok=True)
