@@ -358,7 +358,7 @@ def main() -> int:
     log(f"torch {info['torch']}, {info['threads']} threads, {info['cpu']}, load average {info['load_average']}, "
         f"order {args.order}, clock {args.clock}"
         + (f", device {info['device']} ({info['gpu']})" if info["gpu"] else ""))
-    default_reps = {"1M": 200, "10M": 40, "124M": 10} if not args.quick else {"1M": 60, "10M": 12, "124M": 4}
+    default_reps = {"1M": 200, "10M": 40, "124M": 10} if not args.quick else {"1M": 60, "10M": 12, "124M": 15}
     rows: list[dict] = []
     log(HEADER)
     for size in args.sizes.split(","):
