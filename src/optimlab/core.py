@@ -17,13 +17,32 @@ Rules every transform keeps, so that one piece of math serves every execution pa
   tensor, so the branch is decided when the step is traced, never on tensor data.
 * State keys use torch.optim's names where torch has the same quantity (``exp_avg``,
   ``momentum_buffer``, ...), so checkpoints move between optimlab and torch.optim.
+* A scalar branch on a hyperparameter or the step (RAdam's rectification) is written with
+  :func:`select`, never ``if``: the same code then runs on numbers and on 0-d tensors.
+
+Three kinds of transform (:attr:`Transform.kind`), by what their math reads:
+
+* ``"elementwise"``: each output element from the same element of ``u``, the parameter and
+  state shaped like it, and per-tensor scalars (0-d state, hyperparameters, the step). The
+  engine fuses runs of these into one kernel.
+* ``"tensor"``: the whole tensor on its true shape: norms, reductions, matrix products,
+  reshapes (Muon's Newton-Schulz, Adafactor's factored moments, LAMB's trust ratio). Its state
+  may have any shape (factored rows and columns, its own matrices). Run as torch operations.
+* ``"group"``: every parameter of the group at once (global norms, Prodigy's d): implement
+  :meth:`Transform.update_group` instead of :meth:`Transform.update`.
+
+State is declared by :meth:`Transform.init` (what it returns is allocated before the first
+step, any shape and dtype) and :attr:`Transform.lazy_state` (keys the math adds on a later
+step, shaped like the parameter). The engine checks a loaded checkpoint against that
+declaration (:func:`state_spec`), so no transform checks its own state.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, MutableMapping
-from typing import Any
+from typing import Any, ClassVar
 
+import torch
 from torch import Tensor
 
 HyperParams = Mapping[str, Any]
@@ -40,23 +59,59 @@ def is_zero(value: Any) -> bool:
     return not isinstance(value, Tensor) and value == 0
 
 
+def select(condition: Any, if_true: Any, if_false: Any) -> Any:
+    """``if_true if condition else if_false`` for numbers, ``torch.where`` once any is a tensor.
+
+    The one way to write a scalar branch (RAdam's ``rho_t > 5``): the eager path passes Python
+    numbers and takes the branch in Python; a fast path passes 0-d tensors and records a
+    ``where``, so both compute the same value and neither reads tensor data to decide.
+    """
+    if not any(isinstance(x, Tensor) for x in (condition, if_true, if_false)):
+        return if_true if condition else if_false
+    return torch.where(torch.as_tensor(condition), torch.as_tensor(if_true), torch.as_tensor(if_false))
+
+
+def scalar_dtype() -> torch.dtype:
+    """dtype of 0-d state (``step``, NAdam's ``mu_product``) as torch.optim makes it: float32,
+    float64 when that is the default dtype."""
+    return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
+
+
+ELEMENTWISE, TENSOR, GROUP = "elementwise", "tensor", "group"
+KINDS = (ELEMENTWISE, TENSOR, GROUP)
+
+
 class Transform:
     """One step of per-tensor optimizer math.
 
-    Subclasses set :attr:`hyperparams` (the group keys they read) and implement
-    :meth:`update`; those that keep memory across steps implement :meth:`init`.
+    Subclasses set :attr:`hyperparams` (the group keys they read) and :attr:`kind`, and
+    implement :meth:`update` (or :meth:`update_group` for the group kind); those that keep
+    memory across steps implement :meth:`init`.
     """
 
     #: Names of the parameter-group entries this transform reads.
     hyperparams: tuple[str, ...] = ()
+    #: What the math reads: ``"elementwise"``, ``"tensor"`` or ``"group"`` (see the module).
+    kind: ClassVar[str] = ELEMENTWISE
+    #: State keys the math creates on a later step, shaped like the parameter (SGD's
+    #: ``momentum_buffer``, made on the first step with momentum): allowed in checkpoints.
+    lazy_state: ClassVar[tuple[str, ...]] = ()
 
     def init(self, param: Tensor) -> dict[str, Tensor]:
-        """State for a parameter before its first step (torch's names where they exist)."""
+        """State for a parameter before its first step (torch's names where they exist): any
+        shapes and dtypes, made on ``param``'s device. Called on a "meta" parameter to learn
+        the shapes a checkpoint must have, so it must not read ``param``'s values."""
         return {}
 
     def update(self, u: Tensor, param: Tensor, state: State, hp: HyperParams, step: Any) -> Tensor:
         """Return the new direction from ``u``; ``step`` counts this step from 1 (or is None)."""
         raise NotImplementedError
+
+    def update_group(self, us: list[Tensor], params: list[Tensor], states: list[State], hp: HyperParams,
+                     steps: list[Any]) -> list[Tensor]:
+        """The group kind: new directions for all parameters of a group at once. The other kinds
+        get this for free, one parameter at a time."""
+        return [self.update(u, p, s, hp, t) for u, p, s, t in zip(us, params, states, steps)]
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -71,6 +126,9 @@ class Chain(Transform):
                 raise TypeError(f"chain() takes Transform objects, got {type(t).__name__}: {t!r}")
         self.transforms = transforms
         self.hyperparams = tuple(dict.fromkeys(h for t in transforms for h in t.hyperparams))
+        self.lazy_state = tuple(dict.fromkeys(k for t in transforms for k in t.lazy_state))
+        # The widest kind of its parts: a chain is elementwise only if every link is.
+        self.kind = max((t.kind for t in transforms), key=KINDS.index, default=ELEMENTWISE)
 
     def init(self, param: Tensor) -> dict[str, Tensor]:
         state: dict[str, Tensor] = {}
@@ -86,6 +144,12 @@ class Chain(Transform):
             u = t.update(u, param, state, hp, step)
         return u
 
+    def update_group(self, us: list[Tensor], params: list[Tensor], states: list[State], hp: HyperParams,
+                     steps: list[Any]) -> list[Tensor]:
+        for t in self.transforms:
+            us = t.update_group(us, params, states, hp, steps)
+        return us
+
     def __repr__(self) -> str:
         return "chain(" + ", ".join(map(repr, self.transforms)) + ")"
 
@@ -93,3 +157,22 @@ class Chain(Transform):
 def chain(*transforms: Transform) -> Transform:
     """Compose transforms left to right; a single transform is returned as it is."""
     return transforms[0] if len(transforms) == 1 else Chain(*transforms)
+
+
+def state_spec(transform: Transform, param: Tensor) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
+    """What ``transform`` keeps for ``param``: state key -> (shape, dtype), from :meth:`Transform.init`
+    run on a "meta" tensor like ``param`` (no memory, no data), plus its lazy state (the
+    parameter's shape and dtype). Complex parameters keep complex state of the same shapes."""
+    meta = torch.empty(param.shape, dtype=param.dtype, device="meta")
+    real = torch.view_as_real(meta) if meta.is_complex() else meta
+    spec = {}
+    for key, value in transform.init(real).items():
+        if isinstance(value, Tensor):
+            shape = tuple(value.shape)
+            if meta.is_complex() and value.shape == real.shape:
+                spec[key] = (tuple(meta.shape), meta.dtype)
+            else:
+                spec[key] = (shape, value.dtype)
+    for key in transform.lazy_state:
+        spec.setdefault(key, (tuple(param.shape), param.dtype))
+    return spec

@@ -32,6 +32,7 @@ import itertools
 import operator
 import os
 import warnings
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -39,7 +40,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from optimlab.core import State, Transform
+from optimlab.core import ELEMENTWISE, GROUP, State, Transform, scalar_dtype, state_spec
 from optimlab.engine_state import StateTable
 
 PATHS = ("auto", "eager", "fused", "compiled", "triton")
@@ -153,10 +154,7 @@ def collect(transform: Transform, group: Mapping[str, Any], state: Mapping[Tenso
     return GroupStep(transform, group, params, kept, states, LazyNames(positions, name_of), counts_steps, owner)
 
 
-def step_dtype() -> torch.dtype:
-    """dtype of ``state['step']``, as torch.optim makes it (float32 unless float64 is default)."""
-    return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
-
+step_dtype = scalar_dtype
 
 def check(work: GroupStep) -> None:
     """Raise a clear error for anything the step cannot do, before any tensor is touched."""
@@ -172,17 +170,65 @@ def check(work: GroupStep) -> None:
         if g.dtype != p.dtype or g.device != p.device:
             raise RuntimeError(f"{work.owner}: gradient of parameter {name} is {g.dtype} on {g.device}, "
                                f"expected {p.dtype} on {p.device} like the parameter")
-        check_state_shapes(work.owner, name, p, state)
+        check_state(work.owner, name, work.transform, p, state, work.counts_steps)
 
 
-def check_state_shapes(owner: str, name: str, param: Tensor, state: Mapping[str, Any]) -> None:
-    """Every state tensor but the step count has the parameter's shape."""
+#: transform -> {(shape, dtype): its state_spec}: the declaration, learnt once per shape.
+_specs: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def spec_of(transform: Transform, param: Tensor) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
+    per_transform = _specs.get(transform)
+    if per_transform is None:
+        per_transform = _specs[transform] = {}
+    key = (tuple(param.shape), param.dtype)
+    spec = per_transform.get(key)
+    if spec is None:
+        spec = per_transform[key] = state_spec(transform, param)
+    return spec
+
+
+def check_state(owner: str, name: str, transform: Transform, param: Tensor, state: Mapping[str, Any],
+                counts_steps: bool, complete: bool = False) -> None:
+    """``state`` is what ``transform`` declares for ``param`` (:func:`optimlab.core.state_spec`):
+    no key it does not keep, every tensor of the declared shape, real or complex as declared;
+    ``complete``: also no declared key missing (a checkpoint being loaded; empty state is fine)."""
+    spec = spec_of(transform, param)
     for key, value in state.items():
-        if key != "step" and isinstance(value, Tensor) and value.shape != param.shape:
+        if key == "step" and counts_steps:
+            if not (isinstance(value, (int, float)) and not isinstance(value, bool)
+                    or isinstance(value, Tensor) and value.numel() == 1 and not value.is_complex()):
+                raise TypeError(f"{owner}: state 'step' for parameter {name} must be a number or a one-element "
+                                f"tensor, got {type(value).__name__}")
+            continue
+        if key not in spec:
+            if value is None and key in transform.lazy_state:
+                continue
+            kept = ", ".join(sorted(spec) + (["step"] if counts_steps else [])) or "nothing"
+            raise ValueError(f"{owner}: state {key!r} for parameter {name} is not kept by this optimizer "
+                             f"(it keeps {kept}): the state was saved by a different optimizer")
+        shape, dtype = spec[key]
+        if value is None and key in transform.lazy_state:
+            continue
+        if not isinstance(value, Tensor):
+            raise TypeError(f"{owner}: state {key!r} for parameter {name} must be a tensor, got "
+                            f"{type(value).__name__}")
+        if tuple(value.shape) != shape:
             raise ValueError(
-                f"{owner}: state {key!r} for parameter {name} has shape {tuple(value.shape)}, but the "
-                f"parameter has shape {tuple(param.shape)}: the state belongs to other parameters"
+                f"{owner}: state {key!r} for parameter {name} has shape {tuple(value.shape)}, but "
+                f"{shape} was expected for a parameter of shape {tuple(param.shape)}: the state belongs to "
+                "other parameters"
             )
+        if value.is_complex() != dtype.is_complex or not (value.is_floating_point() or value.is_complex()):
+            raise TypeError(f"{owner}: state {key!r} for parameter {name} is {value.dtype}, expected a "
+                            f"{'complex' if dtype.is_complex else 'real'} floating-point tensor like {dtype}")
+    if complete and state:
+        missing = [k for k in spec if k not in state and k not in transform.lazy_state]
+        if counts_steps and "step" not in state:
+            missing.append("step")
+        if missing:
+            raise ValueError(f"{owner}: state for parameter {name} has no {', '.join(map(repr, missing))}: the state "
+                             "was saved by a different optimizer or is damaged")
 
 
 def run(works: Sequence[GroupStep]) -> None:
@@ -208,6 +254,9 @@ def plan(work: GroupStep) -> Any:
     """
     from optimlab import engine_fused, engine_triton
 
+    if work.transform.kind != ELEMENTWISE:  # norms, matrices, whole groups: torch ops, true shapes
+        check(work)
+        return lambda: run_eager(work)
     triton_chosen = engine_triton.chosen(_path)
     if triton_chosen:
         steady = engine_triton.steady_step(work)  # a group whose last step was one Triton launch
@@ -294,16 +343,27 @@ def plain_hyperparams(work: GroupStep) -> dict[str, Any]:
 
 
 def run_eager(work: GroupStep) -> None:
-    """The reference path: one parameter at a time, exactly the transform's math."""
+    """The reference path: exactly the transform's math, one parameter at a time (all of the
+    group's parameters at once for a transform of the group kind)."""
     transform, hp = work.transform, plain_hyperparams(work)
     path_counts["eager"] += len(work.params)
-    for i, (p, g, state) in enumerate(zip(work.params, work.grads, work.states)):
+    steps = []
+    for i, state in enumerate(work.states):
         if not state:
             initialize(work, i)
         step = None
         if work.counts_steps:
             state["step"] += 1
             step = state["step"].item()
+        steps.append(step)
+    if transform.kind == GROUP:
+        views = [real_views(p, g, state) for p, g, state in zip(work.params, work.grads, work.states)]
+        us = transform.update_group([v[1] for v in views], [v[0] for v in views], [v[2] for v in views], hp, steps)
+        for (real_p, _, real_state), state, u in zip(views, work.states, us):
+            real_p.add_(u)
+            keep_new_state(state, real_state)
+        return
+    for p, g, state, step in zip(work.params, work.grads, work.states, steps):
         if p.is_complex():
             step_complex(transform, p, g, state, hp, step)
         else:
@@ -315,17 +375,33 @@ def init_state(transform: Transform, p: Tensor) -> dict[str, Any]:
     (so a value ``v`` fills real and imaginary parts alike, as torch.optim does) and kept complex."""
     if not p.is_complex():
         return transform.init(p)
-    return {key: torch.view_as_complex(value) if isinstance(value, Tensor) else value
-            for key, value in transform.init(torch.view_as_real(p)).items()}
+    real = torch.view_as_real(p)
+    return {key: torch.view_as_complex(value) if isinstance(value, Tensor) and value.shape == real.shape else value
+            for key, value in transform.init(real).items()}
+
+
+def real_views(p: Tensor, g: Tensor, state: State) -> tuple[Tensor, Tensor, State]:
+    """A parameter, its gradient and state as the math sees them: complex tensors as real views
+    (torch.optim steps complex parameters as pairs of reals); real ones as they are."""
+    if not p.is_complex():
+        return p, g, state
+    real_state = {k: torch.view_as_real(v) if isinstance(v, Tensor) and v.is_complex() else v
+                  for k, v in state.items()}
+    return torch.view_as_real(p), torch.view_as_real(g), real_state
+
+
+def keep_new_state(state: State, real_state: State) -> None:
+    """State the math created during a step on real views, kept (complex again) in ``state``."""
+    if real_state is state:
+        return
+    for key, value in real_state.items():
+        if key not in state:
+            state[key] = torch.view_as_complex(value) if isinstance(value, Tensor) and value.dim() else value
 
 
 def step_complex(transform: Transform, p: Tensor, g: Tensor, state: State, hp: Mapping[str, Any], step: Any) -> None:
     """Complex parameters are stepped as pairs of reals (as torch.optim does): the state keeps
     complex tensors, shown to the math through real views."""
-    real_state = {k: torch.view_as_real(v) if isinstance(v, Tensor) and v.is_complex() else v
-                  for k, v in state.items()}
-    real_p = torch.view_as_real(p)
-    real_p.add_(transform.update(torch.view_as_real(g), real_p, real_state, hp, step))
-    for key, value in real_state.items():
-        if key not in state:  # state the math created during this step
-            state[key] = torch.view_as_complex(value) if isinstance(value, Tensor) else value
+    real_p, real_g, real_state = real_views(p, g, state)
+    real_p.add_(transform.update(real_g, real_p, real_state, hp, step))
+    keep_new_state(state, real_state)

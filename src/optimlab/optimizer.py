@@ -22,7 +22,6 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import torch
-from torch import Tensor
 
 from optimlab import engine
 from optimlab.checks import Check
@@ -237,13 +236,18 @@ class Optimizer(torch.optim.Optimizer):
 
         state, position = {}, 0
         for index, (group, current) in enumerate(zip(groups, self.param_groups)):
+            transform = self.transform_for(group)
             group["params"] = list(range(position, position + len(current["params"])))
             if "param_names" in current:
                 group["param_names"] = list(current["param_names"])
             for i, p in enumerate(current["params"]):
                 entry = found[position + i]
                 if entry is not None:
-                    engine.check_state_shapes(f"{owner}.load_state_dict", param_name(current, index, i), p, entry)
+                    if not isinstance(entry, Mapping):
+                        raise TypeError(f"{owner}.load_state_dict: state for parameter {param_name(current, index, i)} "
+                                        f"must be a dict, got {type(entry).__name__}")
+                    engine.check_state(f"{owner}.load_state_dict", param_name(current, index, i), transform, p,
+                                       entry, self.counts_steps, complete=True)
                     state[position + i] = entry
             position += len(current["params"])
         return {"state": state, "param_groups": groups}

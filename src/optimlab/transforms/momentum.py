@@ -34,6 +34,7 @@ class Momentum(Transform):
     """Heavy-ball / EMA / Nesterov momentum on the direction, torch.optim.SGD's buffer."""
 
     hyperparams = ("momentum", "dampening")
+    lazy_state = ("momentum_buffer",)
 
     def __init__(self, nesterov: bool = False) -> None:
         self.nesterov = nesterov

@@ -1,0 +1,17 @@
+"""The optimizers as named recipes: torch.optim's signatures and defaults, optimlab's math.
+
+Each class only says which transforms a parameter group chains together; the math lives in
+:mod:`optimlab.transforms` and the loop in :mod:`optimlab.engine`. Batch, stochastic and
+mini-batch gradient descent are all :class:`SGD`: they differ in the batches fed to it.
+Every optimizer is one entry of :data:`optimlab.optimizers.registry.REGISTRY`.
+
+``foreach`` and ``fused`` are accepted (and stored, so checkpoints match torch's) but do not
+choose the code path: optimlab's engine chooses.
+"""
+
+from optimlab.optimizers.adagrad import Adagrad
+from optimlab.optimizers.adam import Adam, AdamW
+from optimlab.optimizers.rmsprop import RMSprop
+from optimlab.optimizers.sgd import SGD
+
+__all__ = ["SGD", "Adagrad", "Adam", "AdamW", "RMSprop"]

@@ -1,0 +1,108 @@
+"""Every optimizer of optimlab, one entry each: what the tests, benchmarks and docs iterate over.
+
+An entry names the class, its independent reference (a drop-in twin in torch.optim, or a
+reference written from the paper under ``tests/reference/``), the constructor configurations
+to test, the tolerances it is held to, and what parameters it takes. Adding an optimizer is
+its math (:mod:`optimlab.transforms`), its class (this package) and one entry here: the
+parity, state-dict, property and speed tests, the step benchmark and the documentation table
+then take it in without another change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import torch
+
+from optimlab.optimizer import Optimizer
+from optimlab.optimizers.adagrad import Adagrad
+from optimlab.optimizers.adam import Adam, AdamW
+from optimlab.optimizers.rmsprop import RMSprop
+from optimlab.optimizers.sgd import SGD
+
+#: Relative error (tests/helpers.py defines it) allowed against the reference after 50 steps.
+TOLERANCE = MappingProxyType({torch.float64: 1e-10, torch.float32: 1e-5})
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One optimizer and how it is checked."""
+
+    cls: type[Optimizer]
+    #: Where its numbers come from: ``"torch.optim.X"`` (a drop-in twin in the installed torch)
+    #: or ``"tests.reference.module.Class"`` (a float64 reference written from the paper).
+    reference: str
+    #: The paper (or other primary source) of the algorithm.
+    paper: str
+    #: Constructor keyword arguments the tests run, each against the reference; together they
+    #: reach every option (every flag, every branch a value of zero switches).
+    configs: tuple[Mapping[str, Any], ...]
+    tolerance: Mapping[torch.dtype, float] = field(default_factory=lambda: dict(TOLERANCE))
+    #: Complex parameters are optimized (as pairs of reals, as torch.optim does).
+    complex_params: bool = True
+    #: The fewest dimensions a parameter may have (Muon: 2, matrices).
+    min_dim: int = 0
+    #: ``step`` needs a closure that re-evaluates the loss (L-BFGS).
+    needs_closure: bool = False
+    #: torch's twin allows one parameter group only (L-BFGS).
+    single_group: bool = False
+    #: The hyperparameters worth tuning, for the lab: name -> (low, high), searched on a log scale.
+    search_space: Mapping[str, tuple[float, float]] = field(default_factory=lambda: {"lr": (1e-5, 1.0)})
+
+    @property
+    def name(self) -> str:
+        return self.cls.__name__
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "configs", tuple(MappingProxyType(dict(c)) for c in self.configs))
+        object.__setattr__(self, "tolerance", MappingProxyType(dict(self.tolerance)))
+        object.__setattr__(self, "search_space", MappingProxyType(dict(self.search_space)))
+
+    def twin(self) -> type[torch.optim.Optimizer] | None:
+        """The torch.optim class this is a drop-in for, if the installed torch has it."""
+        module, _, name = self.reference.rpartition(".")
+        return getattr(torch.optim, name, None) if module == "torch.optim" else None
+
+
+ENTRIES: tuple[Entry, ...] = (
+    Entry(SGD, "torch.optim.SGD", "Robbins & Monro 1951; Polyak 1964; Sutskever et al. 2013", (
+        dict(lr=0.1),
+        dict(lr=0.05, momentum=0.9, weight_decay=0.01),
+        dict(lr=0.05, momentum=0.9, dampening=0.9),
+        dict(lr=0.05, momentum=0.9, nesterov=True, maximize=True),
+    ), search_space={"lr": (1e-4, 1.0), "momentum": (0.5, 0.99)}),
+    Entry(Adagrad, "torch.optim.Adagrad", "Duchi, Hazan & Singer 2011", (
+        dict(lr=0.1),
+        dict(lr=0.1, lr_decay=0.01, weight_decay=0.01, initial_accumulator_value=0.1),
+        dict(lr=0.1, eps=1e-6, maximize=True),
+    ), search_space={"lr": (1e-3, 1.0)}),
+    Entry(RMSprop, "torch.optim.RMSprop", "Tieleman & Hinton 2012; Graves 2013", (
+        dict(lr=0.01),
+        dict(lr=0.01, alpha=0.9, momentum=0.9, weight_decay=0.01),
+        dict(lr=0.01, centered=True, maximize=True),
+        dict(lr=0.01, centered=True, momentum=0.5),
+    ), search_space={"lr": (1e-5, 0.1)}),
+    Entry(Adam, "torch.optim.Adam", "Kingma & Ba 2015; Reddi et al. 2018", (
+        dict(lr=0.01),
+        dict(lr=0.01, betas=(0.8, 0.99), weight_decay=0.01, amsgrad=True),
+        dict(lr=0.01, weight_decay=0.1, decoupled_weight_decay=True, maximize=True),
+    ), search_space={"lr": (1e-5, 0.1), "beta2": (0.9, 0.9999)}),
+    Entry(AdamW, "torch.optim.AdamW", "Loshchilov & Hutter 2019", (
+        dict(lr=0.01),
+        dict(lr=0.01, weight_decay=0.1, amsgrad=True, maximize=True),
+    ), search_space={"lr": (1e-5, 0.1), "weight_decay": (1e-4, 0.3)}),
+)
+
+#: name -> entry, in the order of :data:`ENTRIES`.
+REGISTRY: Mapping[str, Entry] = MappingProxyType({entry.name: entry for entry in ENTRIES})
+
+
+def entry(name: str) -> Entry:
+    """The entry of the optimizer called ``name`` (its class name, e.g. ``"AdamW"``)."""
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"no optimizer {name!r} in optimlab's registry; known: {', '.join(REGISTRY)}") from None
