@@ -3,8 +3,8 @@
 
 The 1M set of ``step_speed.py`` (148 tensors, GPT-2 shapes) is stepped with the fused kernel
 replaced by a no-op, so only the work around it is timed: the facade, ``engine.collect``
-(gradients and state dicts), ``engine_fused.prepare`` (the steady-state confirmation) and
-``engine_fused.run_group`` (hyperparameters, the kernel call, version counters). One thread,
+(gradients and state dicts), ``engine.fused.prepare`` (the steady-state confirmation) and
+``engine.fused.run_group`` (hyperparameters, the kernel call, version counters). One thread,
 CPU time of the stepping thread, which other processes cannot inflate.
 
 * *warm*: steps back to back, everything in cache;
@@ -12,7 +12,7 @@ CPU time of the stepping thread, which other processes cannot inflate.
   after a backward pass.
 
 Rounds alternate between the two kinds of steady-state check: the native helper
-(``optimlab.engine_native``, if it can be loaded here) and the Python checks. ``--path triton``
+(``optimlab.engine.native``, if it can be loaded here) and the Python checks. ``--path triton``
 times the Triton path's host work instead (its kernels built for Triton's CPU interpreter, never
 launched), a steady step against a step planned in full.
 
@@ -38,15 +38,15 @@ for path in (ROOT / "src", ROOT / "benchmarks"):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
-from optimlab import engine, engine_fused, engine_native, engine_triton  # noqa: E402
+from optimlab import engine# noqa: E402
 from step_speed import OPTIMIZERS, make_params  # noqa: E402
 
 #: What is timed inside a step, per path: (module or class, attribute).
 PARTS = {
-    "fused": {"collect": (engine, "collect"), "prepare": (engine_fused, "prepare"),
-              "run_group": (engine_fused, "run_group")},
-    "triton": {"collect": (engine, "collect"), "steady_step": (engine_triton, "steady_step"),
-               "run": (engine_triton, "run"), "launch": (engine_triton.Batch, "launch")},
+    "fused": {"collect": (engine, "collect"), "prepare": (engine.fused, "prepare"),
+              "run_group": (engine.fused, "run_group")},
+    "triton": {"collect": (engine, "collect"), "steady_step": (engine.triton, "steady_step"),
+               "run": (engine.triton, "run"), "launch": (engine.triton.Batch, "launch")},
 }
 
 
@@ -60,15 +60,15 @@ class NoLaunch:
 def without_kernels(path: str) -> dict[tuple[object, str], object]:
     """Replacements that make the kernel itself a no-op, so that only the work around it is timed."""
     if path == "fused":
-        return {(engine_fused, "run_batch"): lambda *args: None}
-    kernel_for = engine_triton.kernel_for
+        return {(engine.fused, "run_batch"): lambda *args: None}
+    kernel_for = engine.triton.kernel_for
 
     def stubbed(*args: object, **kwargs: object) -> object:
         found = kernel_for(*args, **kwargs)
-        if isinstance(found, engine_triton.Kernel):
+        if isinstance(found, engine.triton.Kernel):
             found.function = NoLaunch()
         return found
-    return {(engine_triton, "kernel_for"): stubbed}
+    return {(engine.triton, "kernel_for"): stubbed}
 
 
 def measure(name: str, path: str, variant: dict[tuple[object, str], object], steps: int) -> dict[str, dict[str, float]]:
@@ -118,13 +118,13 @@ def measure(name: str, path: str, variant: dict[tuple[object, str], object], ste
 def variants(path: str) -> dict[str, dict[tuple[object, str], object]]:
     """The kinds of step compared, alternating round by round."""
     if path == "triton":  # every step planned in full, against the steady step
-        return {"full": {(engine_triton, "steady_step"): lambda work: None}, "steady": {}}
-    native = engine_native.helper()
-    if native is None and not engine_native.unavailable_reason():
-        native = engine_native.load(engine_native.build())
-    found = {"python": {(engine_native, "helper"): lambda: None}}
+        return {"full": {(engine.triton, "steady_step"): lambda work: None}, "steady": {}}
+    native = engine.native.helper()
+    if native is None and not engine.native.unavailable_reason():
+        native = engine.native.load(engine.native.build())
+    found = {"python": {(engine.native, "helper"): lambda: None}}
     if native is not None:
-        found["native"] = {(engine_native, "helper"): lambda: native}
+        found["native"] = {(engine.native, "helper"): lambda: native}
     return found
 
 
@@ -138,13 +138,13 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=200, help="timed steps per kind per round")
     args = parser.parse_args()
     if args.path == "triton":
-        if not engine_triton.available():
+        if not engine.triton.available():
             parser.error("--path triton: Triton is not installed")
         os.environ.setdefault("TRITON_INTERPRET", "1")  # kernels for CPU tensors (never launched here)
     torch.set_num_threads(1)
     kinds = variants(args.path)
     print(f"torch {torch.__version__}, 1 thread, CPU time, path {args.path}; native helper: "
-          f"{engine_native.status()}")
+          f"{engine.native.status()}")
     parts = list(PARTS[args.path])
     print(f"{'optimizer':<14} {'step':<7} {'cache':<5} {'µs':>6} " + " ".join(f"{p:>11}" for p in parts))
     for name in args.optimizers.split(","):

@@ -50,7 +50,7 @@ if str(ROOT / "src") not in sys.path:
     sys.path.insert(0, str(ROOT / "src"))
 
 import optimlab  # noqa: E402
-from optimlab import engine_native  # noqa: E402
+from optimlab import engine# noqa: E402
 
 SIZES = {"1M": (64, 6400, 256), "10M": (256, 2048, 512), "124M": (768, 50257, 1024)}
 
@@ -208,7 +208,7 @@ def first_steps(names: list[str], size: str, log: Any) -> dict:
     # helper is built once per machine and torch (by set-up), so the children get the one this
     # process has, and never start a build.
     env = dict(os.environ, OPTIMLAB_CACHE_DIR=cache, TORCHINDUCTOR_CACHE_DIR=os.path.join(cache, "inductor"))
-    helper = engine_native.library_path()
+    helper = engine.native.library_path()
     if helper.exists():
         (Path(cache) / "kernels").mkdir(parents=True, exist_ok=True)
         shutil.copy(helper, Path(cache) / "kernels" / helper.name)
@@ -377,7 +377,7 @@ def main() -> int:
     for label, ok, value in checks:
         log(f"  [{'x' if ok else ' '}] {label}: {value}")
     info["load_average_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
-    info["native_helper"] = engine_native.status()
+    info["native_helper"] = engine.native.status()
     log(f"native check helper: {info['native_helper']}")
     result = dict(machine=info, quick=args.quick, clock=args.clock, order=args.order, rows=rows, first_steps=first,
                   goals=[dict(goal=g, met=ok, value=v) for g, ok, v in checks], seconds=time.perf_counter() - started)

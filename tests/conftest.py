@@ -45,6 +45,6 @@ def one_thread():
 def native_helper_from_the_default_cache():
     """Look for the fused path's native helper once, before any test points the kernel cache
     elsewhere (a look from a temporary cache would start a build there)."""
-    from optimlab import engine_native
+    from optimlab import engine
 
-    engine_native.helper()
+    engine.native.helper()

@@ -1,7 +1,7 @@
 """What the per-step shortcuts remember between steps, and everything that must make them forget.
 
 A steady step reuses the last step's hyperparameter check, state lookups, kernel and argument
-array (:mod:`optimlab.engine_state`, :mod:`optimlab.engine_fused`, the facade's
+array (:mod:`optimlab.engine.state`, :mod:`optimlab.engine.fused`, the facade's
 ``check_group_cached``). Each test changes one thing between steady steps and checks that the
 result is the eager path's (or the error is the one a fresh check raises), and that the fused
 path really ran, so a shortcut that skipped the change could not pass.
@@ -21,8 +21,8 @@ import torch
 import optimlab
 from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
 
-from optimlab import engine, engine_native
-from optimlab.engine_state import StateDict, StateTable
+from optimlab import engine
+from optimlab.engine.state import StateDict, StateTable
 
 #: float64, so that the fused kernel's last-place differences from eager (a reciprocal for a
 #: division, a correctly rounded sqrt) stay far below any effect of a stale cache.
@@ -40,13 +40,13 @@ def default_path() -> Any:
 def steady_checks(request: Any, monkeypatch: Any) -> None:
     """Every test runs with the native helper's steady-state checks and with the Python ones."""
     if request.param == "python checks":
-        monkeypatch.setattr(engine_native, "helper", lambda: None)
+        monkeypatch.setattr(engine.native, "helper", lambda: None)
         return
-    reason = engine_native.unavailable_reason()
+    reason = engine.native.unavailable_reason()
     if reason:
         pytest.skip(f"no native helper here: {reason}")
-    module = engine_native.load(engine_native.build())
-    monkeypatch.setattr(engine_native, "helper", lambda: module)
+    module = engine.native.load(engine.native.build())
+    monkeypatch.setattr(engine.native, "helper", lambda: module)
 
 
 def make_params(seed: int = 0) -> list[torch.nn.Parameter]:

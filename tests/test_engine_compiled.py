@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import optimlab
-from optimlab import engine, engine_triton
+from optimlab import engine
 from tests.helpers import adam_on_each_path
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -54,14 +54,14 @@ def assert_paths_agree(name: str, kwargs: dict, path: str, device: str, counter:
 @pytest.mark.parametrize("config", CONFIGS, ids=[name for name, _ in CONFIGS])
 def test_cuda_default_path_is_triton_or_compiled_and_agrees_with_eager(config: tuple) -> None:
     assert_paths_agree(*config, path="auto", device="cuda",
-                       counter="triton" if engine_triton.chosen("auto") else "compiled")
+                       counter="triton" if engine.triton.chosen("auto") else "compiled")
 
 
 @needs_cuda
 def test_cuda_and_cpu_parameters_in_one_optimizer() -> None:
     (eager, _), (auto, counts) = adam_on_each_path(
         lambda: [torch.nn.Parameter(torch.arange(4.0, device="cuda")), torch.nn.Parameter(torch.arange(4.0))])
-    assert counts["triton" if engine_triton.chosen("auto") else "compiled"] > 0
+    assert counts["triton" if engine.triton.chosen("auto") else "compiled"] > 0
     assert counts["fused"] > 0
     for a, b in zip(eager, auto):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)

@@ -1,4 +1,4 @@
-"""The native helper for steady steps (optimlab.engine_native): the same decisions as the
+"""The native helper for steady steps (optimlab.engine.native): the same decisions as the
 Python checks it replaces, on every kind of change between steps, and its build and loading."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import optimlab
-from optimlab import engine, engine_fused, engine_native
+from optimlab import engine
 
 SHAPES = [(4, 3), (7,), (1,), (40,), (5, 2)]
 
@@ -23,15 +23,15 @@ SHAPES = [(4, 3), (7,), (1,), (40,), (5, 2)]
 @pytest.fixture(scope="module")
 def built() -> Path:
     """The helper library in the default cache (built there by set-up, else built now)."""
-    reason = engine_native.unavailable_reason()
+    reason = engine.native.unavailable_reason()
     if reason:
         pytest.skip(f"no native helper here: {reason}")
-    return engine_native.build()
+    return engine.native.build()
 
 
 @pytest.fixture(scope="module")
 def native(built: Path) -> Any:
-    return engine_native.load(built)
+    return engine.native.load(built)
 
 
 def steady_group(dtype: torch.dtype = torch.float32) -> tuple[Any, list[torch.nn.Parameter], Any]:
@@ -43,7 +43,7 @@ def steady_group(dtype: torch.dtype = torch.float32) -> tuple[Any, list[torch.nn
                 p.grad = torch.randn_like(p)
             opt.step()
     group = opt.param_groups[0]
-    steady = engine_fused.group_cache(work_of(opt)).steady
+    steady = engine.fused.group_cache(work_of(opt)).steady
     assert steady is not None, "three plain steps make a steady group"
     return opt, params, steady
 
@@ -111,7 +111,7 @@ def test_native_and_python_checks_decide_alike(native: Any, monkeypatch: Any, ch
         opt, params, steady = steady_group()
         change(params)
         work = work_of(opt)
-        monkeypatch.setattr(engine_native, "helper", lambda: native if which == "native" else None)
+        monkeypatch.setattr(engine.native, "helper", lambda: native if which == "native" else None)
         batch = steady.confirm(work)
         decisions[which] = batch is not None
         if batch is not None:
@@ -144,7 +144,7 @@ def test_native_confirm_rejects_malformed_calls(native: Any) -> None:
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16])
 def test_training_with_the_helper_matches_eager(native: Any, monkeypatch: Any, dtype: torch.dtype) -> None:
-    monkeypatch.setattr(engine_native, "helper", lambda: native)
+    monkeypatch.setattr(engine.native, "helper", lambda: native)
     results = []
     for path in ("eager", "auto"):
         torch.manual_seed(0)
@@ -164,19 +164,19 @@ def test_training_with_the_helper_matches_eager(native: Any, monkeypatch: Any, d
 # -- build and loading ------------------------------------------------------------------------
 def test_turned_off_by_the_environment(monkeypatch: Any) -> None:
     monkeypatch.setenv("OPTIMLAB_NATIVE", "0")
-    assert "OPTIMLAB_NATIVE=0" in engine_native.unavailable_reason()
-    helper = engine_native.Helper()
+    assert "OPTIMLAB_NATIVE=0" in engine.native.unavailable_reason()
+    helper = engine.native.Helper()
     assert helper.get() is None and "OPTIMLAB_NATIVE=0" in helper.reason
     with pytest.raises(RuntimeError, match="OPTIMLAB_NATIVE=0"):
-        engine_native.build()
+        engine.native.build()
 
 
 def test_a_cached_helper_is_loaded_without_building(built: Path, tmp_path: Path, monkeypatch: Any) -> None:
     monkeypatch.setenv("OPTIMLAB_CACHE_DIR", str(tmp_path))
-    engine_native.library_path().parent.mkdir(parents=True)
-    shutil.copy(built, engine_native.library_path())
+    engine.native.library_path().parent.mkdir(parents=True)
+    shutil.copy(built, engine.native.library_path())
     monkeypatch.setattr(subprocess, "Popen", lambda *a, **k: pytest.fail("nothing to build"))
-    helper = engine_native.Helper()
+    helper = engine.native.Helper()
     module = helper.get()
     assert module is not None and hasattr(module, "confirm") and helper.reason is None
 
@@ -185,8 +185,8 @@ def test_a_missing_helper_is_built_in_a_detached_process(built: Path, tmp_path: 
     """The step never waits for the compiler: the first look starts a build and returns None;
     a later look, once the build has put the library in place, loads it."""
     monkeypatch.setenv("OPTIMLAB_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(engine_native, "POLL_S", 0.0)
-    target = engine_native.library_path()
+    monkeypatch.setattr(engine.native, "POLL_S", 0.0)
+    target = engine.native.library_path()
     started = []
 
     class FakeBuild:
@@ -198,12 +198,12 @@ def test_a_missing_helper_is_built_in_a_detached_process(built: Path, tmp_path: 
             return 0 if self.done else None
 
     monkeypatch.setattr(subprocess, "Popen", FakeBuild)
-    helper = engine_native.Helper()
+    helper = engine.native.Helper()
     assert helper.get() is None and helper.reason == "being built"
     (command, options), = started
-    assert command == [sys.executable, "-m", "optimlab.engine_native", "--background"]
+    assert command == [sys.executable, "-m", "optimlab.engine.native", "--background"]
     assert options["start_new_session"] is True
-    package_root = str(Path(engine_native.__file__).resolve().parents[1])
+    package_root = str(Path(engine.native.__file__).resolve().parents[2])
     assert options["env"]["PYTHONPATH"].split(os.pathsep)[0] == package_root
     assert helper.get() is None  # still building
     target.parent.mkdir(parents=True)
@@ -215,9 +215,9 @@ def test_a_missing_helper_is_built_in_a_detached_process(built: Path, tmp_path: 
 
 def test_a_failed_build_leaves_the_python_checks(tmp_path: Path, monkeypatch: Any) -> None:
     monkeypatch.setenv("OPTIMLAB_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(engine_native, "POLL_S", 0.0)
-    if engine_native.unavailable_reason():
-        pytest.skip(engine_native.unavailable_reason())
+    monkeypatch.setattr(engine.native, "POLL_S", 0.0)
+    if engine.native.unavailable_reason():
+        pytest.skip(engine.native.unavailable_reason())
 
     class FailedBuild:
         def __init__(self, *args: Any, **options: Any) -> None:
@@ -227,32 +227,32 @@ def test_a_failed_build_leaves_the_python_checks(tmp_path: Path, monkeypatch: An
             return 1
 
     monkeypatch.setattr(subprocess, "Popen", FailedBuild)
-    helper = engine_native.Helper()
+    helper = engine.native.Helper()
     assert helper.get() is None
     assert helper.get() is None and "did not produce" in helper.reason
     assert helper.builder is None and helper.get() is None  # not tried again in this process
 
 
 def test_a_compiler_error_is_reported_and_leaves_no_file(tmp_path: Path, monkeypatch: Any) -> None:
-    if engine_native.unavailable_reason():
-        pytest.skip(engine_native.unavailable_reason())
+    if engine.native.unavailable_reason():
+        pytest.skip(engine.native.unavailable_reason())
     broken = tmp_path / "broken.cpp"
     broken.write_text("this is not C++\n")
-    monkeypatch.setattr(engine_native, "SOURCE", broken)
+    monkeypatch.setattr(engine.native, "SOURCE", broken)
     target = tmp_path / "out" / "native-x.so"
     with pytest.raises(RuntimeError, match="broken.cpp"):
-        engine_native.build(target)
+        engine.native.build(target)
     assert not target.exists() and not target.with_suffix(".lock").exists()
     assert [p.name for p in target.parent.iterdir()] == []
 
 
 def test_a_stale_lock_is_taken_over(tmp_path: Path, monkeypatch: Any) -> None:
-    if engine_native.unavailable_reason():
-        pytest.skip(engine_native.unavailable_reason())
+    if engine.native.unavailable_reason():
+        pytest.skip(engine.native.unavailable_reason())
     target = tmp_path / "native-y.so"
     lock = target.with_suffix(".lock")
     lock.write_text("12345")
-    old = time.time() - engine_native.STALE_LOCK_S - 10
+    old = time.time() - engine.native.STALE_LOCK_S - 10
     os.utime(lock, (old, old))
     ran = []
 
@@ -262,7 +262,7 @@ def test_a_stale_lock_is_taken_over(tmp_path: Path, monkeypatch: Any) -> None:
         return subprocess.CompletedProcess(command, 0, "", "")
 
     monkeypatch.setattr(subprocess, "run", fake_run)
-    assert engine_native.build(target) == target
+    assert engine.native.build(target) == target
     assert target.read_bytes() == b"built" and not lock.exists() and len(ran) == 1
 
 
@@ -270,38 +270,38 @@ def test_a_stale_lock_is_taken_over(tmp_path: Path, monkeypatch: Any) -> None:
 def test_the_detached_build_produces_a_working_helper(tmp_path: Path, monkeypatch: Any) -> None:
     """The real thing, once: a process with an empty cache starts the build, goes on without
     the helper, and loads it when the detached build has put it in place (~15 s of compiling)."""
-    if engine_native.unavailable_reason():
-        pytest.skip(engine_native.unavailable_reason())
+    if engine.native.unavailable_reason():
+        pytest.skip(engine.native.unavailable_reason())
     monkeypatch.setenv("OPTIMLAB_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(engine_native, "POLL_S", 0.2)
-    helper = engine_native.Helper()
+    monkeypatch.setattr(engine.native, "POLL_S", 0.2)
+    helper = engine.native.Helper()
     assert helper.get() is None and helper.reason == "being built"
     helper.builder.wait(timeout=300)
     time.sleep(0.3)
     module = helper.get()
     assert module is not None, helper.reason
-    assert engine_native.library_path().exists() and not engine_native.library_path().with_suffix(".lock").exists()
+    assert engine.native.library_path().exists() and not engine.native.library_path().with_suffix(".lock").exists()
     opt, params, steady = steady_group()
-    monkeypatch.setattr(engine_native, "helper", lambda: module)
+    monkeypatch.setattr(engine.native, "helper", lambda: module)
     assert steady.confirm(work_of(opt)) is not None
 
 
 def test_a_build_that_cannot_start_leaves_the_python_checks(tmp_path: Path, monkeypatch: Any) -> None:
-    if engine_native.unavailable_reason():
-        pytest.skip(engine_native.unavailable_reason())
+    if engine.native.unavailable_reason():
+        pytest.skip(engine.native.unavailable_reason())
     monkeypatch.setenv("OPTIMLAB_CACHE_DIR", str(tmp_path))
 
     def no_process(*args: Any, **options: Any) -> None:
         raise OSError("no such interpreter")
 
     monkeypatch.setattr(subprocess, "Popen", no_process)
-    helper = engine_native.Helper()
+    helper = engine.native.Helper()
     assert helper.get() is None and "could not start" in helper.reason
     assert helper.get() is None
 
 
 def test_a_missing_source_is_a_reason_not_an_error(tmp_path: Path, monkeypatch: Any) -> None:
-    monkeypatch.setattr(engine_native, "SOURCE", tmp_path / "gone.cpp")
+    monkeypatch.setattr(engine.native, "SOURCE", tmp_path / "gone.cpp")
     if sys.platform == "linux":
-        assert "not installed" in engine_native.unavailable_reason()
-    assert engine_native.Helper().get() is None
+        assert "not installed" in engine.native.unavailable_reason()
+    assert engine.native.Helper().get() is None

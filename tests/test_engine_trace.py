@@ -17,9 +17,11 @@ import pytest
 import torch
 
 import optimlab
-from optimlab import engine, engine_cpu
+from optimlab import engine
 from optimlab.core import is_zero
-from optimlab.engine_trace import NeedsEagerStep, Unsupported, hp_structure, trace
+from optimlab.engine.errors import NeedsEagerStep, Unsupported
+from optimlab.engine.hyper import hp_structure
+from optimlab.engine.trace import trace
 
 Update = Callable[[torch.Tensor, torch.Tensor, dict, dict, Any], torch.Tensor]
 
@@ -200,11 +202,11 @@ def test_hyperparameter_structure() -> None:
 def test_kernels_are_cached_on_disk(tmp_path: Any, monkeypatch: Any) -> None:
     monkeypatch.setenv("OPTIMLAB_CACHE_DIR", str(tmp_path))
     program = trace_of(lambda u, p, s, hp, t: u * -hp["lr"] + 0.125)  # a program no other test builds
-    roles = engine_cpu.Roles(program, torch.float32, True)
-    source = engine_cpu.generate(program, roles)
-    kernel = engine_cpu.build(source)
-    assert engine_cpu.build(source) is kernel
+    roles = engine.cpu.Roles(program, torch.float32, True)
+    source = engine.cpu.generate(program, roles)
+    kernel = engine.cpu.build(source)
+    assert engine.cpu.build(source) is kernel
     assert list((tmp_path / "kernels").glob("step-*.so")) == [kernel.path]
-    engine_cpu._loaded.pop(source)
+    engine.cpu._loaded.pop(source)
     monkeypatch.setenv("CC", str(tmp_path / "no-compiler"))  # a warm cache needs no compiler
-    assert engine_cpu.build(source).path == kernel.path
+    assert engine.cpu.build(source).path == kernel.path

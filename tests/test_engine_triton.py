@@ -1,4 +1,4 @@
-"""The Triton path (optimlab.engine_triton): the traced update as one Triton kernel per group.
+"""The Triton path (optimlab.engine.triton): the traced update as one Triton kernel per group.
 
 On a CUDA machine these tests run the kernels on the GPU; elsewhere, where Triton is installed,
 they run the very same kernels through Triton's CPU interpreter (``TRITON_INTERPRET=1``) on CPU
@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import optimlab
-from optimlab import engine, engine_triton
+from optimlab import engine
 from optimlab.schedules import cosine
 
 pytestmark = [pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="needs Triton"),
@@ -104,10 +104,10 @@ def test_schedules_and_changed_values_never_build_a_new_kernel() -> None:
 
     expected, _, _ = train("AdamW", dict(lr=0.01), "eager", torch.float64, steps=6, script=script)
     train("AdamW", dict(lr=0.01), forced(), torch.float64, steps=1)
-    kernels = sum(len(found) for found in engine_triton._kernels.values())
+    kernels = sum(len(found) for found in engine.triton._kernels.values())
     got, opt, _ = train("AdamW", dict(lr=0.01), forced(), torch.float64, steps=6, script=script)
     assert_same(got, expected, torch.float64)
-    built = sum(len(found) for found in engine_triton._kernels.values()) - kernels
+    built = sum(len(found) for found in engine.triton._kernels.values()) - kernels
     assert built <= 2  # this optimizer's transform: with and without weight decay
 
 
@@ -160,7 +160,7 @@ def test_generated_source_reads_like_the_program() -> None:
         for _ in range(2):
             p.grad = torch.ones_like(p)
             opt.step()
-    (kernels,) = [found for transform, found in engine_triton._kernels.items() if transform is opt.transform_for(
+    (kernels,) = [found for transform, found in engine.triton._kernels.items() if transform is opt.transform_for(
         opt.param_groups[0])]
     (kernel,) = kernels.values()
     assert "def optimlab_step(ptrs, scalars," in kernel.source
@@ -170,11 +170,11 @@ def test_generated_source_reads_like_the_program() -> None:
 
 # -- the steady step: a group confirmed in bulk -------------------------------------------------
 def test_steady_steps_skip_the_full_checks(monkeypatch: Any) -> None:
-    from optimlab import engine_fused
+    from optimlab import engine
 
     def no_full_checks(opt: Any, params: list, step: int) -> None:
         if step == 3:  # from here on, every step must be a steady one
-            monkeypatch.setattr(engine_triton, "split", lambda *a, **k: pytest.fail("full plan on a steady step"))
+            monkeypatch.setattr(engine.triton, "split", lambda *a, **k: pytest.fail("full plan on a steady step"))
 
     got, opt, stepped = train("AdamW", dict(lr=0.01), forced(), torch.float64, steps=7, script=no_full_checks)
     expected, _, _ = train("AdamW", dict(lr=0.01), "eager", torch.float64, steps=7)
@@ -182,7 +182,7 @@ def test_steady_steps_skip_the_full_checks(monkeypatch: Any) -> None:
     assert stepped == len(SHAPES) * 7
     group = opt.param_groups[0]
     work = engine.collect(opt.transform_for(group), group, opt.state, opt.counts_steps, opt.owner, str)
-    assert engine_fused.group_cache(work).triton is not None
+    assert engine.fused.group_cache(work).triton is not None
 
 
 def test_changes_between_steady_steps() -> None:
@@ -226,8 +226,8 @@ class BrokenKernel:
 def test_a_failed_launch_falls_back_once_and_counts_each_step_once(monkeypatch: Any) -> None:
     def break_the_kernel(opt: Any, params: list, step: int) -> None:
         if step == 3:
-            for found in engine_triton._kernels.get(opt.transform_for(opt.param_groups[0]), {}).values():
-                if isinstance(found, engine_triton.Kernel):
+            for found in engine.triton._kernels.get(opt.transform_for(opt.param_groups[0]), {}).values():
+                if isinstance(found, engine.triton.Kernel):
                     monkeypatch.setattr(found, "function", BrokenKernel())
 
     expected, eager_opt, _ = train("Adam", dict(lr=0.01), "eager", torch.float64, steps=6)
@@ -241,7 +241,7 @@ def test_a_failed_launch_falls_back_once_and_counts_each_step_once(monkeypatch: 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_auto_chooses_the_triton_path_on_cuda_when_told_to(monkeypatch: Any) -> None:
-    monkeypatch.setattr(engine_triton, "AUTO_ON_CUDA", True)
+    monkeypatch.setattr(engine.triton, "AUTO_ON_CUDA", True)
     expected, _, _ = train("AdamW", dict(lr=0.01), "eager", torch.float32)
     got, _, stepped = train("AdamW", dict(lr=0.01), "auto", torch.float32)
     assert stepped == len(SHAPES) * 5
@@ -249,7 +249,7 @@ def test_auto_chooses_the_triton_path_on_cuda_when_told_to(monkeypatch: Any) -> 
 
 
 def test_auto_leaves_cpu_parameters_to_the_c_kernel(monkeypatch: Any) -> None:
-    monkeypatch.setattr(engine_triton, "AUTO_ON_CUDA", True)
+    monkeypatch.setattr(engine.triton, "AUTO_ON_CUDA", True)
     if DEVICE == "cuda":
         pytest.skip("checked on CPU parameters")
     before = dict(engine.path_counts)

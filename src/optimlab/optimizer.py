@@ -26,7 +26,7 @@ import torch
 from optimlab import engine
 from optimlab.checks import Check
 from optimlab.core import Transform
-from optimlab.engine_state import StateDict, StateTable, adopt
+from optimlab.engine.state import StateDict, StateTable, adopt
 from optimlab.schedules.direct import DirectSchedules
 
 
@@ -66,7 +66,7 @@ class Optimizer(torch.optim.Optimizer):
         self.__dict__.setdefault("_checked", [])
         self.__dict__.setdefault("schedules", DirectSchedules())
         # torch's load_state_dict comes here with a new defaultdict of new dicts: kept as a
-        # StateTable, which lets steps tell that nothing changed (optimlab.engine_state).
+        # StateTable, which lets steps tell that nothing changed (optimlab.engine.state).
         if type(self.state) is not StateTable:
             self.state = adopt(self.state)
 
@@ -274,7 +274,10 @@ def profile_hook_step(func: Any) -> Any:
     if _record_enter is None or _record_exit is None or _cupti_monitor is None:
         return torch_wrapper
 
-    from torch.optim.optimizer import _global_optimizer_post_hooks, _global_optimizer_pre_hooks
+    from torch.optim.optimizer import (
+        _global_optimizer_post_hooks,
+        _global_optimizer_pre_hooks,
+    )
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:

@@ -45,8 +45,9 @@ from typing import Any
 import torch
 
 from optimlab.core import Transform
-from optimlab.engine_trace import (COMPARISONS, NeedsEagerStep, Node, Program, Unsupported, shared_expression,
-                                   trace)
+from optimlab.engine.errors import NeedsEagerStep, Unsupported
+from optimlab.engine.expressions import COMPARISONS, shared_expression
+from optimlab.engine.trace import Node, Program, trace
 
 #: Bump when the generated code changes meaning (old cached kernels are then ignored).
 CODEGEN_VERSION = 4

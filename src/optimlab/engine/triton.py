@@ -1,6 +1,6 @@
 """The GPU fast path: a traced update compiled to one Triton kernel that steps a whole group.
 
-The GPU twin of :mod:`optimlab.engine_cpu`: the same traced :class:`~optimlab.engine_trace.Program`
+The GPU twin of :mod:`optimlab.engine.cpu`: the same traced :class:`~optimlab.engine.trace.Program`
 (the transform's own math, recorded once), the same layout of one pointer array per group
 (parameters, gradients where autograd left them, state tensors), one kernel launch per group
 and dtype signature, hyperparameters read at run time so that a schedule never recompiles.
@@ -32,18 +32,29 @@ import os
 import sys
 import weakref
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from optimlab.engine_cpu import (RECIPROCAL_DIVISION, BuildError, Roles, cache_dir, comparison_dtype,
-                                 step_counter, traced_kernel)
-from optimlab.engine_compiled import dense_on_device
-from optimlab.engine_fused import same_state, same_tensors
-from optimlab.engine_trace import (COMPARISONS, NeedsEagerStep, Node, Program, Unsupported, hp_values,
-                                   shared_expression, trace)
+from optimlab.engine.compiled import dense_on_device
+from optimlab.engine.cpu import (
+    RECIPROCAL_DIVISION,
+    BuildError,
+    Roles,
+    cache_dir,
+    comparison_dtype,
+    step_counter,
+    traced_kernel,
+)
+from optimlab.engine.eager import run_eager
+from optimlab.engine.errors import NeedsEagerStep, Unsupported
+from optimlab.engine.expressions import COMPARISONS, shared_expression
+from optimlab.engine.fused import group_cache, same_state, same_tensors
+from optimlab.engine.hyper import hp_values
+from optimlab.engine.paths import path_counts, warn_once
+from optimlab.engine.trace import Node, Program
+from optimlab.engine.work import transform_hyperparams
 
 #: Bump when the generated code changes meaning.
 CODEGEN_VERSION = 2
@@ -449,8 +460,6 @@ def signature(p: torch.Tensor, state: Mapping[str, Any]) -> tuple:
 def run(work: Any, indices: Sequence[int], hyperparams: Mapping[str, Any], initialize: Any) -> list[int]:
     """Step the parameters at ``indices`` (one kernel launch per signature); returns the ones
     left for another path."""
-    from optimlab.engine import warn_once
-
     try:
         structure, values = hp_values(hyperparams)
     except Unsupported:
@@ -478,18 +487,14 @@ def run(work: Any, indices: Sequence[int], hyperparams: Mapping[str, Any], initi
             left += members
             continue
         if len(members) == len(work.params) and len(batches) == 1:  # the whole group: keep it for next time
-            from optimlab import engine_fused
-
             global _steady_groups
-            engine_fused.group_cache(work).triton = Steady(batch, work, structure)
+            group_cache(work).triton = Steady(batch, work, structure)
             _steady_groups = True
     return left
 
 
 def forget(work: Any, key: tuple, error: Exception) -> None:
     """A launch failed: this transform and signature use another path from now on."""
-    from optimlab.engine import warn_once
-
     _kernels[work.transform][key] = Unsupported(f"{type(error).__name__}: {error}")
     warn_once(f"optimlab: the Triton step of {work.transform!r} failed ({type(error).__name__}: {error}); "
               "using another path")
@@ -621,13 +626,11 @@ def steady_step(work: Any) -> Any:
     (the engine then plans the step in full)."""
     if not _steady_groups:
         return None
-    from optimlab import engine, engine_fused
-
-    cache = engine_fused.group_cache(work)
+    cache = group_cache(work)
     steady = cache.triton
     if steady is None:
         return None
-    hyperparams = engine.transform_hyperparams(work)
+    hyperparams = transform_hyperparams(work)
     try:
         structure, values = hp_values(hyperparams)
     except Unsupported:
@@ -642,8 +645,8 @@ def steady_step(work: Any) -> Any:
         except Exception as error:  # noqa: BLE001 - as in run(): never stop training
             cache.triton = None
             forget(work, steady.batch.key, error)
-            engine.run_eager(work)
+            run_eager(work)
             return
-        engine.path_counts["triton"] += len(work.params)
+        path_counts["triton"] += len(work.params)
 
     return step

@@ -14,7 +14,7 @@ plus the state tensors (and the parameter) it writes. A code generator turns the
 a kernel; the kernel is then exactly the transform's math, operation by operation.
 
 Anything the recorder does not understand (a view, a reduction, a data-dependent branch, an
-operation outside :data:`OPS`) raises :class:`Unsupported`, and the engine keeps the eager path
+operation outside :data:`optimlab.engine.ops.ATEN`) raises :class:`Unsupported`, and the engine keeps the eager path
 for that transform.
 
 Hyperparameters are recorded as float64 scalars (the eager path computes with Python floats),
@@ -33,39 +33,16 @@ from torch import Tensor
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from optimlab.core import Transform
+from optimlab.engine.errors import NeedsEagerStep, Unsupported
+from optimlab.engine.hyper import hp_rebuild, hp_structure
+from optimlab.engine.ops import ATEN
 
 #: Length of the vectors the transform is traced with: any length works for elementwise math;
 #: an odd one makes an accidental match with some other dimension unlikely.
 TRACE_LENGTH = 7
 
 FLOAT_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
-#: The program's comparisons, as C and Python (Triton) write them; their result is a boolean.
-COMPARISONS = {"gt": ">", "lt": "<", "ge": ">=", "le": "<=", "eq": "==", "ne": "!="}
-#: Operations whose value is their first operand's (a copy into a fresh tensor, a fill).
-PASSTHROUGH = frozenset({"copy", "fill"})
-#: Operations C and Python (Triton) write alike, as format strings over the operands.
-INFIX = {"add": "({0} + {1})", "sub": "({0} - {1})", "mul": "({0} * {1})", "neg": "(-{0})",
-         "addcmul": "({0} + {3} * {1} * {2})"}
-
-
-def shared_expression(op: str, operands: list[str]) -> str | None:
-    """The expression of an operation that every code generator writes the same way, or None."""
-    if op in COMPARISONS:
-        return f"({operands[0]} {COMPARISONS[op]} {operands[1]})"
-    if op in PASSTHROUGH:
-        return operands[0]
-    if op in INFIX:
-        return INFIX[op].format(*operands)
-    return None
 STEP_DTYPES = (torch.float32, torch.float64)
-
-
-class Unsupported(Exception):
-    """The transform does something this fast path cannot express; use the eager path."""
-
-
-class NeedsEagerStep(Exception):
-    """The transform adds state on this step (e.g. a momentum buffer on the first step)."""
 
 
 @dataclass
@@ -106,99 +83,6 @@ class Program:
             lines.append(f"%{i} = {n.op} {what} : {'vector' if n.vector else 'scalar'} {n.dtype}")
         lines += [f"write {key} <- %{i}" for key, i in self.writes]
         return "\n".join(lines)
-
-
-# -- hyperparameters -------------------------------------------------------------------------
-def hp_structure(hyperparams: Mapping[str, Any]) -> tuple[tuple, list[str], list[float]]:
-    """Split a group's hyperparameters into what shapes the program and what it reads at run time.
-
-    Returns ``(structure, names, values)``: ``structure`` is hashable and identifies the traced
-    program (which values are exact zeros, the flags, the tuple lengths); ``names``/``values``
-    are the non-zero numbers, passed to the kernel as float64 on every step, so changing a
-    learning rate never re-traces or recompiles.
-    """
-    names: list[str] = []
-    values: list[float] = []
-
-    def visit(name: str, value: Any) -> Any:
-        if isinstance(value, bool) or value is None or isinstance(value, str):
-            return ("static", value)
-        if isinstance(value, Tensor):
-            if value.numel() != 1 or value.is_complex():
-                raise Unsupported(f"hyperparameter {name} is a tensor of shape {tuple(value.shape)}")
-            value = value.item()
-        if isinstance(value, (int, float)):
-            number = float(value)
-            if number == 0.0:
-                return ("zero",)
-            names.append(name)
-            values.append(number)
-            return ("number",)
-        if isinstance(value, (tuple, list)):
-            return ("seq", type(value).__name__, tuple(visit(f"{name}[{i}]", v) for i, v in enumerate(value)))
-        raise Unsupported(f"hyperparameter {name} is a {type(value).__name__}")
-
-    structure = tuple((key, visit(key, value)) for key, value in hyperparams.items())
-    return structure, names, values
-
-
-_plain = frozenset((int, float, bool, str, type(None)))
-_recent: dict[tuple, tuple[tuple, list[float]]] = {}
-
-
-def _is_plain(value: Any) -> bool:
-    kind = type(value)
-    return kind in _plain or (kind is tuple and all(type(v) in _plain for v in value))
-
-
-def hp_key(hyperparams: Mapping[str, Any]) -> tuple | None:
-    """A key equal for equal hyperparameters of equal types (``1 == True == 1.0``, but not as
-    hyperparameters), or None when one is not a plain number, flag, string or None (or a tuple
-    of those): a tensor's value can change in place, so it is read every time."""
-    items = tuple(hyperparams.items())
-    for _, value in items:
-        if not _is_plain(value):
-            return None
-    return items + tuple(type(v) for _, v in items)
-
-
-def hp_values(hyperparams: Mapping[str, Any], key: tuple | None = None) -> tuple[tuple, list[float]]:
-    """The structure and runtime values only (what a step needs once the program exists).
-
-    Remembers recent answers for hyperparameters made of plain numbers (``key``: their
-    :func:`hp_key`, if the caller has it).
-    """
-    if key is None:
-        key = hp_key(hyperparams)
-        if key is None:
-            structure, _, values = hp_structure(hyperparams)
-            return structure, values
-    found = _recent.get(key)
-    if found is None:
-        if len(_recent) > 256:
-            _recent.clear()
-        structure, _, values = hp_structure(hyperparams)
-        found = _recent[key] = (structure, values)
-    return found
-
-
-def hp_rebuild(hyperparams: Mapping[str, Any], structure: tuple, number: Any) -> dict[str, Any]:
-    """The hyperparameters as a transform sees them on a fast path: exact zeros as plain ``0``,
-    the i-th runtime number as ``number(i)`` (a meta tensor to trace, a 0-d tensor to run)."""
-    counter = iter(range(1 << 30))
-
-    def rebuild(value: Any, shape: tuple) -> Any:
-        kind = shape[0]
-        if kind == "static":
-            return shape[1]
-        if kind == "zero":
-            return 0
-        if kind == "number":
-            return number(next(counter))
-        items = [rebuild(v, s) for v, s in zip(value, shape[2])]
-        return tuple(items) if shape[1] == "tuple" else items
-
-    return {key: rebuild(hyperparams[key], shape) for key, shape in structure}
 
 
 # -- the recorder ----------------------------------------------------------------------------
@@ -267,7 +151,7 @@ class Recorder(TorchDispatchMode):
             self.bind(out, self.value_of(source))
             return out
         in_place = name.endswith("_") and not name.startswith("_")
-        rule = OPS.get(name[:-1] if in_place else name)
+        rule = ATEN.get(name[:-1] if in_place else name)
         if rule is None:
             raise Unsupported(f"aten.{name} is not an elementwise operation the fused path knows")
         out = func(*args, **kwargs)
@@ -289,116 +173,6 @@ class Recorder(TorchDispatchMode):
             self.bind(written, index)
         self.bind(out, index)
         return out
-
-
-# -- the operations: ATen call -> (op, operands) --------------------------------------------------
-def _binary(op: str):
-    return lambda a: (op, (a["self"], a["other"]))
-
-
-def _with_alpha(op: str):
-    """add/sub: ``self op alpha * other`` (ATen computes ``alpha * other`` with one rounding: fma)."""
-    def rule(a: dict) -> tuple[str, tuple]:
-        alpha = a.get("alpha", 1)
-        if isinstance(alpha, (int, float)) and not isinstance(alpha, bool) and alpha == 1:
-            return op, (a["self"], a["other"])
-        return op + "_alpha", (a["self"], a["other"], alpha)
-    return rule
-
-
-def _rsub(a: dict) -> tuple[str, tuple]:
-    alpha = a.get("alpha", 1)
-    if isinstance(alpha, (int, float)) and alpha == 1:
-        return "sub", (a["other"], a["self"])
-    return "sub_alpha", (a["other"], a["self"], alpha)
-
-
-def _unary(op: str):
-    return lambda a: (op, (a["self"],))
-
-
-def _pow(a: dict) -> tuple[str, tuple]:
-    return "pow", (a["self"], a["exponent"])
-
-
-def _lerp(a: dict) -> tuple[str, tuple]:
-    return "lerp", (a["self"], a["end"], a["weight"])
-
-
-def _div(a: dict) -> tuple[str, tuple]:
-    if a.get("rounding_mode") is not None:
-        raise Unsupported("division with a rounding mode")
-    return "div", (a["self"], a["other"])
-
-
-def _clamp(a: dict) -> tuple[str, tuple]:
-    low, high = a.get("min"), a.get("max")
-    if low is None and high is None:
-        raise Unsupported("clamp without bounds")
-    if low is None:
-        return "clamp_max", (a["self"], high)
-    if high is None:
-        return "clamp_min", (a["self"], low)
-    return "clamp", (a["self"], low, high)
-
-
-def _copy_like(a: dict) -> tuple[str, tuple]:
-    return "copy", (a["self"],)
-
-
-def _copy_into(a: dict) -> tuple[str, tuple]:
-    return "copy", (a["src"],)
-
-
-def _fill(a: dict) -> tuple[str, tuple]:
-    return "fill", (a["value"],)
-
-
-def _full_like(value: Any):
-    return lambda a: ("fill", (a.get("fill_value", value),))
-
-
-OPS: dict[str, Any] = {
-    "add": _with_alpha("add"),
-    "sub": _with_alpha("sub"),
-    "rsub": _rsub,
-    "mul": _binary("mul"),
-    "div": _div,
-    "neg": _unary("neg"),
-    "sqrt": _unary("sqrt"),
-    "rsqrt": _unary("rsqrt"),
-    "reciprocal": _unary("reciprocal"),
-    "abs": _unary("abs"),
-    "sign": _unary("sign"),
-    "sgn": _unary("sign"),
-    "exp": _unary("exp"),
-    "log": _unary("log"),
-    "pow": _pow,
-    "lerp": _lerp,
-    "maximum": _binary("maximum"),
-    "minimum": _binary("minimum"),
-    "clamp": _clamp,
-    "clamp_min": lambda a: ("clamp_min", (a["self"], a["min"])),
-    "clamp_max": lambda a: ("clamp_max", (a["self"], a["max"])),
-    "addcmul": lambda a: ("addcmul", (a["self"], a["tensor1"], a["tensor2"], a.get("value", 1))),
-    "addcdiv": lambda a: ("addcdiv", (a["self"], a["tensor1"], a["tensor2"], a.get("value", 1))),
-    "where": lambda a: ("where", (a["condition"], a["self"], a["other"])),
-    "gt": _binary("gt"),
-    "lt": _binary("lt"),
-    "ge": _binary("ge"),
-    "le": _binary("le"),
-    "eq": _binary("eq"),
-    "ne": _binary("ne"),
-    "clone": _copy_like,
-    "_to_copy": _copy_like,
-    "copy": _copy_into,
-    "fill": _fill,
-    "zero": lambda a: ("fill", (0.0,)),
-    "zeros_like": _full_like(0.0),
-    "ones_like": _full_like(1.0),
-    "full_like": _full_like(None),
-    "scalar_tensor": lambda a: ("fill", (a["s"],)),
-}
 
 
 # -- tracing a transform -----------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Running a parameter group on the fused CPU kernel (:mod:`optimlab.engine_cpu`).
+"""Running a parameter group on the fused CPU kernel (:mod:`optimlab.engine.cpu`).
 
 The kernel itself is fast; what costs on many small tensors is Python work per parameter and
 per step. This module keeps that small:
@@ -25,10 +25,12 @@ from typing import Any
 
 import torch
 
-from optimlab import engine_native
 from optimlab.core import Transform
-from optimlab.engine_cpu import BuildError, Compiled, kernel_for
-from optimlab.engine_trace import Unsupported, hp_key, hp_values
+from optimlab.engine import native
+from optimlab.engine.cpu import BuildError, Compiled, kernel_for
+from optimlab.engine.errors import Unsupported
+from optimlab.engine.hyper import hp_key, hp_values
+from optimlab.engine.paths import path_counts, warn_once
 
 _strided = torch.strided
 _float_dtypes = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
@@ -136,7 +138,7 @@ class Steady:
     Every tensor touched costs a few cache misses once a step has streamed megabytes through
     the caches, and optimizer state is most of the tensors, so the state is confirmed by
     identity: the same tensor objects in the same dicts, or, cheaper still, the same version of
-    the optimizer's :class:`~optimlab.engine_state.StateTable` (no state dict changed since the
+    the optimizer's :class:`~optimlab.engine.state.StateTable` (no state dict changed since the
     last confirmation). Its storages are held here, so the kernel can never write to freed
     memory; the one change this does not see is a state tensor's storage swapped in place
     (``t.set_(...)``, ``t.data = ...``) with nothing else in the group changed, after which the
@@ -174,7 +176,7 @@ class Steady:
         Parameters: the same objects, at the same addresses (``p.data = ...`` moves them), of the
         same sizes, contiguous. Gradients: plain tensors on the CPU, contiguous, of the
         parameters' dtypes (and of their shapes: torch checks that when ``.grad`` is assigned).
-        State: the same tensor objects. The native helper (:mod:`optimlab.engine_native`) checks
+        State: the same tensor objects. The native helper (:mod:`optimlab.engine.native`) checks
         the same in one pass, and a little more (the parameters' dtypes and devices, the
         gradients' sizes and layout).
         """
@@ -182,13 +184,13 @@ class Steady:
         n = len(params)
         if n != len(self.params):
             return None
-        native = engine_native.helper()
+        helper = native.helper()
         try:
-            if native is not None:  # the same checks in one pass; writes the gradients' addresses
+            if helper is not None:  # the same checks in one pass; writes the gradients' addresses
                 if self.native_args is None:
                     self.native_args = (self.pointer_array.buffer_info()[0], self.numel_array.buffer_info()[0],
-                                        native.scalar_type(self.params[0]))
-                if not native.confirm(params, grads, self.params, *self.native_args):
+                                        helper.scalar_type(self.params[0]))
+                if not helper.confirm(params, grads, self.params, *self.native_args):
                     return None
             elif not same_tensors(self, params, grads, _is_cpu):
                 return None
@@ -241,7 +243,7 @@ class GroupCache:
         self.first = first  # held, so that id(first) stays this parameter's while the cache lives
         self.entries: dict[int, StateEntry] = {}
         self.steady: Steady | None = None
-        #: The group's last all-Triton step (:class:`optimlab.engine_triton.Steady`), if any.
+        #: The group's last all-Triton step (:class:`optimlab.engine.triton.Steady`), if any.
         self.triton: Any = None
 
 
@@ -354,8 +356,6 @@ def add_fresh(work: Any, batches: dict[tuple, Batch], fresh: list[int]) -> list[
 
 def run_group(work: Any, hyperparams: dict[str, Any], batches: dict[tuple, Batch]) -> list[int]:
     """Step a group's batches, one kernel call each; returns the indices left for the eager path."""
-    from optimlab.engine import path_counts, warn_once
-
     key = hp_key(hyperparams)
     found: tuple | None = None  # (structure, values), made when first needed
     eager: list[int] = []

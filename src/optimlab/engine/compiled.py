@@ -23,7 +23,9 @@ from typing import Any
 
 import torch
 
-from optimlab.engine_trace import Unsupported, hp_rebuild, hp_structure
+from optimlab.engine.errors import Unsupported
+from optimlab.engine.hyper import hp_rebuild, hp_structure
+from optimlab.engine.paths import warn_once
 
 _half_and_float = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 #: repr(transform) -> the compiled update for transforms of that structure.
@@ -138,7 +140,6 @@ def run(work: Any, indices: Sequence[int], hyperparams: Mapping[str, Any], initi
             update(work.transform, p.view(-1), g.view(-1), flat, hp, step)
         except Exception as error:  # noqa: BLE001 - a failed compile must never stop training
             _broken[key] = f"{type(error).__name__}: {error}"
-            from optimlab.engine import warn_once
             warn_once(f"optimlab: torch.compile of the step of {key} failed ({_broken[key]}); "
                       "it runs on the eager path from now on")
             return list(indices[position:])

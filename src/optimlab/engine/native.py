@@ -1,16 +1,16 @@
-"""A small compiled helper for the fused path's per-step checks (``engine_native.cpp``).
+"""A small compiled helper for the fused path's per-step checks (``native.cpp``).
 
 Confirming that a group is as it was on the last step takes, in Python, about ten calls into
 torch's bindings per parameter (~0.1 ms for 148 tensors), as long as the kernel itself takes
 for a million parameters; the helper reads the same facts from the tensors in one pass (a few
 microseconds). It changes nothing the engine decides: without it, the same checks run in Python
-(:meth:`optimlab.engine_fused.Steady.confirm`).
+(:meth:`optimlab.engine.fused.Steady.confirm`).
 
 It is a CPython extension built against the running torch, with the system C++ compiler, and
 kept in the kernel cache (``$OPTIMLAB_CACHE_DIR`` or ``~/.cache/optimlab``) under a key of its
 source, torch's and Python's versions and the flags. The build takes ~15 s, so it never runs in
 the step: the first process that wants the helper starts it in a separate, detached process and
-goes on without it, picking it up when it is there. ``python -m optimlab.engine_native`` builds
+goes on without it, picking it up when it is there. ``python -m optimlab.engine.native`` builds
 it and waits (set-up does that); ``OPTIMLAB_NATIVE=0`` turns the helper off.
 """
 
@@ -32,9 +32,9 @@ from types import ModuleType
 
 import torch
 
-from optimlab.engine_cpu import cache_dir, run_compiler
+from optimlab.engine.cpu import cache_dir, run_compiler
 
-SOURCE = Path(__file__).with_name("engine_native.cpp")
+SOURCE = Path(__file__).with_name("native.cpp")
 MODULE_NAME = "_optimlab_native"
 #: A build lock older than this is taken for the leftover of a build that died.
 STALE_LOCK_S = 600
@@ -101,7 +101,7 @@ def unavailable_reason() -> str | None:
 def build(path: Path | None = None) -> Path:
     """Compile the helper into ``path`` (atomically: other processes never see half a file).
 
-    Raises :class:`~optimlab.engine_cpu.BuildError` (a RuntimeError) with the compiler's message
+    Raises :class:`~optimlab.engine.cpu.BuildError` (a RuntimeError) with the compiler's message
     if it fails. A build already running in
     another process (its lock younger than :data:`STALE_LOCK_S`) is waited for instead.
     """
@@ -183,10 +183,10 @@ class Helper:
             return
         # Detached: the build finishes (and renames its result into place) even if this
         # process ends first.
-        package_root = str(Path(__file__).resolve().parents[1])  # this optimlab, installed or not
+        package_root = str(Path(__file__).resolve().parents[2])  # this optimlab, installed or not
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
         try:
-            self.builder = subprocess.Popen([sys.executable, "-m", "optimlab.engine_native", "--background"],
+            self.builder = subprocess.Popen([sys.executable, "-m", "optimlab.engine.native", "--background"],
                                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                             stderr=subprocess.DEVNULL, start_new_session=True, env=env)
         except OSError as error:  # never let the helper stop a step

@@ -1,6 +1,6 @@
 """Optimizer state that counts its own changes, so a step can tell in O(1) that nothing changed.
 
-A steady step of the fused path (:mod:`optimlab.engine_fused`) needs each parameter's state
+A steady step of the fused path (:mod:`optimlab.engine.fused`) needs each parameter's state
 dict, and needs to know that the dict still holds the tensors the kernel was set up with.
 Asking costs per parameter and step: ``state[p]`` calls ``Tensor.__hash__`` (Python code), and
 reading a dict touches memory that the previous step has long evicted from the caches. So the

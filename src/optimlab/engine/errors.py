@@ -1,0 +1,9 @@
+"""Why a fast path declines a transform (the engine then keeps the eager path for it)."""
+
+
+class Unsupported(Exception):
+    """The transform does something this fast path cannot express; use the eager path."""
+
+
+class NeedsEagerStep(Exception):
+    """The transform adds state on this step (e.g. a momentum buffer on the first step)."""
