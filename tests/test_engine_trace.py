@@ -202,8 +202,8 @@ def test_hyperparameter_structure() -> None:
 def test_kernels_are_cached_on_disk(tmp_path: Any, monkeypatch: Any) -> None:
     monkeypatch.setenv("OPTIMLAB_CACHE_DIR", str(tmp_path))
     program = trace_of(lambda u, p, s, hp, t: u * -hp["lr"] + 0.125)  # a program no other test builds
-    roles = engine.cpu.Roles(program, torch.float32, True)
-    source = engine.cpu.generate(program, roles)
+    roles = engine.trace.Roles(program, torch.float32, True)
+    source = engine.codegen_c.generate(program, roles)
     kernel = engine.cpu.build(source)
     assert engine.cpu.build(source) is kernel
     assert list((tmp_path / "kernels").glob("step-*.so")) == [kernel.path]

@@ -110,11 +110,20 @@ class Recorder(TorchDispatchMode):
         self.current: dict[int, int] = {}   # id(tensor) -> node holding its current value
         self.keep: list[Tensor] = []        # keeps traced tensors alive so ids stay unique
         self.aliased: set[int] = set()      # ids of tensors that share memory with another
+        self.inputs: dict[tuple, int] = {}  # input key -> its node
 
     # values --------------------------------------------------------------------------------
     def add(self, node: Node) -> int:
         self.nodes.append(node)
         return len(self.nodes) - 1
+
+    def input(self, key: tuple, dtype: torch.dtype, vector: bool) -> Tensor:
+        """A meta tensor standing for an input of the program: a vector (one value per element
+        of the parameter) or a per-tensor scalar."""
+        t = torch.empty(TRACE_LENGTH if vector else (), dtype=dtype, device="meta")
+        self.inputs[key] = self.add(Node("input", dtype=dtype, vector=vector, key=key))
+        self.bind(t, self.inputs[key])
+        return t
 
     def bind(self, tensor: Tensor, index: int) -> None:
         self.current[id(tensor)] = index
@@ -188,41 +197,13 @@ def trace(transform: Transform, hyperparams: Mapping[str, Any], param_dtype: tor
         raise Unsupported(f"parameters of dtype {param_dtype}")
     structure, names, _ = hp_structure(hyperparams)
     rec = Recorder()
-    meta = torch.device("meta")
-    inputs: dict[tuple, int] = {}
-
-    def vector_input(key: tuple, dtype: torch.dtype) -> Tensor:
-        t = torch.empty(TRACE_LENGTH, dtype=dtype, device=meta)
-        inputs[key] = rec.add(Node("input", dtype=dtype, vector=True, key=key))
-        rec.bind(t, inputs[key])
-        return t
-
-    def scalar_input(key: tuple, dtype: torch.dtype) -> Tensor:
-        t = torch.empty((), dtype=dtype, device=meta)
-        inputs[key] = rec.add(Node("input", dtype=dtype, vector=False, key=key))
-        rec.bind(t, inputs[key])
-        return t
-
-    param = vector_input(("param",), param_dtype)
-    grad = vector_input(("grad",), param_dtype)
-    traced_state: dict[str, Any] = {}
-    state_dtypes: dict[str, torch.dtype] = {}
-    for key, value in state.items():
-        if key == "step":
-            if not (isinstance(value, Tensor) and value.dim() == 0 and value.dtype in STEP_DTYPES):
-                raise Unsupported("state['step'] is not a 0-d float tensor")
-            traced_state[key] = scalar_input(("step_tensor",), value.dtype)
-            state_dtypes[key] = value.dtype
-            continue
-        if not isinstance(value, Tensor) or value.dtype not in FLOAT_DTYPES or value.is_sparse:
-            raise Unsupported(f"state {key!r} is not a dense float tensor")
-        traced_state[key] = vector_input(("state", key), value.dtype)
-        state_dtypes[key] = value.dtype
+    param = rec.input(("param",), param_dtype, vector=True)
+    grad = rec.input(("grad",), param_dtype, vector=True)
+    traced_state, state_dtypes = traced_state_of(rec, state)
     if counts_steps and "step" not in state:
         raise Unsupported("the step count is missing from the state")
-    step = scalar_input(("step",), torch.float64) if counts_steps else None
-
-    hp = hp_rebuild(hyperparams, structure, lambda i: scalar_input(("hp", i), torch.float64))
+    step = rec.input(("step",), torch.float64, vector=False) if counts_steps else None
+    hp = hp_rebuild(hyperparams, structure, lambda i: rec.input(("hp", i), torch.float64, vector=False))
     originals = dict(traced_state)
     try:
         with rec, torch.no_grad():
@@ -231,7 +212,31 @@ def trace(transform: Transform, hyperparams: Mapping[str, Any], param_dtype: tor
         raise
     except Exception as error:  # noqa: BLE001 - any failure while recording means "not supported"
         raise Unsupported(f"{type(error).__name__}: {error}") from error
+    writes = written(rec, param, grad, originals, traced_state)
+    return Program(rec.nodes, rec.inputs, writes, names, state_dtypes)
 
+
+def traced_state_of(rec: Recorder, state: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, torch.dtype]]:
+    """Inputs standing for a parameter's state: vectors for its tensors, a scalar for its step count."""
+    traced: dict[str, Any] = {}
+    dtypes: dict[str, torch.dtype] = {}
+    for key, value in state.items():
+        if key == "step":
+            if not (isinstance(value, Tensor) and value.dim() == 0 and value.dtype in STEP_DTYPES):
+                raise Unsupported("state['step'] is not a 0-d float tensor")
+            traced[key] = rec.input(("step_tensor",), value.dtype, vector=False)
+        elif not isinstance(value, Tensor) or value.dtype not in FLOAT_DTYPES or value.is_sparse:
+            raise Unsupported(f"state {key!r} is not a dense float tensor")
+        else:
+            traced[key] = rec.input(("state", key), value.dtype, vector=True)
+        dtypes[key] = value.dtype
+    return traced, dtypes
+
+
+def written(rec: Recorder, param: Tensor, grad: Tensor, originals: dict[str, Any],
+            traced_state: dict[str, Any]) -> list[tuple[tuple, int]]:
+    """What the recorded update writes: (input key, node) for the parameter and each state
+    tensor it changed. Raises if it added, removed or replaced state, or wrote a read-only input."""
     added = sorted(set(traced_state) - set(originals))
     if added:
         raise NeedsEagerStep(f"the update adds state {added}")
@@ -244,10 +249,28 @@ def trace(transform: Transform, hyperparams: Mapping[str, Any], param_dtype: tor
     targets = [(("param",), param)] + [(("state", k), t) for k, t in originals.items() if k != "step"]
     for key, tensor in targets:
         index = rec.current[id(tensor)]
-        if index != inputs[key]:
+        if index != rec.inputs[key]:
             writes.append((key, index))
     read_only = [(("grad",), grad)] + ([(("step_tensor",), originals["step"])] if "step" in originals else [])
     for key, tensor in read_only:
-        if rec.current[id(tensor)] != inputs[key]:
+        if rec.current[id(tensor)] != rec.inputs[key]:
             raise Unsupported(f"the update writes {key[0]}")
-    return Program(rec.nodes, inputs, writes, names, state_dtypes)
+    return writes
+
+
+class Roles:
+    """Where each tensor of a parameter sits in the pointer array, and its dtype."""
+
+    def __init__(self, program: Program, param_dtype: torch.dtype, counts_steps: bool) -> None:
+        self.state_keys = sorted(k for (kind, *rest) in program.inputs for k in rest if kind == "state")
+        self.names = ["param", "grad"] + [f"state:{k}" for k in self.state_keys]
+        self.dtypes = [param_dtype, param_dtype] + [program.state_dtypes[k] for k in self.state_keys]
+        self.step_dtype = program.state_dtypes.get("step") if counts_steps else None
+        if counts_steps:
+            self.names.append("step")
+            self.dtypes.append(self.step_dtype)
+
+    def index(self, key: tuple) -> int:
+        if key[0] == "state":
+            return 2 + self.state_keys.index(key[1])
+        return {"param": 0, "grad": 1}[key[0]]

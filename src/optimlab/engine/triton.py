@@ -26,9 +26,9 @@ import array
 import hashlib
 import importlib.util
 import itertools
-import math
 import operator
 import os
+import string
 import sys
 import weakref
 from collections.abc import Mapping, Sequence
@@ -38,26 +38,26 @@ import numpy as np
 import torch
 
 from optimlab.engine.compiled import dense_on_device
-from optimlab.engine.cpu import (
-    RECIPROCAL_DIVISION,
-    BuildError,
-    Roles,
-    cache_dir,
-    comparison_dtype,
-    step_counter,
-    traced_kernel,
-)
+from optimlab.engine.cpu import BuildError, cache_dir, step_counter, traced_kernel
 from optimlab.engine.eager import run_eager
 from optimlab.engine.errors import NeedsEagerStep, Unsupported
-from optimlab.engine.expressions import COMPARISONS, shared_expression
+from optimlab.engine.expressions import (
+    COMPARISONS,
+    RECIPROCAL_DIVISION,
+    SCALARS,
+    Dialect,
+    comparison_dtype,
+    divide,
+    expression,
+)
 from optimlab.engine.fused import group_cache, same_state, same_tensors
 from optimlab.engine.hyper import hp_values
 from optimlab.engine.paths import path_counts, warn_once
-from optimlab.engine.trace import Node, Program
+from optimlab.engine.trace import Node, Program, Roles
 from optimlab.engine.work import transform_hyperparams
 
 #: Bump when the generated code changes meaning.
-CODEGEN_VERSION = 2
+CODEGEN_VERSION = 3
 #: Elements per program instance.
 BLOCK = 1024
 
@@ -93,45 +93,6 @@ def chosen(path: str) -> bool:
 
 
 # -- host side: the scalar section -------------------------------------------------------------
-# Python floats are IEEE doubles, as the eager path's scalar math; these helpers give the
-# results C's libm gives where Python would raise instead (x / 0, overflow, domain errors).
-def _div(a: float, b: float) -> float:
-    try:
-        return a / b
-    except ZeroDivisionError:
-        return float(np.float64(a) / np.float64(b))
-
-
-def _libm(function: Any, fallback: Any) -> Any:
-    def call(*args: float) -> float:
-        try:
-            return function(*args)
-        except (ValueError, OverflowError):
-            return float(fallback(*(np.float64(a) for a in args)))
-    return call
-
-
-def _nan_first(choose: Any) -> Any:
-    return lambda a, b: a if a != a else (b if b != b else choose(a, b))
-
-
-_pow = _libm(math.pow, np.power)
-_sqrt = _libm(math.sqrt, np.sqrt)
-SCALAR_OPS: dict[str, Any] = {
-    "add": operator.add, "sub": operator.sub, "mul": operator.mul, "div": _div, "neg": operator.neg,
-    "sqrt": _sqrt, "rsqrt": lambda a: _div(1.0, _sqrt(a)), "reciprocal": lambda a: _div(1.0, a), "abs": abs,
-    "sign": lambda a: float((0 < a) - (a < 0)), "exp": _libm(math.exp, np.exp), "log": _libm(math.log, np.log),
-    "add_alpha": lambda a, b, alpha: a + alpha * b, "sub_alpha": lambda a, b, alpha: a - alpha * b,
-    "pow": _pow, "lerp": lambda a, b, w: a + w * (b - a),
-    "maximum": _nan_first(max), "minimum": _nan_first(min),
-    "clamp_min": lambda a, lo: a if a != a else max(a, lo), "clamp_max": lambda a, hi: a if a != a else min(a, hi),
-    "clamp": lambda a, lo, hi: a if a != a else min(max(a, lo), hi),
-    "addcmul": lambda a, b, c, v: a + v * b * c, "addcdiv": lambda a, b, c, v: a + _div(v * b, c),
-    "where": lambda c, a, b: a if c else b, "copy": lambda a: a, "fill": lambda a: a,
-    "gt": operator.gt, "lt": operator.lt, "ge": operator.ge, "le": operator.le, "eq": operator.eq, "ne": operator.ne,
-}
-
-
 def _rounding(dtype: torch.dtype | None) -> Any:
     """How a scalar result is rounded to its dtype (None: a Python float, kept as is)."""
     if dtype is None or dtype == torch.float64:
@@ -166,8 +127,8 @@ class ScalarPlan:
                                     _rounding(node.dtype)))
             elif node.op == "const":
                 self.constants[index] = node.value
-            elif node.op in SCALAR_OPS:
-                self.operations.append((index, SCALAR_OPS[node.op], node.args, _rounding(node.dtype)))
+            elif node.op in SCALARS:
+                self.operations.append((index, SCALARS[node.op], node.args, _rounding(node.dtype)))
             else:
                 raise Unsupported(f"no scalar code for operation {node.op!r}")
 
@@ -186,7 +147,7 @@ class ScalarPlan:
         for index, function, args, rounding in self.operations:
             value = function(*[computed[i] for i in args])
             computed[index] = rounding(value) if rounding is not None else value
-        return [_div(1.0, float(computed[index])) if reciprocal else float(computed[index])
+        return [divide(1.0, float(computed[index])) if reciprocal else float(computed[index])
                 for index, reciprocal in self.slots]
 
 
@@ -220,57 +181,37 @@ def round_f16(x):
 '''
 
 
-def _vector_expression(node: Node, a: list[str], compute: torch.dtype) -> str:
-    precise = compute == torch.float64  # float64 division and sqrt are IEEE-rounded on the GPU
-    div = (lambda x, y: f"({x} / {y})") if precise else (lambda x, y: f"tl.math.div_rn({x}, {y})")
-    sqrt = (lambda x: f"tl.sqrt({x})") if precise else (lambda x: f"tl.sqrt_rn({x})")
-    ct = TL_DTYPE[compute]
-    op = node.op
-    simple = {
-        "add_alpha": lambda: f"tl.fma({a[2]}, {a[1]}, {a[0]})",
-        "sub_alpha": lambda: f"tl.fma(-{a[2]}, {a[1]}, {a[0]})",
-        "div": lambda: div(a[0], a[1]),
-        "sqrt": lambda: sqrt(a[0]),
-        "rsqrt": lambda: div(f"tl.full([], 1.0, {ct})", sqrt(a[0])),
-        "reciprocal": lambda: div(f"tl.full([], 1.0, {ct})", a[0]),
-        "abs": lambda: f"tl.abs({a[0]})",
-        "sign": lambda: f"((0 < {a[0]}).to({ct}) - ({a[0]} < 0).to({ct}))",
-        "exp": lambda: f"tl.exp({a[0]})",
-        "log": lambda: f"tl.log({a[0]})",
-        "lerp": lambda: (f"tl.where(tl.abs({a[2]}) < 0.5, tl.fma({a[2]}, {a[1]} - {a[0]}, {a[0]}), "
-                         f"tl.fma({a[2]} - 1.0, {a[1]} - {a[0]}, {a[1]}))"),
-        "maximum": lambda: f"tl.where({a[0]} != {a[0]}, {a[0]}, tl.where({a[1]} != {a[1]}, {a[1]}, "
-                           f"tl.where({a[0]} < {a[1]}, {a[1]}, {a[0]})))",
-        "minimum": lambda: f"tl.where({a[0]} != {a[0]}, {a[0]}, tl.where({a[1]} != {a[1]}, {a[1]}, "
-                           f"tl.where({a[1]} < {a[0]}, {a[1]}, {a[0]})))",
-        "clamp_min": lambda: f"tl.where({a[0]} != {a[0]}, {a[0]}, tl.where({a[0]} < {a[1]}, {a[1]}, {a[0]}))",
-        "clamp_max": lambda: f"tl.where({a[0]} != {a[0]}, {a[0]}, tl.where({a[1]} < {a[0]}, {a[1]}, {a[0]}))",
-        "addcdiv": lambda: f"({a[0]} + {div(f'{a[3]} * {a[1]}', a[2])})",
-        "where": lambda: f"tl.where({a[0]}, {a[1]}, {a[2]})",
-    }
-    shared = shared_expression(op, a)
-    if shared is not None:
-        return shared
-    if op == "clamp":
-        low = f"tl.where({a[0]} != {a[0]}, {a[0]}, tl.where({a[0]} < {a[1]}, {a[1]}, {a[0]}))"
-        return f"tl.where({low} != {low}, {low}, tl.where({a[2]} < {low}, {a[2]}, {low}))"
-    if op not in simple:
-        raise Unsupported(f"no Triton code for operation {op!r}")
-    return simple[op]()
+class TritonDialect(Dialect):
+    """Triton, computing in ``compute``: float32 division and square root IEEE-rounded
+    (``div_rn``, ``sqrt_rn``), as the CPU's and torch's are; float64 ones are already."""
 
+    def __init__(self, compute: torch.dtype) -> None:
+        self.type = TL_DTYPE[compute]
+        self.precise = compute == torch.float64
 
-def _vector_pow(a: list[str], exponent: Node, compute: torch.dtype) -> str:
-    """ATen's tensor ** number special cases; other exponents are not generated."""
-    ct = TL_DTYPE[compute]
-    sqrt = f"tl.sqrt({a[0]})" if compute == torch.float64 else f"tl.sqrt_rn({a[0]})"
-    one = f"tl.full([], 1.0, {ct})"
-    div = (lambda x, y: f"({x} / {y})") if compute == torch.float64 else (lambda x, y: f"tl.math.div_rn({x}, {y})")
-    if exponent.op == "const" and not exponent.vector:
-        special = {2.0: f"({a[0]} * {a[0]})", 3.0: f"({a[0]} * {a[0]} * {a[0]})", 0.5: sqrt,
-                   -0.5: div(one, sqrt), -1.0: div(one, a[0]), -2.0: div(one, f"({a[0]} * {a[0]})"), 1.0: a[0]}
-        if float(exponent.value) in special:
-            return special[float(exponent.value)]
-    raise Unsupported("a tensor raised to a power other than 2, 3, 1/2, -1/2, -1, -2 or 1")
+    def number(self, value: float) -> str:
+        return f"tl.full([], {float(value)!r}, {self.type})"
+
+    def where(self, condition: str, if_true: str, if_false: str) -> str:
+        return f"tl.where({condition}, {if_true}, {if_false})"
+
+    def fma(self, a: str, b: str, c: str) -> str:
+        return f"tl.fma({a}, {b}, {c})"
+
+    def div(self, a: str, b: str) -> str:
+        return f"({a} / {b})" if self.precise else f"tl.math.div_rn({a}, {b})"
+
+    def sqrt(self, a: str) -> str:
+        return f"tl.sqrt({a})" if self.precise else f"tl.sqrt_rn({a})"
+
+    def call(self, function: str, a: str) -> str:
+        return f"tl.{function}({a})"
+
+    def from_bool(self, condition: str) -> str:
+        return f"{condition}.to({self.type})"
+
+    def pow(self, base: str, exponent: str) -> str:
+        raise Unsupported("a tensor raised to a power other than 2, 3, 1/2, -1/2, -1, -2 or 1")
 
 
 def _compute_dtype(nodes: list[Node], node: Node) -> torch.dtype:
@@ -278,82 +219,97 @@ def _compute_dtype(nodes: list[Node], node: Node) -> torch.dtype:
     return comparison_dtype(nodes, node.args) if node.op in COMPARISONS else node.dtype
 
 
-def generate(program: Program, roles: Roles) -> tuple[str, ScalarPlan]:
-    """Python source of the Triton kernel ``optimlab_step`` for a traced program, and the plan
-    of the scalar table the host computes for it."""
-    nodes = program.nodes
-    plan = ScalarPlan(program)
-    lines: list[str] = []
-    pointers: list[str] = []
-    names: dict[int, str] = {}
-    used = set(i for n in nodes for i in n.args) | {i for _, i in program.writes}
-    written = {key for key, _ in program.writes}
-    for key, index in program.inputs.items():
-        if key[0] not in ("param", "grad", "state"):
-            continue
-        role = roles.index(key)
-        dtype = roles.dtypes[role]
-        if index in used or key in written:
-            pointers.append(f"    R{role} = tl.load(ptrs + {role} * nt + t).to(tl.pointer_type({POINTER[dtype]}))")
-        if index in used:
-            raw = f"tl.load(R{role} + offs, mask=mask)"
-            value = (f"load_bf16({raw})" if dtype == torch.bfloat16
-                     else f"{raw}.to(tl.float32)" if dtype == torch.float16 else raw)
-            lines.append(f"    v{index} = {value}")
-        names[index] = f"v{index}"
+class Source:
+    """The Triton source of one traced program, written section by section."""
 
-    def scalar(index: int, compute: torch.dtype, reciprocal: bool = False) -> str:
-        return f"tl.load(scalars + t * K + {plan.slot(index, reciprocal)}).to({TL_DTYPE[compute]})"
+    def __init__(self, program: Program, roles: Roles) -> None:
+        self.program, self.roles = program, roles
+        self.plan = ScalarPlan(program)
+        self.names: dict[int, str] = {}
+        self.pointers: list[str] = []
+        self.lines: list[str] = []
+        self.stores: list[str] = []
 
-    for index, node in enumerate(nodes):
-        if not node.vector or node.op == "input":
-            continue
-        compute = _compute_dtype(nodes, node)
-        if compute not in TL_DTYPE:
-            raise Unsupported(f"vector math in {compute}")
-        operands = []
+    def scalar(self, index: int, compute: torch.dtype, reciprocal: bool = False) -> str:
+        """A per-tensor scalar, read from the table the host computes."""
+        return f"tl.load(scalars + t * K + {self.plan.slot(index, reciprocal)}).to({TL_DTYPE[compute]})"
+
+    def inputs(self) -> None:
+        program = self.program
+        used = set(i for n in program.nodes for i in n.args) | {i for _, i in program.writes}
+        written = {key for key, _ in program.writes}
+        for key, index in program.inputs.items():
+            if key[0] not in ("param", "grad", "state"):
+                continue
+            role = self.roles.index(key)
+            dtype = self.roles.dtypes[role]
+            if index in used or key in written:
+                self.pointers.append(f"    R{role} = tl.load(ptrs + {role} * nt + t)"
+                                     f".to(tl.pointer_type({POINTER[dtype]}))")
+            if index in used:
+                raw = f"tl.load(R{role} + offs, mask=mask)"
+                value = (f"load_bf16({raw})" if dtype == torch.bfloat16
+                         else f"{raw}.to(tl.float32)" if dtype == torch.float16 else raw)
+                self.lines.append(f"    v{index} = {value}")
+            self.names[index] = f"v{index}"
+
+    def operands(self, node: Node, compute: torch.dtype) -> list[str]:
+        nodes, out = self.program.nodes, []
         for position, i in enumerate(node.args):
             arg = nodes[i]
             if node.op == "where" and position == 0:
-                operands.append(names[i] if arg.vector else f"({scalar(i, torch.float64)} != 0)")
+                out.append(self.names[i] if arg.vector else f"({self.scalar(i, torch.float64)} != 0)")
             elif not arg.vector:
-                operands.append(scalar(i, compute))
+                out.append(self.scalar(i, compute))
             elif arg.dtype != compute and TL_DTYPE[arg.dtype] != TL_DTYPE[compute]:
-                operands.append(f"{names[i]}.to({TL_DTYPE[compute]})")
+                out.append(f"{self.names[i]}.to({TL_DTYPE[compute]})")
             else:
-                operands.append(names[i])
+                out.append(self.names[i])
+        return out
+
+    def operation(self, index: int) -> None:
+        """One vector node (scalar ones are the host's)."""
+        nodes = self.program.nodes
+        node = nodes[index]
+        compute = _compute_dtype(nodes, node)
+        if compute not in TL_DTYPE:
+            raise Unsupported(f"vector math in {compute}")
+        operands = self.operands(node, compute)
         divisor = nodes[node.args[1]] if node.op == "div" else None
-        if node.op == "pow":
-            text = _vector_pow(operands, nodes[node.args[1]], compute)
-        elif RECIPROCAL_DIVISION and divisor is not None and not divisor.vector:
-            text = f"({operands[0]} * {scalar(node.args[1], compute, reciprocal=True)})"
+        exponent = nodes[node.args[1]] if node.op == "pow" else None
+        if RECIPROCAL_DIVISION and divisor is not None and not divisor.vector:
+            text = f"({operands[0]} * {self.scalar(node.args[1], compute, reciprocal=True)})"
         else:
-            text = _vector_expression(node, operands, compute)
+            constant = float(exponent.value) if exponent is not None and exponent.op == "const" else None
+            text = expression(TritonDialect(compute), node.op, operands, constant)
         if node.dtype == torch.bfloat16:
             text = f"round_bf16({text})"
         elif node.dtype == torch.float16:
             text = f"round_f16({text})"
         elif node.dtype != compute and node.dtype in TL_DTYPE:
             text = f"({text}).to({TL_DTYPE[node.dtype]})"
-        lines.append(f"    v{index} = {text}")
-        names[index] = f"v{index}"
+        self.lines.append(f"    v{index} = {text}")
+        self.names[index] = f"v{index}"
 
-    stores = []
-    for key, index in program.writes:
-        role = roles.index(key)
-        dtype = roles.dtypes[role]
-        node = nodes[index]
-        value = names[index] if node.vector else f"tl.full([BLOCK], 0.0, tl.float64) + {scalar(index, torch.float64)}"
-        if dtype == torch.bfloat16:
-            value = f"store_bf16({value}.to(tl.float32))"
-        else:
-            value = f"{value}.to({POINTER[dtype]})"
-        stores.append(f"    tl.store(R{role} + offs, {value}, mask=mask)")
+    def outputs(self) -> None:
+        for key, index in self.program.writes:
+            role = self.roles.index(key)
+            dtype = self.roles.dtypes[role]
+            value = (self.names[index] if self.program.nodes[index].vector
+                     else f"tl.full([BLOCK], 0.0, tl.float64) + {self.scalar(index, torch.float64)}")
+            value = f"store_bf16({value}.to(tl.float32))" if dtype == torch.bfloat16 else f"{value}.to({POINTER[dtype]})"
+            self.stores.append(f"    tl.store(R{role} + offs, {value}, mask=mask)")
 
-    description = "\n".join("# " + line for line in program.describe().splitlines())
-    source = f'''# optimlab fused GPU step (Triton codegen v{CODEGEN_VERSION}), from a traced Transform.update.
-{description}
-{HELPERS}
+    def text(self) -> str:
+        description = "\n".join("# " + line for line in self.program.describe().splitlines())
+        return KERNEL.substitute(version=CODEGEN_VERSION, description=description, helpers=HELPERS,
+                                 pointers="\n".join(self.pointers), lines="\n".join(self.lines),
+                                 stores="\n".join(self.stores))
+
+
+KERNEL = string.Template('''# optimlab fused GPU step (Triton codegen v$version), from a traced Transform.update.
+$description
+$helpers
 
 @triton.jit(do_not_specialize=["nt"])  # one compiled kernel for groups of any size
 def optimlab_step(ptrs, scalars, block_tensor, block_start, numels, nt, K: tl.constexpr, BLOCK: tl.constexpr):
@@ -361,11 +317,22 @@ def optimlab_step(ptrs, scalars, block_tensor, block_start, numels, nt, K: tl.co
     t = tl.load(block_tensor + b)
     offs = tl.load(block_start + b) + tl.arange(0, BLOCK)
     mask = offs < tl.load(numels + t)
-{chr(10).join(pointers)}
-{chr(10).join(lines)}
-{chr(10).join(stores)}
-'''
-    return source, plan
+$pointers
+$lines
+$stores
+''')
+
+
+def generate(program: Program, roles: Roles) -> tuple[str, ScalarPlan]:
+    """Python source of the Triton kernel ``optimlab_step`` for a traced program, and the plan
+    of the scalar table the host computes for it."""
+    source = Source(program, roles)
+    source.inputs()
+    for index, node in enumerate(program.nodes):
+        if node.vector and node.op != "input":
+            source.operation(index)
+    source.outputs()
+    return source.text(), source.plan
 
 
 # -- building ----------------------------------------------------------------------------------
