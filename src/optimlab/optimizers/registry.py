@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from optimlab.optimizer import Optimizer
+from optimlab.optimizers.adadelta import Adadelta
 from optimlab.optimizers.adagrad import Adagrad
 from optimlab.optimizers.adam import Adam, AdamW
 from optimlab.optimizers.rmsprop import RMSprop
@@ -94,6 +95,11 @@ ENTRIES: tuple[Entry, ...] = (
         dict(lr=0.01),
         dict(lr=0.01, weight_decay=0.1, amsgrad=True, maximize=True),
     ), search_space={"lr": (1e-5, 0.1), "weight_decay": (1e-4, 0.3)}),
+    Entry(Adadelta, "torch.optim.Adadelta", "Zeiler 2012", (
+        dict(),
+        dict(lr=0.5, rho=0.95, weight_decay=0.1),
+        dict(eps=1e-4, weight_decay=0.1, maximize=True),
+    ), search_space={"lr": (1e-2, 10.0)}),
 )
 
 #: name -> entry, in the order of :data:`ENTRIES`.

@@ -1,5 +1,6 @@
 """The math of every optimizer, one small module per family, each transform per tensor."""
 
+from optimlab.transforms.adadelta import ScaleByAdadelta
 from optimlab.transforms.adaptive import ScaleByAdagrad, ScaleByAdam, ScaleByRMS
 from optimlab.transforms.decay import AddDecayedWeights, DecoupledWeightDecay
 from optimlab.transforms.momentum import Momentum
@@ -10,6 +11,7 @@ __all__ = [
     "DecoupledWeightDecay",
     "Momentum",
     "Negate",
+    "ScaleByAdadelta",
     "ScaleByAdagrad",
     "ScaleByAdam",
     "ScaleByLearningRate",
