@@ -22,6 +22,7 @@ from optimlab.optimizers.adadelta import Adadelta
 from optimlab.optimizers.adagrad import Adagrad
 from optimlab.optimizers.adam import Adam, AdamW
 from optimlab.optimizers.rmsprop import RMSprop
+from optimlab.optimizers.rprop import Rprop
 from optimlab.optimizers.sgd import SGD
 
 #: Relative error (tests/helpers.py defines it) allowed against the reference after 50 steps.
@@ -100,6 +101,13 @@ ENTRIES: tuple[Entry, ...] = (
         dict(lr=0.5, rho=0.95, weight_decay=0.1),
         dict(eps=1e-4, weight_decay=0.1, maximize=True),
     ), search_space={"lr": (1e-2, 10.0)}),
+    # The last configuration's bounds are reached from both sides.
+    Entry(Rprop, "torch.optim.Rprop", "Riedmiller & Braun 1993", (
+        dict(),
+        dict(lr=2e-4, etas=(0.5, 1.5)),
+        dict(step_sizes=(2e-6, 100), maximize=True),
+        dict(lr=0.1, step_sizes=(0.01, 0.2)),
+    ), search_space={"lr": (1e-5, 0.1)}),
 )
 
 #: name -> entry, in the order of :data:`ENTRIES`.

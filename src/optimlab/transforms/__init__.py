@@ -5,6 +5,7 @@ from optimlab.transforms.adaptive import ScaleByAdagrad, ScaleByAdam, ScaleByRMS
 from optimlab.transforms.decay import AddDecayedWeights, DecoupledWeightDecay
 from optimlab.transforms.momentum import Momentum
 from optimlab.transforms.scale import Negate, ScaleByLearningRate
+from optimlab.transforms.sign import ScaleByRprop
 
 __all__ = [
     "AddDecayedWeights",
@@ -16,4 +17,5 @@ __all__ = [
     "ScaleByAdam",
     "ScaleByLearningRate",
     "ScaleByRMS",
+    "ScaleByRprop",
 ]
