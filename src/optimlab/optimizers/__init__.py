@@ -12,8 +12,9 @@ choose the code path: optimlab's engine chooses.
 from optimlab.optimizers.adadelta import Adadelta
 from optimlab.optimizers.adagrad import Adagrad
 from optimlab.optimizers.adam import Adam, AdamW
+from optimlab.optimizers.asgd import ASGD
 from optimlab.optimizers.rmsprop import RMSprop
 from optimlab.optimizers.rprop import Rprop
 from optimlab.optimizers.sgd import SGD
 
-__all__ = ["SGD", "Adadelta", "Adagrad", "Adam", "AdamW", "RMSprop", "Rprop"]
+__all__ = ["SGD", "ASGD", "Adadelta", "Adagrad", "Adam", "AdamW", "RMSprop", "Rprop"]

@@ -21,6 +21,7 @@ from optimlab.optimizer import Optimizer
 from optimlab.optimizers.adadelta import Adadelta
 from optimlab.optimizers.adagrad import Adagrad
 from optimlab.optimizers.adam import Adam, AdamW
+from optimlab.optimizers.asgd import ASGD
 from optimlab.optimizers.rmsprop import RMSprop
 from optimlab.optimizers.rprop import Rprop
 from optimlab.optimizers.sgd import SGD
@@ -101,6 +102,13 @@ ENTRIES: tuple[Entry, ...] = (
         dict(lr=0.5, rho=0.95, weight_decay=0.1),
         dict(eps=1e-4, weight_decay=0.1, maximize=True),
     ), search_space={"lr": (1e-2, 10.0)}),
+    # t0=10 starts the averaging (mu < 1) within the 50 steps; lambd=0 skips the decay term.
+    Entry(ASGD, "torch.optim.ASGD", "Polyak & Juditsky 1992; Bottou 2012", (
+        dict(),
+        dict(lr=0.02, lambd=0.1),
+        dict(t0=10, alpha=0.5, weight_decay=0.1),
+        dict(lambd=0.0, t0=0, maximize=True),
+    ), search_space={"lr": (1e-4, 1.0)}),
     # The last configuration's bounds are reached from both sides.
     Entry(Rprop, "torch.optim.Rprop", "Riedmiller & Braun 1993", (
         dict(),

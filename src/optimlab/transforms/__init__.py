@@ -2,6 +2,7 @@
 
 from optimlab.transforms.adadelta import ScaleByAdadelta
 from optimlab.transforms.adaptive import ScaleByAdagrad, ScaleByAdam, ScaleByRMS
+from optimlab.transforms.averaging import IterateAveraging, ScaleByDecayingStepSize
 from optimlab.transforms.decay import AddDecayedWeights, DecoupledWeightDecay
 from optimlab.transforms.momentum import Momentum
 from optimlab.transforms.scale import Negate, ScaleByLearningRate
@@ -10,11 +11,13 @@ from optimlab.transforms.sign import ScaleByRprop
 __all__ = [
     "AddDecayedWeights",
     "DecoupledWeightDecay",
+    "IterateAveraging",
     "Momentum",
     "Negate",
     "ScaleByAdadelta",
     "ScaleByAdagrad",
     "ScaleByAdam",
+    "ScaleByDecayingStepSize",
     "ScaleByLearningRate",
     "ScaleByRMS",
     "ScaleByRprop",
