@@ -10,6 +10,7 @@ choose the code path: optimlab's engine chooses.
 """
 
 from optimlab.optimizers.adadelta import Adadelta
+from optimlab.optimizers.adafactor import Adafactor
 from optimlab.optimizers.adagrad import Adagrad
 from optimlab.optimizers.adam import Adam, AdamW
 from optimlab.optimizers.asgd import ASGD
@@ -17,4 +18,4 @@ from optimlab.optimizers.rmsprop import RMSprop
 from optimlab.optimizers.rprop import Rprop
 from optimlab.optimizers.sgd import SGD
 
-__all__ = ["SGD", "ASGD", "Adadelta", "Adagrad", "Adam", "AdamW", "RMSprop", "Rprop"]
+__all__ = ["SGD", "ASGD", "Adadelta", "Adafactor", "Adagrad", "Adam", "AdamW", "RMSprop", "Rprop"]

@@ -4,6 +4,7 @@ from optimlab.transforms.adadelta import ScaleByAdadelta
 from optimlab.transforms.adaptive import ScaleByAdagrad, ScaleByAdam, ScaleByRMS
 from optimlab.transforms.averaging import IterateAveraging, ScaleByDecayingStepSize
 from optimlab.transforms.decay import AddDecayedWeights, DecoupledWeightDecay
+from optimlab.transforms.factored import ScaleByAdafactor
 from optimlab.transforms.momentum import Momentum
 from optimlab.transforms.scale import Negate, ScaleByLearningRate
 from optimlab.transforms.sign import ScaleByRprop
@@ -15,6 +16,7 @@ __all__ = [
     "Momentum",
     "Negate",
     "ScaleByAdadelta",
+    "ScaleByAdafactor",
     "ScaleByAdagrad",
     "ScaleByAdam",
     "ScaleByDecayingStepSize",
