@@ -32,8 +32,10 @@ from optimlab.core import TENSOR, HyperParams, State, Transform, select
 
 
 def rms(x: Tensor) -> Tensor:
-    """Root mean square of all elements, ``||x||_2 / sqrt(n)`` (the paper's RMS)."""
-    return x.norm() / x.numel() ** 0.5
+    """Root mean square of all elements, ``||x||_2 / sqrt(n)`` (the paper's RMS), a float64 0-d
+    tensor: the per-tensor numbers derived from it are computed in float64, as torch computes
+    them from ``.item()``, whatever the parameter's dtype."""
+    return x.norm().double() / x.numel() ** 0.5
 
 
 def mean_square(g: Tensor, dim: int) -> Tensor:
@@ -61,7 +63,7 @@ class ScaleByAdafactor(Transform):
         out        = -alpha_t U_t / max(1, RMS(U_t) / d)
 
     Kind "tensor": the factors are reductions over the parameter's true shape. Per-tensor
-    numbers (``alpha_t``, the clipping) are 0-d tensors, read by nothing in Python.
+    numbers (``alpha_t``, the clipping) are float64 0-d tensors, never read in Python.
     """
 
     hyperparams = ("lr", "beta2_decay", "eps", "d")
