@@ -6,19 +6,19 @@ Algorithms 4 (matrices) and 5 (vectors), in the variant of torch.optim.Adafactor
 * For a parameter with two or more dimensions, the second moment of the gradient is not kept
   element by element (``n * m`` numbers per matrix) but as the running means of ``g^2`` over
   its rows and over its columns (``n + m``); their outer product divided by the mean of the row
-  factor is the rank-one estimate ``V_hat`` of Eq. (4) / Algorithm 4. A tensor with more than two
+  factor is the rank-one estimate ``V_hat`` of Algorithm 4. A tensor with more than two
   dimensions is a batch of matrices: the last two dimensions are factored.
 * The step is relative to the parameter's scale: ``alpha_t = max(eps2, RMS(p)) * rho_t``, with
   ``rho_t = min(lr, 1 / sqrt(t))`` (the paper's ``min(1e-2, 1 / sqrt(t))``, its constant
   being torch's ``lr``, default 1e-2).
 * The update ``U = g / sqrt(V_hat)`` is clipped to an RMS of at most ``d`` (Section 6).
-* ``beta2_t = 1 - t^beta2_decay`` (Section 7.2, ``beta2_decay = -0.8``), so that the first step
+* ``beta2_t = 1 - t^beta2_decay`` (Section 7, ``beta2_decay = -0.8``), so that the first step
   sees ``1 - beta2_1 = 1``: no bias correction is needed.
 * ``eps1`` (the paper's ``epsilon_1``, added to ``g^2``) is applied as a floor instead: on the
   mean of the row factor and on ``V_hat`` (as ``eps1^2``, since it is square-rooted); ``None``
   is the machine epsilon of the parameter's dtype.
 
-No first moment (Section 5 shows that update clipping makes it unnecessary), as in torch.
+No first moment: the paper drops momentum once updates are clipped, and so does torch.
 """
 
 from __future__ import annotations
