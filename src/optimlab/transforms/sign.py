@@ -12,8 +12,8 @@ from optimlab.core import HyperParams, State, Transform
 
 class ScaleByRprop(Transform):
     """Rprop (Riedmiller & Braun, 1993, "A Direct Adaptive Method for Faster Backpropagation
-    Learning: The RPROP Algorithm", Section 3, the variant without weight-backtracking that
-    torch.optim.Rprop implements, later named Rprop-)::
+    Learning: The RPROP Algorithm", without the weight-backtracking of its first form, as
+    torch.optim.Rprop implements it; later named Rprop-)::
 
         s       = sign(g_t * g_{t-1})
         Delta_t = clamp(Delta_{t-1} * (eta_plus if s > 0, eta_minus if s < 0, 1 if s = 0),
@@ -38,7 +38,7 @@ class ScaleByRprop(Transform):
         step_size_min, step_size_max = hp["step_sizes"]
         prev = state["prev"]
         step_size = state.get("step_size")
-        if step_size is None:
+        if step_size is None:  # the first step; `ones * lr`, not full_like, traces with lr as a tensor
             step_size = state["step_size"] = torch.ones_like(u, memory_format=torch.preserve_format) * hp["lr"]
 
         sign = (u * prev).sign()
