@@ -18,8 +18,10 @@ Check = Callable[[str, str, Any], None]
 
 def as_real(owner: str, name: str, value: Any) -> float:
     """The value as a float, if it is a real number or a one-element real tensor."""
-    real_tensor = (isinstance(value, Tensor) and value.numel() == 1
-                   and not value.is_complex() and value.dtype != torch.bool)
+    real_tensor = isinstance(value, Tensor) and not value.is_complex() and value.dtype != torch.bool
+    if real_tensor and value.numel() != 1:  # a ValueError, as torch.optim's "Tensor lr must be 1-element"
+        raise ValueError(f"{owner}: {name} must be a real number or a one-element tensor, got a tensor of "
+                         f"shape {tuple(value.shape)}")
     if isinstance(value, bool) or not (isinstance(value, numbers.Real) or real_tensor):
         raise TypeError(f"{owner}: {name} must be a real number, got {type(value).__name__} {value!r}")
     number = float(value)
@@ -47,39 +49,67 @@ def schedulable(check: Check) -> Check:
     return checked
 
 
-def at_least(low: float) -> Check:
+def bounded(accepts: Callable[[float], bool], expected: str) -> Check:
+    """A check of a real number: ``accepts(number)`` must hold; ``expected`` says what it wants
+    ("in [0, 1)"), for the message."""
     @schedulable
     def check(owner: str, name: str, value: Any) -> None:
         number = as_real(owner, name, value)
-        if not number >= low:
-            raise ValueError(f"{owner}: {name} must be >= {low:g}, got {number!r}")
+        if not accepts(number):
+            raise ValueError(f"{owner}: {name} must be {expected}, got {number!r}")
     return check
 
 
+def at_least(low: float) -> Check:
+    return bounded(lambda number: number >= low, f">= {low:g}")
+
+
+def at_most(high: float) -> Check:
+    return bounded(lambda number: number <= high, f"<= {high:g}")
+
+
+def greater_than(low: float) -> Check:
+    return bounded(lambda number: number > low, f"> {low:g}")
+
+
+def open_interval(low: float, high: float) -> Check:
+    return bounded(lambda number: low < number < high, f"in ({low:g}, {high:g})")
+
+
+@schedulable
+def real(owner: str, name: str, value: Any) -> None:
+    """Any real number (not NaN)."""
+    as_real(owner, name, value)
+
+
 non_negative = at_least(0.0)
+non_positive = at_most(0.0)
+#: 0 <= value < 1: a decay rate (the weight kept from the past).
+unit_interval = bounded(lambda number: 0.0 <= number < 1.0, "in [0, 1)")
+closed_unit_interval = bounded(lambda number: 0.0 <= number <= 1.0, "in [0, 1]")
 
 
-@schedulable
-def unit_interval(owner: str, name: str, value: Any) -> None:
-    """0 <= value < 1: a decay rate (the weight kept from the past)."""
-    number = as_real(owner, name, value)
-    if not 0.0 <= number < 1.0:
-        raise ValueError(f"{owner}: {name} must be in [0, 1), got {number!r}")
+def optional(check: Check) -> Check:
+    """``check``, also accepting None (a value that defaults to something else)."""
+    @functools.wraps(check)
+    def checked(owner: str, name: str, value: Any) -> None:
+        if value is not None:
+            check(owner, name, value)
+    return checked
 
 
-@schedulable
-def closed_unit_interval(owner: str, name: str, value: Any) -> None:
-    number = as_real(owner, name, value)
-    if not 0.0 <= number <= 1.0:
-        raise ValueError(f"{owner}: {name} must be in [0, 1], got {number!r}")
+def pair(first: Check, second: Check, what: str) -> Check:
+    """A pair (tuple or list) whose items pass ``first`` and ``second``; ``what`` describes the
+    pair for the message ("(beta1, beta2) of numbers in [0, 1)")."""
+    def check(owner: str, name: str, value: Any) -> None:
+        if not isinstance(value, (tuple, list)) or len(value) != 2:
+            raise TypeError(f"{owner}: {name} must be a pair {what}, got {value!r}")
+        first(owner, f"{name}[0]", value[0])
+        second(owner, f"{name}[1]", value[1])
+    return check
 
 
-def pair_of_unit_interval(owner: str, name: str, value: Any) -> None:
-    """(beta1, beta2), each in [0, 1)."""
-    if not isinstance(value, (tuple, list)) or len(value) != 2:
-        raise TypeError(f"{owner}: {name} must be a pair (beta1, beta2) of numbers in [0, 1), got {value!r}")
-    for i, item in enumerate(value):
-        unit_interval(owner, f"{name}[{i}]", item)
+pair_of_unit_interval = pair(unit_interval, unit_interval, "(beta1, beta2) of numbers in [0, 1)")
 
 
 def flag(owner: str, name: str, value: Any) -> None:

@@ -25,7 +25,7 @@ import torch
 
 from optimlab import engine
 from optimlab.checks import Check
-from optimlab.core import Transform
+from optimlab.core import Transform, state_spec
 from optimlab.engine.state import StateDict, StateTable, adopt
 from optimlab.schedules.direct import DirectSchedules
 
@@ -190,7 +190,28 @@ class Optimizer(torch.optim.Optimizer):
         checked = self.checked_state_dict(state_dict)
         schedules = self.schedules.checked_state_dict(state_dict.get("schedules"), self.owner)
         super().load_state_dict(checked)
+        self.restore_declared_dtypes()
         self.schedules.load(schedules, self.param_groups)
+
+    def restore_declared_dtypes(self) -> None:
+        """Give loaded state the dtypes its transform declares.
+
+        torch.optim's ``load_state_dict`` casts every state tensor but ``step`` to its
+        parameter's dtype. State declared in another dtype (ASGD's 0-d ``eta`` and ``mu``, float32
+        beside float64 parameters, as torch makes them) gets that dtype back, so that a run
+        resumed from a checkpoint goes on exactly as the uninterrupted one (torch.optim.ASGD's
+        own does not: its step sizes stop being rounded to float32).
+        """
+        for group in self.param_groups:
+            transform = self.transform_for(group)
+            for p in group["params"]:
+                state = self.state.get(p)
+                if not state:
+                    continue
+                for key, (_, dtype) in state_spec(transform, p).items():
+                    value = state.get(key)
+                    if isinstance(value, torch.Tensor) and value.dtype != dtype:
+                        state[key] = value.to(dtype)
 
     def checked_state_dict(self, state_dict: Mapping[str, Any]) -> dict[str, Any]:
         """``state_dict`` checked against this optimizer and laid out by this one's positions."""

@@ -9,9 +9,13 @@ Every optimizer is one entry of :data:`optimlab.optimizers.registry.REGISTRY`.
 choose the code path: optimlab's engine chooses.
 """
 
+from optimlab.optimizers.adadelta import Adadelta
+from optimlab.optimizers.adafactor import Adafactor
 from optimlab.optimizers.adagrad import Adagrad
 from optimlab.optimizers.adam import Adam, AdamW
+from optimlab.optimizers.asgd import ASGD
 from optimlab.optimizers.rmsprop import RMSprop
+from optimlab.optimizers.rprop import Rprop
 from optimlab.optimizers.sgd import SGD
 
-__all__ = ["SGD", "Adagrad", "Adam", "AdamW", "RMSprop"]
+__all__ = ["SGD", "ASGD", "Adadelta", "Adafactor", "Adagrad", "Adam", "AdamW", "RMSprop", "Rprop"]

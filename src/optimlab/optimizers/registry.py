@@ -18,9 +18,13 @@ from typing import Any
 import torch
 
 from optimlab.optimizer import Optimizer
+from optimlab.optimizers.adadelta import Adadelta
+from optimlab.optimizers.adafactor import Adafactor
 from optimlab.optimizers.adagrad import Adagrad
 from optimlab.optimizers.adam import Adam, AdamW
+from optimlab.optimizers.asgd import ASGD
 from optimlab.optimizers.rmsprop import RMSprop
+from optimlab.optimizers.rprop import Rprop
 from optimlab.optimizers.sgd import SGD
 
 #: Relative error (tests/helpers.py defines it) allowed against the reference after 50 steps.
@@ -94,6 +98,35 @@ ENTRIES: tuple[Entry, ...] = (
         dict(lr=0.01),
         dict(lr=0.01, weight_decay=0.1, amsgrad=True, maximize=True),
     ), search_space={"lr": (1e-5, 0.1), "weight_decay": (1e-4, 0.3)}),
+    Entry(Adadelta, "torch.optim.Adadelta", "Zeiler 2012", (
+        dict(),
+        dict(lr=0.5, rho=0.95, weight_decay=0.1),
+        dict(eps=1e-4, weight_decay=0.1, maximize=True),
+    ), search_space={"lr": (1e-2, 10.0)}),
+    # torch.optim.Adafactor refuses complex parameters. The 3-D parameter of the test is
+    # factored over its last two dimensions; lr=0.5 reaches rho_t = 1/sqrt(t) (t > 4), and the
+    # large eps reach both floors (eps1 on the variance estimate, eps2 on the parameter's RMS).
+    Entry(Adafactor, "torch.optim.Adafactor", "Shazeer & Stern 2018", (
+        dict(),
+        dict(lr=0.01, weight_decay=0.1),
+        dict(weight_decay=0.1, maximize=True),
+        dict(beta2_decay=-1.0, d=1.5),
+        dict(lr=0.5, eps=(1.0, 2.0)),
+    ), complex_params=False, search_space={"lr": (1e-4, 1.0)}),
+    # t0=10 starts the averaging (mu < 1) within the 50 steps; lambd=0 skips the decay term.
+    Entry(ASGD, "torch.optim.ASGD", "Polyak & Juditsky 1992; Bottou 2012", (
+        dict(),
+        dict(lr=0.02, lambd=0.1),
+        dict(t0=10, alpha=0.5, weight_decay=0.1),
+        dict(lambd=0.0, t0=0, maximize=True),
+    ), search_space={"lr": (1e-4, 1.0)}),
+    # The last configuration's bounds are reached from both sides.
+    Entry(Rprop, "torch.optim.Rprop", "Riedmiller & Braun 1993", (
+        dict(),
+        dict(lr=2e-4, etas=(0.5, 1.5)),
+        dict(step_sizes=(2e-6, 100), maximize=True),
+        dict(lr=0.1, step_sizes=(0.01, 0.2)),
+    ), search_space={"lr": (1e-5, 0.1)}),
 )
 
 #: name -> entry, in the order of :data:`ENTRIES`.

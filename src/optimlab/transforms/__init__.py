@@ -1,17 +1,26 @@
 """The math of every optimizer, one small module per family, each transform per tensor."""
 
+from optimlab.transforms.adadelta import ScaleByAdadelta
 from optimlab.transforms.adaptive import ScaleByAdagrad, ScaleByAdam, ScaleByRMS
+from optimlab.transforms.averaging import IterateAveraging, ScaleByDecayingStepSize
 from optimlab.transforms.decay import AddDecayedWeights, DecoupledWeightDecay
+from optimlab.transforms.factored import ScaleByAdafactor
 from optimlab.transforms.momentum import Momentum
 from optimlab.transforms.scale import Negate, ScaleByLearningRate
+from optimlab.transforms.sign import ScaleByRprop
 
 __all__ = [
     "AddDecayedWeights",
     "DecoupledWeightDecay",
+    "IterateAveraging",
     "Momentum",
     "Negate",
+    "ScaleByAdadelta",
+    "ScaleByAdafactor",
     "ScaleByAdagrad",
     "ScaleByAdam",
+    "ScaleByDecayingStepSize",
     "ScaleByLearningRate",
     "ScaleByRMS",
+    "ScaleByRprop",
 ]

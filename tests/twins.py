@@ -1,0 +1,104 @@
+"""Checks of an optimlab class against its torch.optim twin that the registry test does not make.
+
+* :func:`mismatches`: torch's own error cases, replayed. For every optimizer, torch keeps the
+  inputs that must fail (``optim_error_inputs_func`` of its entry in
+  ``torch.testing._internal.common_optimizers.optim_db``): bad hyperparameters that must raise
+  at construction, parameters that must raise at the first step (Adafactor's complex ones),
+  and a few that must warn. Each is replayed on the optimlab class, and every case whose
+  exception (or warning) type or moment differs from torch's is reported. The messages are
+  optimlab's own (they name the argument, the value and what was expected), so only types are
+  compared. Importing optim_db costs several seconds (it pulls in torch's test framework), so
+  it happens on first use, not when the tests are collected.
+* :func:`scheduled_run`: a run whose learning rate is written into the groups between steps,
+  as a scheduler does (the registry test keeps it constant).
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import types
+import unittest
+import warnings
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from tests.helpers import Grads, Run, clone_params, run_steps
+
+
+@functools.cache
+def common_optimizers() -> types.ModuleType:
+    """torch.testing._internal.common_optimizers (optim_db and its enums), imported once."""
+    # torch's test utilities import ``expecttest`` for a TestCase base class and a flag that
+    # reading optim_db never uses; that test-only dependency of torch is not installed here.
+    if "expecttest" not in sys.modules:
+        try:
+            import expecttest  # noqa: F401
+        except ImportError:
+            sys.modules["expecttest"] = types.SimpleNamespace(TestCase=unittest.TestCase, ACCEPT=False)
+    from torch.testing._internal import common_optimizers as module
+
+    return module
+
+
+def error_cases(torch_cls: type) -> list[Any]:
+    """torch's ErrorOptimizerInputs for ``torch_cls`` on the CPU (float32)."""
+    info = next(info for info in common_optimizers().optim_db if info.optim_cls is torch_cls)
+    return info.optim_error_inputs_func(device="cpu", dtype=torch.float32)
+
+
+def at_step(case: Any) -> bool:
+    """Whether torch expects the case's error from the first ``step()`` (else from construction)."""
+    return case.error_on == common_optimizers().OptimizerErrorEnum.STEP_ERROR
+
+
+def outcome(cls: type, case: Any) -> tuple[str, type | None]:
+    """(where, type): what constructing ``cls`` as ``case`` says (and, for a step error, then
+    stepping it) raised first, or the warning of the case's kind it gave; (where, None) if nothing."""
+    given = case.optimizer_error_input
+    where = "construction"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            optimizer = cls(given.params, **given.kwargs)
+            if at_step(case):
+                where = "step"
+                optimizer.step()
+        except Exception as error:  # noqa: BLE001 - the type is the answer
+            return where, type(error)
+    if issubclass(case.error_type, Warning):
+        return where, next((w.category for w in caught if issubclass(w.category, case.error_type)), None)
+    return where, None
+
+
+def mismatches(cls: type, torch_cls: type) -> list[str]:
+    """Every error case of ``torch_cls`` that ``cls`` does not answer with torch's error type,
+    at torch's moment (construction or step), described; empty when all agree."""
+    found = []
+    cases = error_cases(torch_cls)
+    assert cases, f"optim_db has no error cases for {torch_cls.__name__}"
+    for case in cases:
+        expected_where = "step" if at_step(case) else "construction"
+        where, got = outcome(cls, case)
+        if got is None or not issubclass(got, case.error_type) or where != expected_where:
+            found.append(f"{case.optimizer_error_input.desc!r}: torch raises {case.error_type.__name__} at "
+                         f"{expected_where}, {cls.__name__} gave {getattr(got, '__name__', 'nothing')} at {where}")
+    return found
+
+
+def scheduled_run(cls: type, start: list[Tensor], hp: dict[str, Any], lrs: list[float], sequence: Grads) -> Run:
+    """``cls(copies of start, lr=lrs[0], **hp)`` stepped through ``sequence``, with ``lrs[t]``
+    written into every group's ``"lr"`` after step ``t``."""
+    params = clone_params(start)
+    run = Run(cls(params, lr=lrs[0], **hp), params)
+    track = run._after_step
+
+    def after_step(t: int) -> None:
+        track(t)
+        for group in run.optimizer.param_groups:
+            group["lr"] = lrs[t % len(lrs)]
+
+    run_steps(run.optimizer, params, sequence, after_step=after_step)
+    return run
