@@ -18,8 +18,11 @@ Check = Callable[[str, str, Any], None]
 
 def as_real(owner: str, name: str, value: Any) -> float:
     """The value as a float, if it is a real number or a one-element real tensor."""
-    real_tensor = (isinstance(value, Tensor) and value.numel() == 1
-                   and not value.is_complex() and value.dtype != torch.bool)
+    if isinstance(value, Tensor) and value.numel() != 1:
+        # A ValueError, as torch.optim's "Tensor lr must be 1-element": the type is right, its size is not.
+        raise ValueError(f"{owner}: {name} must be a real number or a one-element tensor, got a tensor of "
+                         f"shape {tuple(value.shape)}")
+    real_tensor = (isinstance(value, Tensor) and not value.is_complex() and value.dtype != torch.bool)
     if isinstance(value, bool) or not (isinstance(value, numbers.Real) or real_tensor):
         raise TypeError(f"{owner}: {name} must be a real number, got {type(value).__name__} {value!r}")
     number = float(value)
