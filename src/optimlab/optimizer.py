@@ -25,7 +25,7 @@ import torch
 
 from optimlab import engine
 from optimlab.checks import Check
-from optimlab.core import Transform
+from optimlab.core import Transform, state_spec
 from optimlab.engine.state import StateDict, StateTable, adopt
 from optimlab.schedules.direct import DirectSchedules
 
@@ -186,11 +186,36 @@ class Optimizer(torch.optim.Optimizer):
         found wherever they now sit, and parameters new to the model start fresh. Otherwise
         parameters are matched by position, as in torch. Either way the state dict is fully
         checked (groups, hyperparameters, state shapes) before anything is loaded.
+
+        torch.optim casts every loaded state tensor except ``step`` to its parameter's dtype.
+        State that the math keeps in a dtype of its own, like ``step`` (NAdam's 0-d
+        ``mu_product``, float32 also for float64 parameters), keeps the checkpoint's dtype
+        here, so that a resumed run computes exactly what the uninterrupted one would have.
         """
         checked = self.checked_state_dict(state_dict)
         schedules = self.schedules.checked_state_dict(state_dict.get("schedules"), self.owner)
+        own_dtypes = self.own_dtype_state(checked)
         super().load_state_dict(checked)
+        for p, key, dtype in own_dtypes:
+            self.state[p][key] = self.state[p][key].to(dtype)
         self.schedules.load(schedules, self.param_groups)
+
+    def own_dtype_state(self, checked: Mapping[str, Any]) -> list[tuple[torch.Tensor, str, torch.dtype]]:
+        """``(parameter, key, dtype in the checkpoint)`` for each state tensor of ``checked`` (from
+        :meth:`checked_state_dict`) that the transform declares in a dtype other than its
+        parameter's."""
+        found = []
+        for group, current in zip(checked["param_groups"], self.param_groups):
+            transform = self.transform_for(group)
+            for position, p in zip(group["params"], current["params"]):
+                entry = checked["state"].get(position)
+                if not entry:
+                    continue
+                for key, (_, dtype) in state_spec(transform, p).items():
+                    value = entry.get(key)
+                    if dtype != p.dtype and isinstance(value, torch.Tensor):
+                        found.append((p, key, value.dtype))
+        return found
 
     def checked_state_dict(self, state_dict: Mapping[str, Any]) -> dict[str, Any]:
         """``state_dict`` checked against this optimizer and laid out by this one's positions."""
