@@ -1,5 +1,6 @@
 """The math of every optimizer, one small module per family, each transform per tensor."""
 
+from optimlab.transforms.adam_variants import ScaleByAdamax, ScaleByNAdam, ScaleByRAdam
 from optimlab.transforms.adaptive import ScaleByAdagrad, ScaleByAdam, ScaleByRMS
 from optimlab.transforms.decay import AddDecayedWeights, DecoupledWeightDecay
 from optimlab.transforms.momentum import Momentum
@@ -12,6 +13,9 @@ __all__ = [
     "Negate",
     "ScaleByAdagrad",
     "ScaleByAdam",
+    "ScaleByAdamax",
     "ScaleByLearningRate",
+    "ScaleByNAdam",
+    "ScaleByRAdam",
     "ScaleByRMS",
 ]
