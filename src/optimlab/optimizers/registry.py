@@ -20,6 +20,7 @@ import torch
 from optimlab.optimizer import Optimizer
 from optimlab.optimizers.adagrad import Adagrad
 from optimlab.optimizers.adam import Adam, AdamW
+from optimlab.optimizers.adam_variants import Adamax, NAdam, RAdam
 from optimlab.optimizers.rmsprop import RMSprop
 from optimlab.optimizers.sgd import SGD
 
@@ -94,6 +95,24 @@ ENTRIES: tuple[Entry, ...] = (
         dict(lr=0.01),
         dict(lr=0.01, weight_decay=0.1, amsgrad=True, maximize=True),
     ), search_space={"lr": (1e-5, 0.1), "weight_decay": (1e-4, 0.3)}),
+    Entry(NAdam, "torch.optim.NAdam", "Dozat 2016", (
+        dict(lr=0.01),
+        dict(lr=0.01, betas=(0.8, 0.99), momentum_decay=6e-3, weight_decay=0.1),
+        dict(lr=0.01, momentum_decay=0, weight_decay=0.1, decoupled_weight_decay=True, maximize=True),
+        dict(lr=0.01, eps=1e-6, weight_decay=0.1, maximize=True),
+    ), search_space={"lr": (1e-5, 0.1), "beta2": (0.9, 0.9999)}),
+    Entry(RAdam, "torch.optim.RAdam", "Liu et al. 2020", (
+        dict(lr=0.01),  # momentum SGD for 5 steps, then rectified
+        dict(lr=0.01, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.1),
+        dict(lr=0.01, weight_decay=0.1, decoupled_weight_decay=True, maximize=True),
+        # rho_inf = 4: never rectified, and the rectifier's formula would divide by zero
+        dict(lr=0.01, betas=(0.9, 0.6), maximize=True),
+    ), search_space={"lr": (1e-5, 0.1), "beta2": (0.9, 0.9999)}),
+    Entry(Adamax, "torch.optim.Adamax", "Kingma & Ba 2015", (
+        dict(lr=0.01),
+        dict(lr=0.01, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.1),
+        dict(lr=0.01, weight_decay=0.1, maximize=True),
+    ), search_space={"lr": (1e-4, 0.1)}),
 )
 
 #: name -> entry, in the order of :data:`ENTRIES`.
