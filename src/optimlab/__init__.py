@@ -6,9 +6,22 @@ transforms (:mod:`optimlab.transforms`) run by one engine (:mod:`optimlab.engine
 
 from optimlab.core import Chain, Transform, chain
 from optimlab.optimizer import Optimizer
-from optimlab.optimizers import ASGD, SGD, Adadelta, Adafactor, Adagrad, Adam, AdamW, RMSprop, Rprop
+from optimlab.optimizers import (
+                                 ASGD,
+                                 SGD,
+                                 Adadelta,
+                                 Adafactor,
+                                 Adagrad,
+                                 Adam,
+                                 Adamax,
+                                 AdamW,
+                                 NAdam,
+                                 RAdam,
+                                 RMSprop,
+                                 Rprop,
+)
 
 __version__ = "0.1.0"
 
-__all__ = ["ASGD", "SGD", "Adadelta", "Adafactor", "Adagrad", "Adam", "AdamW", "Chain", "Optimizer", "RMSprop",
-           "Rprop", "Transform", "chain"]
+__all__ = ["ASGD", "SGD", "Adadelta", "Adafactor", "Adagrad", "Adam", "AdamW", "Adamax", "Chain", "NAdam", "Optimizer",
+           "RAdam", "RMSprop", "Rprop", "Transform", "chain"]

@@ -256,8 +256,13 @@ def parse_lr_overrides(items: Sequence[str], optimizers: Sequence[str]) -> tuple
 def cmd_trajectories(args: argparse.Namespace) -> int:
     from optimlab.lab import zoo
     from optimlab.lab.functions2d import get_function
-    from optimlab.lab.trajectories import (DEFAULT_OPTIMIZERS, DEFAULTS, animate_trajectories, plot_trajectories,
-                                           run_trajectories)
+    from optimlab.lab.trajectories import (
+        DEFAULT_OPTIMIZERS,
+        DEFAULTS,
+        animate_trajectories,
+        plot_trajectories,
+        run_trajectories,
+    )
 
     function = checked(get_function, args.function)
     optimizers = names_list(args.optimizers) if args.optimizers else list(DEFAULT_OPTIMIZERS)
@@ -324,7 +329,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
                  "lr": f"{r['lr']:g}", "seed": str(r["seed"]), "stop": r["stop_reason"], "steps": str(r["steps"]),
                  "seconds": f"{r['seconds']:.2f}",
                  "to target": "" if r["steps_to_target"] is None else str(r["steps_to_target"]),
-                 f"best valid": fmt_metric(r["best_valid"]), "test": fmt_metric(r["test_metric"])}
+                 "best valid": fmt_metric(r["best_valid"]), "test": fmt_metric(r["test_metric"])}
                 for r in runs]
         print(f"{len(rows)} runs:")
         print_table(rows)

@@ -186,6 +186,11 @@ class Optimizer(torch.optim.Optimizer):
         found wherever they now sit, and parameters new to the model start fresh. Otherwise
         parameters are matched by position, as in torch. Either way the state dict is fully
         checked (groups, hyperparameters, state shapes) before anything is loaded.
+
+        torch.optim casts every loaded state tensor except ``step`` to its parameter's dtype.
+        State that the math keeps in a dtype of its own, like ``step`` (NAdam's 0-d
+        ``mu_product``, float32 also for float64 parameters), keeps the checkpoint's dtype
+        here, so that a resumed run computes exactly what the uninterrupted one would have.
         """
         checked = self.checked_state_dict(state_dict)
         schedules = self.schedules.checked_state_dict(state_dict.get("schedules"), self.owner)

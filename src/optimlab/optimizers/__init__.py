@@ -13,9 +13,11 @@ from optimlab.optimizers.adadelta import Adadelta
 from optimlab.optimizers.adafactor import Adafactor
 from optimlab.optimizers.adagrad import Adagrad
 from optimlab.optimizers.adam import Adam, AdamW
+from optimlab.optimizers.adam_variants import Adamax, NAdam, RAdam
 from optimlab.optimizers.asgd import ASGD
 from optimlab.optimizers.rmsprop import RMSprop
 from optimlab.optimizers.rprop import Rprop
 from optimlab.optimizers.sgd import SGD
 
-__all__ = ["SGD", "ASGD", "Adadelta", "Adafactor", "Adagrad", "Adam", "AdamW", "RMSprop", "Rprop"]
+__all__ = ["SGD", "ASGD", "Adadelta", "Adafactor", "Adagrad", "Adam", "AdamW", "Adamax", "NAdam", "RAdam", "RMSprop",
+           "Rprop"]

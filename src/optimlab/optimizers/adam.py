@@ -10,8 +10,8 @@ from torch import Tensor
 from optimlab import checks
 from optimlab.core import Transform
 from optimlab.optimizer import Optimizer
-from optimlab.optimizers.common import COMMON_CHECKS, Params, with_sign
-from optimlab.transforms import AddDecayedWeights, DecoupledWeightDecay, ScaleByAdam, ScaleByLearningRate
+from optimlab.optimizers.common import COMMON_CHECKS, Params, adaptive
+from optimlab.transforms import ScaleByAdam
 
 
 class Adam(Optimizer):
@@ -40,10 +40,7 @@ class Adam(Optimizer):
         return group["maximize"], group["amsgrad"], group["decoupled_weight_decay"]
 
     def build_transform(self, group: Mapping[str, Any]) -> Transform:
-        adam = ScaleByAdam(amsgrad=group["amsgrad"])
-        if group["decoupled_weight_decay"]:
-            return with_sign(group, adam, ScaleByLearningRate(), DecoupledWeightDecay())
-        return with_sign(group, AddDecayedWeights(), adam, ScaleByLearningRate())
+        return adaptive(group, ScaleByAdam(amsgrad=group["amsgrad"]), group["decoupled_weight_decay"])
 
 
 class AdamW(Adam):

@@ -11,7 +11,11 @@ from optimlab import checks
 from optimlab.core import Transform
 from optimlab.optimizer import Optimizer
 from optimlab.optimizers.common import COMMON_CHECKS, Params, with_sign
-from optimlab.transforms import AddDecayedWeights, IterateAveraging, ScaleByDecayingStepSize
+from optimlab.transforms import (
+    AddDecayedWeights,
+    IterateAveraging,
+    ScaleByDecayingStepSize,
+)
 
 
 class ASGD(Optimizer):

@@ -22,6 +22,7 @@ from optimlab.optimizers.adadelta import Adadelta
 from optimlab.optimizers.adafactor import Adafactor
 from optimlab.optimizers.adagrad import Adagrad
 from optimlab.optimizers.adam import Adam, AdamW
+from optimlab.optimizers.adam_variants import Adamax, NAdam, RAdam
 from optimlab.optimizers.asgd import ASGD
 from optimlab.optimizers.rmsprop import RMSprop
 from optimlab.optimizers.rprop import Rprop
@@ -127,6 +128,24 @@ ENTRIES: tuple[Entry, ...] = (
         dict(step_sizes=(2e-6, 100), maximize=True),
         dict(lr=0.1, step_sizes=(0.01, 0.2)),
     ), search_space={"lr": (1e-5, 0.1)}),
+    Entry(NAdam, "torch.optim.NAdam", "Dozat 2016", (
+        dict(lr=0.01),
+        dict(lr=0.01, betas=(0.8, 0.99), momentum_decay=6e-3, weight_decay=0.1),
+        dict(lr=0.01, momentum_decay=0, weight_decay=0.1, decoupled_weight_decay=True, maximize=True),
+        dict(lr=0.01, eps=1e-6, weight_decay=0.1, maximize=True),
+    ), search_space={"lr": (1e-5, 0.1), "beta2": (0.9, 0.9999)}),
+    Entry(RAdam, "torch.optim.RAdam", "Liu et al. 2020", (
+        dict(lr=0.01),  # momentum SGD for 5 steps, then rectified
+        dict(lr=0.01, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.1),
+        dict(lr=0.01, weight_decay=0.1, decoupled_weight_decay=True, maximize=True),
+        # rho_inf = 4: never rectified, and the rectifier's formula would divide by zero
+        dict(lr=0.01, betas=(0.9, 0.6), maximize=True),
+    ), search_space={"lr": (1e-5, 0.1), "beta2": (0.9, 0.9999)}),
+    Entry(Adamax, "torch.optim.Adamax", "Kingma & Ba 2015", (
+        dict(lr=0.01),
+        dict(lr=0.01, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.1),
+        dict(lr=0.01, weight_decay=0.1, maximize=True),
+    ), search_space={"lr": (1e-4, 0.1)}),
 )
 
 #: name -> entry, in the order of :data:`ENTRIES`.

@@ -11,7 +11,12 @@ from optimlab import checks
 from optimlab.core import Transform
 from optimlab.optimizer import Optimizer
 from optimlab.optimizers.common import COMMON_CHECKS, Params, with_sign
-from optimlab.transforms import AddDecayedWeights, Momentum, ScaleByLearningRate, ScaleByRMS
+from optimlab.transforms import (
+    AddDecayedWeights,
+    Momentum,
+    ScaleByLearningRate,
+    ScaleByRMS,
+)
 
 
 class RMSprop(Optimizer):

@@ -1,6 +1,7 @@
 """The math of every optimizer, one small module per family, each transform per tensor."""
 
 from optimlab.transforms.adadelta import ScaleByAdadelta
+from optimlab.transforms.adam_variants import ScaleByAdamax, ScaleByNAdam, ScaleByRAdam
 from optimlab.transforms.adaptive import ScaleByAdagrad, ScaleByAdam, ScaleByRMS
 from optimlab.transforms.averaging import IterateAveraging, ScaleByDecayingStepSize
 from optimlab.transforms.decay import AddDecayedWeights, DecoupledWeightDecay
@@ -20,7 +21,10 @@ __all__ = [
     "ScaleByAdagrad",
     "ScaleByAdam",
     "ScaleByDecayingStepSize",
+    "ScaleByAdamax",
     "ScaleByLearningRate",
+    "ScaleByNAdam",
+    "ScaleByRAdam",
     "ScaleByRMS",
     "ScaleByRprop",
 ]

@@ -28,6 +28,25 @@ from torch import Tensor
 from optimlab.core import HyperParams, State, Transform, is_zero
 
 
+def zeros_like_param(param: Tensor, *names: str) -> dict[str, Tensor]:
+    """State tensors shaped and laid out like ``param``, all zeros, under ``names``."""
+    return {name: torch.zeros_like(param, memory_format=torch.preserve_format) for name in names}
+
+
+def update_moments(u: Tensor, state: State, beta1: Any, beta2: Any) -> tuple[Tensor, Tensor]:
+    """Adam's two running averages, updated in place and returned (Kingma & Ba, 2015, Alg. 1)::
+
+        exp_avg    <- beta1 * exp_avg    + (1 - beta1) * u
+        exp_avg_sq <- beta2 * exp_avg_sq + (1 - beta2) * u^2
+
+    Shared by Adam and the variants that change only how the step is made from them (NAdam,
+    RAdam).
+    """
+    exp_avg = state["exp_avg"].lerp_(u, 1 - beta1)
+    exp_avg_sq = state["exp_avg_sq"].mul_(beta2).add_(u * u * (1 - beta2))
+    return exp_avg, exp_avg_sq
+
+
 class ScaleByAdagrad(Transform):
     """Adagrad (Duchi, Hazan & Singer, 2011, JMLR 12, diagonal version, Eq. (1) / Fig. 1)::
 
@@ -109,12 +128,11 @@ class ScaleByAdam(Transform):
 
     def init(self, param: Tensor) -> dict[str, Tensor]:
         names = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq") if self.amsgrad else ("exp_avg", "exp_avg_sq")
-        return {name: torch.zeros_like(param, memory_format=torch.preserve_format) for name in names}
+        return zeros_like_param(param, *names)
 
     def update(self, u: Tensor, param: Tensor, state: State, hp: HyperParams, step: Any) -> Tensor:
         beta1, beta2 = hp["betas"]
-        exp_avg = state["exp_avg"].lerp_(u, 1 - beta1)
-        exp_avg_sq = state["exp_avg_sq"].mul_(beta2).add_(u * u * (1 - beta2))
+        exp_avg, exp_avg_sq = update_moments(u, state, beta1, beta2)
         if self.amsgrad:
             exp_avg_sq = torch.maximum(state["max_exp_avg_sq"], exp_avg_sq, out=state["max_exp_avg_sq"])
         bias_correction1 = 1 - beta1**step
