@@ -20,6 +20,7 @@ import torch
 from optimlab.optimizer import Optimizer
 from optimlab.optimizers.adagrad import Adagrad
 from optimlab.optimizers.adam import Adam, AdamW
+from optimlab.optimizers.muon import Muon
 from optimlab.optimizers.rmsprop import RMSprop
 from optimlab.optimizers.sgd import SGD
 
@@ -94,6 +95,14 @@ ENTRIES: tuple[Entry, ...] = (
         dict(lr=0.01),
         dict(lr=0.01, weight_decay=0.1, amsgrad=True, maximize=True),
     ), search_space={"lr": (1e-5, 0.1), "weight_decay": (1e-4, 0.3)}),
+    Entry(Muon, "torch.optim.Muon", "Jordan et al. 2024; Liu et al. 2025", (
+        dict(),
+        # A float64 tensor: torch rounds lr * ratio and 1 - lr * weight_decay to the tensor's dtype,
+        # optimlab computes them in double (a float32 lr: tests/test_muon.py).
+        dict(lr=torch.tensor(0.02, dtype=torch.float64), weight_decay=0.2, momentum=0.8),
+        dict(lr=0.02, nesterov=False, momentum=0.0, weight_decay=0.0, adjust_lr_fn="match_rms_adamw"),
+        dict(lr=0.02, ns_steps=6, ns_coefficients=(3.4, -4.7, 2.0), eps=1e-3, adjust_lr_fn="original"),
+    ), complex_params=False, min_dim=2, search_space={"lr": (1e-4, 0.1), "momentum": (0.8, 0.99)}),
 )
 
 #: name -> entry, in the order of :data:`ENTRIES`.
