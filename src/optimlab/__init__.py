@@ -6,8 +6,8 @@ transforms (:mod:`optimlab.transforms`) run by one engine (:mod:`optimlab.engine
 
 from optimlab.core import Chain, Transform, chain
 from optimlab.optimizer import Optimizer
-from optimlab.optimizers import SGD, Adagrad, Adam, AdamW, Muon, RMSprop
+from optimlab.optimizers import LBFGS, SGD, Adagrad, Adam, AdamW, Muon, RMSprop
 
 __version__ = "0.1.0"
 
-__all__ = ["SGD", "Adagrad", "Adam", "AdamW", "Chain", "Muon", "Optimizer", "RMSprop", "Transform", "chain"]
+__all__ = ["LBFGS", "SGD", "Adagrad", "Adam", "AdamW", "Chain", "Muon", "Optimizer", "RMSprop", "Transform", "chain"]
