@@ -276,6 +276,52 @@ def same(a: Any, b: Any) -> bool:
     return type(a) is type(b) and a == b
 
 
+# -- torch's own test cases -----------------------------------------------------------------
+def torch_error_inputs(optim_cls: type) -> list[Any]:
+    """torch's error cases for ``optim_cls`` (``optim_db``'s ``optim_error_inputs_func``, CPU, float32):
+    ``ErrorOptimizerInput`` objects (params, kwargs, error type, construction or step).
+
+    ``torch.testing._internal`` imports ``expecttest`` (not a dependency) for a TestCase base
+    only: a stand-in is registered when it is missing. The import freezes torch.backends' flags
+    (``disable_global_flags``); they are unfrozen again, for the rest of the suite.
+    """
+    import sys
+    import types
+    import unittest
+
+    if "expecttest" not in sys.modules:
+        try:
+            import expecttest  # noqa: F401
+        except ImportError:
+            sys.modules["expecttest"] = types.SimpleNamespace(TestCase=unittest.TestCase)  # type: ignore[assignment]
+    backends = torch.backends.flags_frozen.__globals__  # the module's own namespace (it is wrapped)
+    allowed = backends["__allow_nonbracketed_mutation_flag"]
+    from torch.testing._internal.common_optimizers import optim_db
+
+    backends["__allow_nonbracketed_mutation_flag"] = allowed
+    info = next(info for info in optim_db if info.optim_cls is optim_cls)
+    return info.optim_error_inputs_func(device="cpu", dtype=torch.float32)
+
+
+def raised_by(optim_cls: type, error_input: Any) -> type | None:
+    """Replay one of torch's error cases (:func:`torch_error_inputs`) on ``optim_cls`` as torch's
+    ``test_errors`` does: construct, and step for a step error. Returns the type of the exception
+    raised, else of the expected warning issued, else None."""
+    import warnings
+
+    case = error_input.optimizer_error_input
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            optimizer = optim_cls(case.params, **case.kwargs)
+            if error_input.error_on.name == "STEP_ERROR":
+                optimizer.step()
+        except Exception as error:  # noqa: BLE001 - the type is the result
+            return type(error)
+    warned = [w.category for w in caught if issubclass(w.category, error_input.error_type)]
+    return warned[0] if warned else None
+
+
 # -- measured errors ------------------------------------------------------------------------
 #: The worst relative error seen per comparison, printed at the end of the run (conftest).
 WORST: dict[str, float] = {}

@@ -92,9 +92,14 @@ class Driver:
 
         def closure() -> Tensor:
             optimizer.zero_grad()
-            loss = sum(((w.to(p.dtype) * (p - c.to(p.dtype)) ** 2).sum() + 0.05 * (p**4).sum())
+            # |.| makes the loss real for complex parameters too (and changes no real value).
+            loss = sum(((w.to(p.real.dtype) * (p - c.to(p.dtype)).abs() ** 2).sum() + 0.05 * (p.abs() ** 4).sum())
                        for p, c, w in zip(params, self.targets, self.weights))
             loss.backward()
+            for p in params:
+                # torch.optim.LBFGS flattens gradients with view(-1), which fails on the gradient
+                # autograd gives a transposed parameter (its strides); optimlab's takes both.
+                p.grad = p.grad.contiguous()
             return loss
 
         optimizer.step(closure)

@@ -7,21 +7,9 @@ transforms (:mod:`optimlab.transforms`) run by one engine (:mod:`optimlab.engine
 from optimlab.core import Chain, Transform, chain
 from optimlab.optimizer import Optimizer
 from optimlab.optimizers import (
-                                 ASGD,
-                                 SGD,
-                                 Adadelta,
-                                 Adafactor,
-                                 Adagrad,
-                                 Adam,
-                                 Adamax,
-                                 AdamW,
-                                 NAdam,
-                                 RAdam,
-                                 RMSprop,
-                                 Rprop,
+    ASGD, LBFGS, SGD, Adadelta, Adafactor, Adagrad, Adam, Adamax, AdamW, Muon, NAdam, RAdam, RMSprop, Rprop,
 )
 
 __version__ = "0.1.0"
 
-__all__ = ["ASGD", "SGD", "Adadelta", "Adafactor", "Adagrad", "Adam", "AdamW", "Adamax", "Chain", "NAdam", "Optimizer",
-           "RAdam", "RMSprop", "Rprop", "Transform", "chain"]
+__all__ = ["ASGD", "Adadelta", "Adafactor", "Adagrad", "Adam", "AdamW", "Adamax", "Chain", "LBFGS", "Muon", "NAdam", "Optimizer", "RAdam", "RMSprop", "Rprop", "SGD", "Transform", "chain"]

@@ -128,3 +128,33 @@ def unsupported_true(owner: str, name: str, value: Any) -> None:
     if value:
         raise ValueError(f"{owner}: {name}=True is not supported (autograd through the step); "
                          f"use torch.optim for differentiable optimizers")
+
+
+def integer(low: int, high: int | None = None) -> Check:
+    """An int (not a bool) with ``low <= value`` (and ``value < high`` if given): counts of
+    iterations, history lengths."""
+    def check(owner: str, name: str, value: Any) -> None:
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise TypeError(f"{owner}: {name} must be an integer, got {type(value).__name__} {value!r}")
+        if value < low or (high is not None and value >= high):
+            expected = f">= {low}" if high is None else f"in [{low}, {high})"
+            raise ValueError(f"{owner}: {name} must be {expected}, got {value!r}")
+    return check
+
+
+def one_of(*allowed: Any) -> Check:
+    """One of a few named choices (a string option, or None for its default)."""
+    def check(owner: str, name: str, value: Any) -> None:
+        if not any(value is choice or (isinstance(value, str) and value == choice) for choice in allowed):
+            raise ValueError(f"{owner}: {name} must be one of {', '.join(map(repr, allowed))}, got {value!r}")
+    return check
+
+
+def real_tuple(length: int) -> Check:
+    """A tuple (or list) of ``length`` real numbers (Muon's Newton-Schulz coefficients)."""
+    def check(owner: str, name: str, value: Any) -> None:
+        if not isinstance(value, (tuple, list)) or len(value) != length:
+            raise ValueError(f"{owner}: {name} must be a tuple of {length} real numbers, got {value!r}")
+        for i, item in enumerate(value):
+            schedulable(as_real)(owner, f"{name}[{i}]", item)
+    return check

@@ -84,6 +84,20 @@ class Optimizer(torch.optim.Optimizer):
     def structure(self, group: Mapping[str, Any]) -> tuple:
         return ()
 
+    def check_param(self, param: torch.Tensor, name: str) -> None:
+        """Raise TypeError/ValueError for a parameter this optimizer cannot step (Muon: fewer than
+        two dimensions); called for each parameter of a group being added. Default: any is fine."""
+
+    def check_loaded_state(self, group: Mapping[str, Any], param: torch.Tensor, name: str,
+                           state: Mapping[str, Any]) -> None:
+        """Raise if ``state``, loaded for ``param`` of ``group``, is not what this optimizer keeps.
+
+        Default: the state its transform declares (:func:`optimlab.engine.check_state`). An
+        optimizer that runs whole steps of its own (L-BFGS) checks its own layout here.
+        """
+        engine.check_state(f"{self.owner}.load_state_dict", name, self.transform_for(group), param, state,
+                           self.counts_steps, complete=True)
+
     def check_group(self, group: Mapping[str, Any]) -> None:
         """Check the group's hyperparameters; subclasses add checks that span several."""
         owner = self.owner
@@ -134,6 +148,7 @@ class Optimizer(torch.optim.Optimizer):
                 if not (p.is_floating_point() or p.is_complex()):
                     raise TypeError(f"{self.owner}: parameter {param_name(group, len(self.param_groups) - 1, i)} "
                                     f"is {p.dtype}; optimizers need floating-point or complex parameters")
+                self.check_param(p, param_name(group, len(self.param_groups) - 1, i))
         except (TypeError, ValueError):
             self.param_groups.pop()  # leave the optimizer as it was
             self.schedules.truncate(len(self.param_groups))
@@ -262,7 +277,6 @@ class Optimizer(torch.optim.Optimizer):
 
         state, position = {}, 0
         for index, (group, current) in enumerate(zip(groups, self.param_groups)):
-            transform = self.transform_for(group)
             group["params"] = list(range(position, position + len(current["params"])))
             if "param_names" in current:
                 group["param_names"] = list(current["param_names"])
@@ -272,8 +286,7 @@ class Optimizer(torch.optim.Optimizer):
                     if not isinstance(entry, Mapping):
                         raise TypeError(f"{owner}.load_state_dict: state for parameter {param_name(current, index, i)} "
                                         f"must be a dict, got {type(entry).__name__}")
-                    engine.check_state(f"{owner}.load_state_dict", param_name(current, index, i), transform, p,
-                                       entry, self.counts_steps, complete=True)
+                    self.check_loaded_state(group, p, param_name(current, index, i), entry)
                     state[position + i] = entry
             position += len(current["params"])
         return {"state": state, "param_groups": groups}

@@ -15,9 +15,11 @@ from optimlab.optimizers.adagrad import Adagrad
 from optimlab.optimizers.adam import Adam, AdamW
 from optimlab.optimizers.adam_variants import Adamax, NAdam, RAdam
 from optimlab.optimizers.asgd import ASGD
+from optimlab.optimizers.lbfgs import LBFGS
+from optimlab.optimizers.muon import Muon
 from optimlab.optimizers.rmsprop import RMSprop
 from optimlab.optimizers.rprop import Rprop
 from optimlab.optimizers.sgd import SGD
 
-__all__ = ["SGD", "ASGD", "Adadelta", "Adafactor", "Adagrad", "Adam", "AdamW", "Adamax", "NAdam", "RAdam", "RMSprop",
-           "Rprop"]
+__all__ = ["ASGD", "LBFGS", "SGD", "Adadelta", "Adafactor", "Adagrad", "Adam", "AdamW", "Adamax", "Muon", "NAdam", "RAdam",
+           "RMSprop", "Rprop"]

@@ -24,6 +24,8 @@ from optimlab.optimizers.adagrad import Adagrad
 from optimlab.optimizers.adam import Adam, AdamW
 from optimlab.optimizers.adam_variants import Adamax, NAdam, RAdam
 from optimlab.optimizers.asgd import ASGD
+from optimlab.optimizers.lbfgs import LBFGS
+from optimlab.optimizers.muon import Muon
 from optimlab.optimizers.rmsprop import RMSprop
 from optimlab.optimizers.rprop import Rprop
 from optimlab.optimizers.sgd import SGD
@@ -146,6 +148,23 @@ ENTRIES: tuple[Entry, ...] = (
         dict(lr=0.01, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.1),
         dict(lr=0.01, weight_decay=0.1, maximize=True),
     ), search_space={"lr": (1e-4, 0.1)}),
+    Entry(Muon, "torch.optim.Muon", "Jordan et al. 2024; Liu et al. 2025", (
+        dict(),
+        # A float64 tensor: torch rounds lr * ratio and 1 - lr * weight_decay to the tensor's dtype,
+        # optimlab computes them in double (a float32 lr: tests/test_muon.py).
+        dict(lr=torch.tensor(0.02, dtype=torch.float64), weight_decay=0.2, momentum=0.8),
+        dict(lr=0.02, nesterov=False, momentum=0.0, weight_decay=0.0, adjust_lr_fn="match_rms_adamw"),
+        dict(lr=0.02, ns_steps=6, ns_coefficients=(3.4, -4.7, 2.0), eps=1e-3, adjust_lr_fn="original"),
+    ), complex_params=False, min_dim=2, search_space={"lr": (1e-4, 0.1), "momentum": (0.8, 0.99)}),
+    Entry(LBFGS, "torch.optim.LBFGS", "Liu & Nocedal 1989; Nocedal & Wright 2006", (
+        # A few iterations per step, so that the run is still converging when its state is saved.
+        dict(),
+        dict(max_iter=1),
+        dict(lr=0.5, history_size=3, max_iter=3),
+        dict(lr=torch.tensor(0.1), tolerance_grad=1e-6, max_iter=4, max_eval=30),
+        dict(line_search_fn="strong_wolfe", max_iter=2, max_eval=10),
+        dict(line_search_fn="strong_wolfe", history_size=2, max_iter=5, max_eval=6, tolerance_change=1e-6),
+    ), needs_closure=True, single_group=True, search_space={"lr": (1e-2, 1.0)}),
 )
 
 #: name -> entry, in the order of :data:`ENTRIES`.

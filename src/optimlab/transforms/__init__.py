@@ -6,22 +6,26 @@ from optimlab.transforms.adaptive import ScaleByAdagrad, ScaleByAdam, ScaleByRMS
 from optimlab.transforms.averaging import IterateAveraging, ScaleByDecayingStepSize
 from optimlab.transforms.decay import AddDecayedWeights, DecoupledWeightDecay
 from optimlab.transforms.factored import ScaleByAdafactor
-from optimlab.transforms.momentum import Momentum
+from optimlab.transforms.momentum import EMAMomentum, Momentum
+from optimlab.transforms.orthogonal import Orthogonalize, ScaleByAdjustedLearningRate
 from optimlab.transforms.scale import Negate, ScaleByLearningRate
 from optimlab.transforms.sign import ScaleByRprop
 
 __all__ = [
     "AddDecayedWeights",
     "DecoupledWeightDecay",
+    "EMAMomentum",
     "IterateAveraging",
     "Momentum",
     "Negate",
+    "Orthogonalize",
     "ScaleByAdadelta",
     "ScaleByAdafactor",
     "ScaleByAdagrad",
     "ScaleByAdam",
-    "ScaleByDecayingStepSize",
     "ScaleByAdamax",
+    "ScaleByAdjustedLearningRate",
+    "ScaleByDecayingStepSize",
     "ScaleByLearningRate",
     "ScaleByNAdam",
     "ScaleByRAdam",

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from optimlab.core import HyperParams, State, Transform
@@ -51,3 +52,34 @@ class Momentum(Transform):
 
     def __repr__(self) -> str:
         return f"Momentum(nesterov={self.nesterov})"
+
+
+class EMAMomentum(Transform):
+    """Momentum as an exponential moving average from zero, with an optional Nesterov look-ahead,
+    as Muon keeps it (Jordan et al., 2024, "Muon: An optimizer for hidden layers in neural
+    networks"; torch.optim.Muon)::
+
+        b_0 = 0
+        b_t = b_{t-1} + (1 - momentum) * (u_t - b_{t-1})      (= momentum * b_{t-1} + (1 - momentum) * u_t)
+        out = u_t + momentum * (b_t - u_t)   if nesterov   else   b_t
+
+    Unlike :class:`Momentum` with ``dampening = momentum``, the buffer starts at zero, not at the
+    first direction: Muon orthogonalizes ``out``, which discards its scale, so the missing bias
+    correction does not matter. Both updates are ``lerp`` as in torch, whose rounding they keep.
+    """
+
+    hyperparams = ("momentum",)
+
+    def __init__(self, nesterov: bool = True) -> None:
+        self.nesterov = nesterov
+
+    def init(self, param: Tensor) -> dict[str, Tensor]:
+        return {"momentum_buffer": torch.zeros_like(param, memory_format=torch.preserve_format)}
+
+    def update(self, u: Tensor, param: Tensor, state: State, hp: HyperParams, step: Any) -> Tensor:
+        momentum = hp["momentum"]
+        buf = state["momentum_buffer"].lerp_(u, 1 - momentum)
+        return u.lerp(buf, momentum) if self.nesterov else buf
+
+    def __repr__(self) -> str:
+        return f"EMAMomentum(nesterov={self.nesterov})"
