@@ -128,7 +128,8 @@ class Chain(Transform):
         self.hyperparams = tuple(dict.fromkeys(h for t in transforms for h in t.hyperparams))
         self.lazy_state = tuple(dict.fromkeys(k for t in transforms for k in t.lazy_state))
         # The widest kind of its parts: a chain is elementwise only if every link is.
-        self.kind = max((t.kind for t in transforms), key=KINDS.index, default=ELEMENTWISE)
+        kinds = {t.kind for t in transforms}
+        self.kind = GROUP if GROUP in kinds else TENSOR if TENSOR in kinds else ELEMENTWISE
 
     def init(self, param: Tensor) -> dict[str, Tensor]:
         state: dict[str, Tensor] = {}

@@ -170,16 +170,29 @@ class Optimizer(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        self.schedules.apply(self.param_groups, self.owner)  # group[name] = schedule(t)
+        # While torch.compile records the step, values are not read back to check them: they
+        # were checked where they entered (constructor, add_param_group, load_state_dict) and
+        # by every step run outside the compiled function. Schedules given in place of numbers
+        # need the step count in Python: they work under torch.compile but recompile each
+        # step; a tensor lr driven by a Scheduler (in place) does not.
+        compiling = torch.compiler.is_compiling()
+        counted = compiling and not self.schedules
+        if not counted:
+            self.schedules.apply(self.param_groups, self.owner)  # group[name] = schedule(t)
+        gather = engine.collect_plain if compiling else engine.collect
         works = []
         for index, group in enumerate(self.param_groups):
-            self.check_group_cached(index, group)
-            work = engine.collect(self.transform_for(group), group, self.state, self.counts_steps, self.owner,
+            if not compiling:
+                self.check_group_cached(index, group)
+            work = gather(self.transform_for(group), group, self.state, self.counts_steps, self.owner,
                                   functools.partial(param_name, group, index))
             if work.params:
                 works.append(work)
         engine.run(works)
-        self.schedules.advance(self.param_groups)  # t += 1; the next step's values in
+        if counted:
+            self.schedules.count_compiled_step()
+        else:
+            self.schedules.advance(self.param_groups)  # t += 1; the next step's values in
         return loss
 
     # -- checkpoints -----------------------------------------------------------------------
@@ -321,7 +334,7 @@ def profile_hook_step(func: Any) -> Any:
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         self = args[0]
-        if (self._optimizer_step_pre_hooks or self._optimizer_step_post_hooks or _global_optimizer_pre_hooks
+        if (torch.compiler.is_compiling() or self._optimizer_step_pre_hooks or self._optimizer_step_post_hooks or _global_optimizer_pre_hooks
                 or _global_optimizer_post_hooks or cupti_monitor_active()):
             return torch_wrapper(*args, **kwargs)
         handle = _record_enter(f"Optimizer.step#{self.__class__.__name__}.step")

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import torch
+
 from optimlab.core import ELEMENTWISE
 from optimlab.engine import compiled, fused, triton
 from optimlab.engine.eager import initialize, run_eager
@@ -17,7 +19,17 @@ from optimlab.engine.work import GroupStep, subset, transform_hyperparams
 
 
 def run(works: Sequence[GroupStep]) -> None:
-    """Check every group, then step every group on the chosen path."""
+    """Check every group, then step every group on the chosen path.
+
+    While ``torch.compile`` records the step (a compiled training step that calls
+    ``opt.step()``), the math runs as torch operations that dynamo records into the caller's
+    graph (:func:`~optimlab.engine.eager.run_eager` with ``traced=True``): inductor then fuses
+    it as it fuses the model, and no kernel of optimlab's own (a ctypes call) breaks the graph.
+    """
+    if torch.compiler.is_compiling():
+        for work in works:
+            run_eager(work, traced=True)
+        return
     if get_path() == "eager":
         for work in works:
             check(work)

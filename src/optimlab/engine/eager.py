@@ -14,7 +14,7 @@ from torch import Tensor
 
 from optimlab.core import GROUP, State, Transform, scalar_dtype
 from optimlab.engine.paths import path_counts
-from optimlab.engine.work import GroupStep, plain_hyperparams
+from optimlab.engine.work import GroupStep, plain_hyperparams, transform_hyperparams
 
 #: dtype of ``state['step']``, as torch.optim makes it (float32 unless float64 is the default).
 step_dtype = scalar_dtype
@@ -32,19 +32,30 @@ def initial_state(transform: Transform, p: Tensor, counts_steps: bool) -> dict[s
     return state
 
 
-def run_eager(work: GroupStep) -> None:
+def run_eager(work: GroupStep, traced: bool = False) -> None:
     """The reference path: exactly the transform's math, one parameter at a time (all of the
-    group's parameters at once for a transform of the group kind)."""
-    transform, hp = work.transform, plain_hyperparams(work)
-    path_counts["eager"] += len(work.params)
+    group's parameters at once for a transform of the group kind).
+
+    ``traced``: the step is being recorded by ``torch.compile`` (dynamo). Then nothing is read
+    back to Python: the step count reaches the math as a float64 0-d tensor (the eager path's
+    Python float, without ``.item()``) and hyperparameters that are tensors stay tensors, so
+    the graph is the same on every step and a tensor learning rate changed in place (by a
+    scheduler) needs no recompile.
+    """
+    transform = work.transform
+    hp = transform_hyperparams(work) if traced else plain_hyperparams(work)
+    if not traced:
+        path_counts["eager"] += len(work.params)
     steps = []
     for i, state in enumerate(work.states):
         if not state:
             initialize(work, i)
         step = None
         if work.counts_steps:
-            state["step"] += 1
-            step = state["step"].item()
+            # In place, not ``state["step"] += 1``: writing the key again would count as a change
+            # of the state table (and, under torch.compile, change what the graph is guarded on).
+            count = state["step"].add_(1)
+            step = count.to(torch.float64) if traced else count.item()
         steps.append(step)
     if transform.kind == GROUP:
         views = [real_views(p, g, state) for p, g, state in zip(work.params, work.grads, work.states)]
