@@ -10,14 +10,13 @@ import torch
 import optimlab
 from optimlab.lab import data as lab_data
 from optimlab.lab.functions2d import FUNCTIONS, get_function
+from optimlab.lab.catalog import PROBLEMS, get_problem
 from optimlab.lab.problems import (
     FASHION_STATS,
     L2,
     MNIST_STATS,
-    PROBLEMS,
     Problem,
     Standardize,
-    get_problem,
 )
 from optimlab.lab.runs import RunConfig, execute
 from optimlab.lab.specs import UnknownNameError, format_spec, parse_spec
@@ -332,3 +331,47 @@ def test_learning_rate_grids():
         log_grid(0.1, 0.01, 3)
     with pytest.raises(ValueError, match="center must be a positive number, got -1"):
         grid_around(-1)
+
+
+def lab_imports() -> dict[str, set[str]]:
+    """The lab's modules and the lab modules each imports (lazy imports too), from their source."""
+    import ast
+    from pathlib import Path
+
+    import optimlab.lab
+
+    folder = Path(optimlab.lab.__file__).parent
+    names = {path.stem for path in folder.glob("*.py") if path.stem != "__init__"}
+    graph: dict[str, set[str]] = {}
+    for name in names:
+        found = set()
+        for node in ast.walk(ast.parse((folder / f"{name}.py").read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module == "optimlab.lab":
+                found.update(alias.name for alias in node.names if alias.name in names)
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("optimlab.lab."):
+                found.add(node.module.split(".")[2])
+            elif isinstance(node, ast.Import):
+                found.update(a.name.split(".")[2] for a in node.names if a.name.startswith("optimlab.lab."))
+        graph[name] = found & names
+    return graph
+
+
+def test_the_lab_modules_import_one_way():
+    graph = lab_imports()
+    assert {"problems", "finetune_problems"} <= graph["catalog"]
+    assert "problems" in graph["finetune_problems"]
+
+    def reaches(start: str, goal: str, seen: set[str]) -> bool:
+        return any(nxt == goal or (nxt not in seen and not seen.add(nxt) and reaches(nxt, goal, seen))
+                   for nxt in graph[start])
+
+    circles = sorted(name for name in graph if reaches(name, name, set()))
+    assert circles == [], f"lab modules in an import circle: {circles}"
+
+
+def test_run_keys_stay_those_stored_by_earlier_versions():
+    # A key names stored results: a change that moves code around must not change it, or every
+    # stored run of the problem would be run again. (Change a problem's definition on purpose and
+    # its keys change with it: then update these.)
+    assert RunConfig.for_problem("linreg", "sgd", 0.1).key() == "352638fe6723f930"
+    assert RunConfig.for_problem("mlp-digits", "sgd", 0.1).key() == "bfc51f44e9032b8f"

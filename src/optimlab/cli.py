@@ -138,7 +138,7 @@ def sweep_name(problem: str, settings: dict[str, Any]) -> str:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from optimlab.lab import zoo
-    from optimlab.lab.problems import get_problem
+    from optimlab.lab.catalog import get_problem
     from optimlab.lab.recommend import recommendation
     from optimlab.lab.report import goal_of, ranked_rows, write_report
     from optimlab.lab.schedule_specs import canonical_schedule
@@ -207,7 +207,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_lr_find(args: argparse.Namespace) -> int:
     from optimlab.lab import zoo
     from optimlab.lab.lr_find import plot_range_test, range_test
-    from optimlab.lab.problems import get_problem
+    from optimlab.lab.catalog import get_problem
 
     problem = checked(get_problem, args.problem)
     spec = checked(zoo.get_optimizer, args.optimizer)

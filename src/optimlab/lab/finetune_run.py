@@ -29,7 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from optimlab.lab.problems import Problem, get_problem
+from optimlab.lab.catalog import get_problem
+from optimlab.lab.problems import Problem
 from optimlab.lab.runs import RunConfig, RunResult, execute
 from optimlab.lab.specs import format_spec, parse_spec
 from optimlab.lab.store import Store

@@ -39,7 +39,7 @@ PLOTS = [
 def goal_of(result: Any, runs: Sequence[Mapping[str, Any]]) -> Goal:
     """The :class:`Goal` of a sweep: metric, direction and target from its summary, the step
     budget from its runs (None if they differ), the description from the problem registry."""
-    from optimlab.lab.problems import get_problem
+    from optimlab.lab.catalog import get_problem
 
     budgets = {r["max_steps"] for r in runs}
     try:

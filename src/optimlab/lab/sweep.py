@@ -38,7 +38,8 @@ from typing import Any
 import torch
 
 from optimlab.lab.loop import StopReason
-from optimlab.lab.problems import Problem, get_problem
+from optimlab.lab.catalog import get_problem
+from optimlab.lab.problems import Problem
 from optimlab.lab.runs import RunConfig, RunResult, execute
 from optimlab.lab.schedule_specs import canonical_schedule
 from optimlab.lab.store import Store
