@@ -17,21 +17,26 @@ interpreter, no state shared with the caller), each with one torch thread: the m
 small, and one thread per run on each core beats several threads fighting over the same cores.
 Ctrl-C stops a sweep cleanly: runs not yet started are cancelled, runs in progress are
 abandoned (their workers ended), and every finished run stays stored; the returned result has
-``interrupted=True``.
+``interrupted=True``. A sweep killed outright (SIGKILL, a crash) takes its workers with it
+(:func:`die_with_parent`): none goes on running for nothing.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as futures
+import contextlib
+import ctypes
 import math
 import multiprocessing
+import multiprocessing.connection
 import os
 import signal
 import statistics
 import sys
+import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -330,9 +335,76 @@ def summarize(store: Store, sweep: str) -> SweepResult:
 
 def _init_worker(threads: int) -> None:
     # The parent handles Ctrl-C (it ends the workers); a worker that got SIGINT too would print
-    # a traceback from wherever it was.
+    # a traceback from wherever it was. It started with SIGINT blocked (held_sigint), so a Ctrl-C
+    # during its start-up is pending: ignoring SIGINT discards it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    die_with_parent()
     torch.set_num_threads(threads)
+
+
+#: prctl(2) option: the signal this process gets when its parent dies (linux/prctl.h).
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """End this worker process as soon as the sweep's process dies, even by SIGKILL, which leaves
+    it no chance to end its workers (they would otherwise finish their runs for nothing, holding
+    cores a resumed sweep needs).
+
+    On Linux the kernel kills the worker at its parent's death (``prctl(PR_SET_PDEATHSIG)``; the
+    parent is the thread that started the worker, here the sweep's, which lives as long as the
+    pool). Everywhere, a thread also watches the parent's sentinel, a pipe the operating system
+    closes when the parent dies: the portable way, which also covers a parent that died before
+    prctl took effect.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        except (OSError, AttributeError):  # no C library to call: the sentinel still works
+            pass
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(target=_exit_when_closed, args=(parent.sentinel,), name="optimlab-parent-watch",
+                         daemon=True).start()
+
+
+def _exit_when_closed(sentinel: Any) -> None:
+    multiprocessing.connection.wait([sentinel])
+    os._exit(1)  # no clean-up: the parent that would use this worker's result is gone
+
+
+@contextlib.contextmanager
+def held_sigint() -> Iterator[None]:
+    """Hold a Ctrl-C back while the pool starts worker processes, and deliver it right after.
+
+    A SIGINT that arrived in the middle of ``submit`` could land between a worker's start and the
+    pool's record of it: a worker the pool never ends, that the interpreter then waits for at
+    exit. Held, it is delivered where the sweep handles it. SIGINT is also blocked meanwhile, which
+    the new workers inherit (so a Ctrl-C sent to the whole process group cannot kill one with a
+    traceback before its initializer ignores SIGINT) and so do the pool's threads started now (so
+    a later SIGINT always reaches the main thread, the one that acts on it, at once).
+    """
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is None or threading.current_thread() is not threading.main_thread():
+        # a handler set outside Python, which cannot be put back; or a thread that never gets
+        # KeyboardInterrupt (only the main thread does)
+        yield
+        return
+    held: list[int] = []
+    signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+    blocked = hasattr(signal, "pthread_sigmask")
+    if blocked:
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if blocked:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # a SIGINT pending meanwhile arrives now
+        if held:
+            signal.raise_signal(signal.SIGINT)  # as the disposition says: KeyboardInterrupt, or ignored
 
 
 def _work(config: dict[str, Any]) -> tuple[dict[str, Any], float]:
@@ -530,9 +602,10 @@ def run_pool(plan: _Plan, workers: int, threads: int, bar: Any) -> None:
     running: dict[futures.Future, tuple[RunConfig, str]] = {}
     try:
         while plan.queue or running:
-            while plan.queue and len(running) < 2 * workers:
-                config, phase = plan.queue.popleft()
-                running[pool.submit(_work, config.to_dict())] = (config, phase)
+            with held_sigint():  # submit starts the workers
+                while plan.queue and len(running) < 2 * workers:
+                    config, phase = plan.queue.popleft()
+                    running[pool.submit(_work, config.to_dict())] = (config, phase)
             done, _ = futures.wait(running, return_when=futures.FIRST_COMPLETED)
             for future in done:
                 config, phase = running.pop(future)
