@@ -324,7 +324,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
                  "lr": f"{r['lr']:g}", "seed": str(r["seed"]), "stop": r["stop_reason"], "steps": str(r["steps"]),
                  "seconds": f"{r['seconds']:.2f}",
                  "to target": "" if r["steps_to_target"] is None else str(r["steps_to_target"]),
-                 f"best valid": fmt_metric(r["best_valid"]), "test": fmt_metric(r["test_metric"])}
+                 "best valid": fmt_metric(r["best_valid"]), "test": fmt_metric(r["test_metric"])}
                 for r in runs]
         print(f"{len(rows)} runs:")
         print_table(rows)
@@ -528,13 +528,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Failure as error:
         print(f"optimlab {args.command}: error: {error}", file=sys.stderr)
         return 1
-    except Exception as error:  # a known failure kind from the lab, with its own clear message
-        from optimlab.lab.data import DataNotFoundError
+    except Exception as error:
+        if not known_failure(error):
+            raise
+        print(f"optimlab {args.command}: error: {error}", file=sys.stderr)
+        return 1
 
-        if isinstance(error, (DataNotFoundError, OSError)):
-            print(f"optimlab {args.command}: error: {error}", file=sys.stderr)
-            return 1
-        raise
+
+def known_failure(error: Exception) -> bool:
+    """A failure the lab tells in one line of its own that names the file: data not installed,
+    a checkpoint that is not one, a file that cannot be read or written."""
+    from optimlab.lab.checkpoint import CheckpointError
+    from optimlab.lab.data import DataNotFoundError
+
+    return isinstance(error, (DataNotFoundError, CheckpointError, OSError))
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from optimlab.lab import checkpoint as checkpoints
 from optimlab.lab.catalog import get_problem
 from optimlab.lab.problems import Problem
 from optimlab.lab.runs import RunConfig, RunResult, execute
@@ -90,6 +91,7 @@ def finetune(problem: str, optimizer: str = DEFAULT_OPTIMIZER, lr: float | None 
     sweep = sweep or f"finetune/{spec.name}"
     path = Path(checkpoint_dir) / f"{key}.pt"
     started = time.perf_counter()
+    checkpoints.remove_temporaries(path)  # left by a run killed while it saved a checkpoint
     if restart:
         path.unlink(missing_ok=True)
     elif key in store.done_keys():
@@ -99,9 +101,7 @@ def finetune(problem: str, optimizer: str = DEFAULT_OPTIMIZER, lr: float | None 
         return Outcome(config, key, None, stored, config.max_steps, time.perf_counter() - started)
     resumed_from = 0
     if path.exists():
-        from optimlab.lab.checkpoint import load
-
-        saved = load(path, key)
+        saved = checkpoints.load(path, key)
         resumed_from = int(saved["loop"]["steps"]) if saved is not None else 0
         log(f"resuming run {key} from step {resumed_from} ({path})")
     else:
