@@ -20,6 +20,7 @@ import math
 import os
 import re
 import signal
+import sqlite3
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -527,6 +528,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return interrupted_status()  # 130 for Ctrl-C, 143 for SIGTERM
     except Failure as error:
         print(f"optimlab {args.command}: error: {error}", file=sys.stderr)
+        return 1
+    except sqlite3.DatabaseError as error:  # damage the check on opening could not see, met while reading
+        from optimlab.lab.store import unusable
+
+        print(f"optimlab {args.command}: error: {unusable(getattr(args, 'db', 'the results database'), error)}",
+              file=sys.stderr)
         return 1
     except Exception as error:
         if not known_failure(error):
