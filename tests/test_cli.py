@@ -62,6 +62,8 @@ def test_help_everywhere(capsys, command):
     (["trajectories", "--optimizers", "adam", "--lr", "sgd=0.1"], "'sgd' is not among the optimizers drawn"),
     (["trajectories", "--start", "1"], "--start must be two numbers 'x,y'"),
     (["compare", "--seeds", "0"], "expected a whole number >= 1"),
+    (["compare", "--lrs", "0.001,0.01,1e-3"], "got '0.001' and '1e-3', which are the same number"),
+    (["compare", "--lrs", "0.01,nan"], "argument --lrs: expected a positive finite number, got 'nan'"),
     (["frobnicate"], "invalid choice: 'frobnicate'"),
 ])
 def test_usage_errors_exit_2_with_the_valid_choices(capsys, argv, message):
@@ -162,3 +164,48 @@ def test_damage_met_while_reading_is_told_the_same_way(capsys, tmp_path, monkeyp
         f"optimlab report: error: {db} is damaged (database disk image is malformed); nothing was written to it. "
         f"Check it with `sqlite3 {db} 'PRAGMA integrity_check'`, move it aside (`mv {db} {db}.damaged`) and run "
         f"again: a new database is started, and the results can be recomputed"]
+
+
+
+def test_learning_rates_are_kept_exactly_as_typed(capsys, tmp_path):
+    # Not rounded to 3 digits: 0.0012345 stays 0.0012345, and 0.001 and 0.0010004 are two rates.
+    db = tmp_path / "r.sqlite"
+    status, out, err = run(capsys, "compare", "--problem", "linreg", "--optimizers", "sgd", "--lrs",
+                           "0.0012345,0.001,0.0010004", "--extra-seeds", "0", "--workers", "1", "--quiet",
+                           "--no-report", "--db", str(db), "--sweep", "exact")
+    assert status == 0, err
+    assert "3 runs done now, 3 stored for this sweep" in out
+    with sqlite3.connect(db) as conn:
+        assert sorted(lr for lr, in conn.execute("SELECT lr FROM runs")) == [0.001, 0.0010004, 0.0012345]
+    status, out, _ = run(capsys, "runs", "--db", str(db), "--sweep", "exact")
+    shown = [line.split()[4] for line in out.splitlines() if " exact " in line and "linreg" in line]
+    assert status == 0 and shown == ["0.001", "0.0010004", "0.0012345"]
+
+
+def test_fmt_lr_shows_every_digit_a_rate_has():
+    from optimlab.lab.recommend import fmt_lr
+
+    assert [fmt_lr(v) for v in (0.001, 1e-05, 1.0, 0.0012345, 0.00123456789, 3.16e-05)] == [
+        "0.001", "1e-05", "1", "0.0012345", "0.00123456789", "3.16e-05"]
+
+
+@pytest.mark.parametrize("name", ["..", "../x", "/tmp/x", "", "a/../b", ".", "..@"])
+@pytest.mark.parametrize("command", ["compare", "report"])
+def test_sweep_names_that_are_paths_are_refused(capsys, tmp_path, command, name):
+    # The sweep name is also the report's folder under --out: a path there would write elsewhere.
+    out, db = tmp_path / "work" / "out", tmp_path / "work" / "r.sqlite"
+    extra = LINREG if command == "compare" else []
+    status, _, err = run(capsys, command, *extra, "--sweep", name, "--db", str(db), "--out", str(out))
+    assert status == 2 and err.startswith(f"usage: optimlab {command}")
+    assert "argument --sweep: expected a sweep name, not a path (it names the report folder under --out)" in err
+    assert list(tmp_path.rglob("*")) == []  # nothing written, anywhere
+
+
+def test_a_sweep_name_with_separators_gets_a_folder_under_out(capsys, tmp_path):
+    out, db = tmp_path / "out", tmp_path / "r.sqlite"
+    status, text, err = run(capsys, "compare", *[a for a in LINREG if a != "--no-report"], "--sweep",
+                            "mine/first:try", "--db", str(db), "--out", str(out))
+    assert status == 0, err
+    assert [p.name for p in out.iterdir()] == ["mine_first_try"] and (out / "mine_first_try" / "index.html").exists()
+    status, text, _ = run(capsys, "report", "--sweep", "mine/first:try", "--db", str(db), "--out", str(out))
+    assert status == 0 and f"report: {out / 'mine_first_try' / 'index.html'}" in text

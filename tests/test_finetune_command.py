@@ -120,6 +120,17 @@ def test_killed_run_resumes_from_its_checkpoint_and_ends_as_an_uninterrupted_one
     (["--problem", "finetune-sentimental"], "unknown problem 'finetune-sentimental'; valid names:"),
     (["--layer-decay", "1.5"], "layer_decay must be in (0, 1], got 1.5"),
     (["--optimizer", "nesterov"], "no measured learning rate for 'nesterov' on 'finetune-sentiment"),
+    (["--lr", "-1"], "argument --lr: expected a positive finite number, got '-1'"),
+    (["--lr", "0"], "argument --lr: expected a positive finite number, got '0'"),
+    (["--lr", "nan"], "argument --lr: expected a positive finite number, got 'nan'"),
+    (["--seed", "-1"], "argument --seed: expected a whole number >= 0, got '-1'"),
+    (["--threads", "0"], "argument --threads: expected a whole number >= 1, got '0'"),
+    (["--checkpoint-every", "0"], "argument --checkpoint-every: expected a whole number >= 1, got '0'"),
+    (["--accumulate", "1.5"], "argument --accumulate: expected a whole number >= 1, got '1.5'"),
+    (["--weight-decay", "inf"], "argument --weight-decay: expected a finite number >= 0, got 'inf'"),
+    (["--clip", "-1"], "argument --clip: expected a finite number >= 0, got '-1'"),
+    (["--head-scale", "nan"], "argument --head-scale: expected a positive finite number, got 'nan'"),
+    (["--sweep", "../elsewhere"], "argument --sweep: expected a sweep name, not a path"),
 ])
 def test_cli_usage_errors_exit_2_and_say_what_is_valid(argv, message, capsys, tmp_path):
     from optimlab.cli import main
@@ -127,7 +138,8 @@ def test_cli_usage_errors_exit_2_and_say_what_is_valid(argv, message, capsys, tm
     with pytest.raises(SystemExit) as stopped:
         main(["finetune", "--db", str(tmp_path / "runs.sqlite"), "--out", str(tmp_path), *argv])
     assert stopped.value.code == 2
-    assert message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert message in err and err.startswith("usage: optimlab finetune") and "Traceback" not in err
 
 
 # -- files where a checkpoint should be --------------------------------------------------------

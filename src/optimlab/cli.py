@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import re
 import signal
 import sqlite3
 import sys
@@ -26,6 +25,10 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
+
+from optimlab.lab.arguments import (folder_name, lr_list, names_list, non_negative_int, positive_float, positive_int,
+                                    sweep_name)
+from optimlab.lab.recommend import fmt_lr
 
 DEFAULT_DB = Path("out") / "optimlab.sqlite"
 DEFAULT_OUT = Path("out")
@@ -41,44 +44,6 @@ class Failure(Exception):
 
 
 # -- helpers -----------------------------------------------------------------------------------
-
-def names_list(text: str) -> list[str]:
-    """'a,b, c' -> ['a', 'b', 'c'] (empty items dropped)."""
-    return [item.strip() for item in text.split(",") if item.strip()]
-
-
-def parsed(text: str, convert: Any, ok: Any, expected: str, unparsable: str | None = None) -> Any:
-    """``convert(text)`` if it parses and ``ok`` holds, else argparse's error: "expected ..."."""
-    try:
-        value = convert(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected {unparsable or expected}, got {text!r}") from None
-    if not ok(value):
-        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
-    return value
-
-
-def positive_int(text: str) -> int:
-    return parsed(text, int, lambda value: value >= 1, "a whole number >= 1")
-
-
-def non_negative_int(text: str) -> int:
-    return parsed(text, int, lambda value: value >= 0, "a whole number >= 0")
-
-
-def positive_float(text: str) -> float:
-    return parsed(text, float, lambda value: 0 < value < math.inf, "a positive finite number", "a positive number")
-
-
-def lr_list(text: str) -> list[float]:
-    """'1e-3,1e-2' -> [0.001, 0.01]."""
-    values = []
-    for item in names_list(text):
-        values.append(positive_float(item))
-    if not values:
-        raise argparse.ArgumentTypeError(f"expected learning rates separated by commas, got {text!r}")
-    return values
-
 
 def batch_size(text: str) -> int | str | None:
     """A batch size, 'full' (None: full batch), or 'problem' (the problem's own)."""
@@ -96,11 +61,6 @@ def checked(lookup: Callable[[str], Any], name: str) -> Any:
     except (KeyError, ValueError) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
         raise UsageError(message) from None
-
-
-def safe_name(text: str) -> str:
-    """A file-name-safe version of a sweep, problem or spec name."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "sweep"
 
 
 def open_store(path: Path, must_exist: bool = False):
@@ -122,7 +82,7 @@ def print_table(rows: Sequence[dict[str, str]]) -> None:
 
 # -- compare -----------------------------------------------------------------------------------
 
-def sweep_name(problem: str, settings: dict[str, Any]) -> str:
+def default_sweep_name(problem: str, settings: dict[str, Any]) -> str:
     """The default sweep name: ``compare-<problem>``, plus a digest of the settings that differ
     from the defaults, so that a sweep's runs share one set of settings and rerunning the same
     command resumes the same sweep."""
@@ -170,7 +130,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.batch_size != "problem":
         options["batch_size"] = args.batch_size
     settings["batch_size"] = None if args.batch_size == "problem" else str(args.batch_size)
-    name = args.sweep or sweep_name(problem.name, settings)
+    name = args.sweep or default_sweep_name(problem.name, settings)
     try:
         spec = SweepSpec(name=name, problem=problem.name, optimizers=tuple(optimizers), schedule=schedule,
                          **options)
@@ -198,7 +158,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             print(f"\ninterrupted: the finished runs are stored; run the same command again to resume sweep "
                   f"{spec.name!r}")
         if not args.no_report:
-            index = write_report(store, spec.name, args.out / safe_name(spec.name))
+            index = write_report(store, spec.name, args.out / checked(folder_name, spec.name))
             print(f"\nreport: {index}")
     return interrupted_status() if result.interrupted else 0
 
@@ -221,7 +181,7 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
                       lr_min=args.lr_min, lr_max=args.lr_max, steps=args.steps, batch_size=size, seed=args.seed,
                       penalty=problem.penalty, params=problem.optimizer_params(model, args.lr_min),
                       hooks=problem.loop_hooks(model), accumulate=problem.accumulate, autocast=problem.autocast)
-    path = args.out / f"lr_find-{safe_name(problem.name)}-{spec.name}.png"
+    path = args.out / f"lr_find-{folder_name(problem.name)}-{spec.name}.png"
     loss = getattr(problem.loss_fn, "__name__", "loss").replace("_", " ")
     plot_range_test(test, path, f"Learning-rate range test: {spec.label} on {problem.name}",
                     f"training loss ({loss}, batch mean; {'full batch' if size is None else f'batches of {size}'})")
@@ -271,7 +231,7 @@ def cmd_trajectories(args: argparse.Namespace) -> int:
         if lr is None:
             raise UsageError(f"no default learning rate for {spec.name} on {function.name}; "
                              f"pass --lr {spec.name}=VALUE")
-        factories[f"{spec.name} lr={lr:g}"] = (lambda s, v: lambda params: s.make(params, v))(spec, lr)
+        factories[f"{spec.name} lr={fmt_lr(lr)}"] = (lambda s, v: lambda params: s.make(params, v))(spec, lr)
     start = None
     if args.start:
         try:
@@ -322,7 +282,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
             print()
         runs = store.runs(sweep=args.sweep, problem=args.problem, optimizer=args.optimizer)
         rows = [{"key": r["key"], "sweep": r["sweep"] or "", "problem": r["problem"], "optimizer": r["optimizer"],
-                 "lr": f"{r['lr']:g}", "seed": str(r["seed"]), "stop": r["stop_reason"], "steps": str(r["steps"]),
+                 "lr": fmt_lr(r["lr"]), "seed": str(r["seed"]), "stop": r["stop_reason"], "steps": str(r["steps"]),
                  "seconds": f"{r['seconds']:.2f}",
                  "to target": "" if r["steps_to_target"] is None else str(r["steps_to_target"]),
                  "best valid": fmt_metric(r["best_valid"]), "test": fmt_metric(r["test_metric"])}
@@ -358,7 +318,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         name = args.sweep or sweeps[-1]
         if name not in sweeps:
             raise UsageError(f"unknown sweep {name!r}; valid names: {', '.join(sweeps)}")
-        index = write_report(store, name, args.out / safe_name(name))
+        index = write_report(store, name, args.out / checked(folder_name, name))
     print(f"report: {index}")
     return 0
 
@@ -422,8 +382,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="batch size or 'full' (default: the problem's)")
     compare.add_argument("--workers", type=positive_int, default=None,
                          help="worker processes (default: min(2, CPU cores))")
-    compare.add_argument("--sweep", default=None,
-                         help="sweep name in the database (default: derived from the problem and settings)")
+    compare.add_argument("--sweep", type=sweep_name, default=None,
+                         help="sweep name in the database, and its report's folder under --out (default: derived "
+                              "from the problem and settings)")
     compare.add_argument("--no-report", action="store_true", help="store the runs but write no report")
     compare.add_argument("--quiet", action="store_true", help="no progress bar")
     add_paths(compare)
@@ -478,7 +439,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = commands.add_parser("report", formatter_class=Formatter, help="(re)write a stored sweep's report",
                                  description="Write the HTML report of a sweep from the results database.")
-    report.add_argument("--sweep", default=None, help="sweep name (default: the latest)")
+    report.add_argument("--sweep", type=sweep_name, default=None,
+                        help="sweep name, and its report's folder under --out (default: the latest)")
     add_paths(report)
     report.set_defaults(handler=cmd_report, command_parser=report)
 

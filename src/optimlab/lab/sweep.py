@@ -45,10 +45,11 @@ import torch
 from optimlab.lab.loop import StopReason
 from optimlab.lab.catalog import get_problem
 from optimlab.lab.problems import Problem
+from optimlab.lab.recommend import fmt_lr
 from optimlab.lab.runs import RunConfig, RunResult, execute
 from optimlab.lab.schedule_specs import canonical_schedule
 from optimlab.lab.store import Store
-from optimlab.lab.zoo import CLASSIC, get_optimizer, round_lr
+from optimlab.lab.zoo import CLASSIC, get_optimizer
 
 GRID, BEST = "grid", "best"
 #: "Use the problem's value" for SweepSpec.batch_size and max_steps.
@@ -117,7 +118,7 @@ class SweepSpec:
                 raise ValueError(f"SweepSpec: lrs has no grid for {missing}; give one for each of {list(optimizers)}")
             fixed = {}
             for name in optimizers:
-                grid = tuple(sorted({round_lr(check_lr(lr)) for lr in grids[name]}))
+                grid = tuple(sorted({check_lr(lr) for lr in grids[name]}))  # exactly as given
                 if not grid:
                     raise ValueError(f"SweepSpec: the learning-rate grid of {name!r} is empty")
                 fixed[name] = grid
@@ -573,7 +574,7 @@ def note(bar: Any, plan: _Plan, config: RunConfig, result: RunResult) -> None:
         return
     outcome = result.stop_reason.value if result.steps_to_target is None else f"target @ {result.steps_to_target}"
     bar.total = plan.total  # an optimizer whose every rate diverged has no best phase
-    bar.set_postfix_str(f"{config.optimizer} lr={config.lr:g} seed={config.seed}: {outcome}", refresh=False)
+    bar.set_postfix_str(f"{config.optimizer} lr={fmt_lr(config.lr)} seed={config.seed}: {outcome}", refresh=False)
     bar.update(1)
 
 
