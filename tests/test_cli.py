@@ -209,3 +209,16 @@ def test_a_sweep_name_with_separators_gets_a_folder_under_out(capsys, tmp_path):
     assert [p.name for p in out.iterdir()] == ["mine_first_try"] and (out / "mine_first_try" / "index.html").exists()
     status, text, _ = run(capsys, "report", "--sweep", "mine/first:try", "--db", str(db), "--out", str(out))
     assert status == 0 and f"report: {out / 'mine_first_try' / 'index.html'}" in text
+
+
+def test_a_tampered_data_file_is_one_line_and_runs_nothing(capsys, tmp_path, monkeypatch):
+    from optimlab.lab import data
+    from tests.test_lab_problems import RunsCode, gzipped_pickle
+
+    marker = tmp_path / "ran"
+    tampered = gzipped_pickle(tmp_path / "mnist.pkl.gz", (RunsCode(marker), None, None))
+    monkeypatch.setattr(data, "mnist_path", lambda: tampered)
+    status, _, err = run(capsys, "lr-find", "--problem", "softmax-mnist", "--out", str(tmp_path / "out"))
+    line, = err.splitlines()
+    assert status == 1 and line.startswith(f"optimlab lr-find: error: {tampered} asks to run posix.system")
+    assert not marker.exists()

