@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -220,5 +221,6 @@ def test_a_tampered_data_file_is_one_line_and_runs_nothing(capsys, tmp_path, mon
     monkeypatch.setattr(data, "mnist_path", lambda: tampered)
     status, _, err = run(capsys, "lr-find", "--problem", "softmax-mnist", "--out", str(tmp_path / "out"))
     line, = err.splitlines()
-    assert status == 1 and line.startswith(f"optimlab lr-find: error: {tampered} asks to run posix.system")
+    assert status == 1 and line.startswith(f"optimlab lr-find: error: {tampered} asks to run "
+                                           f"{os.system.__module__}.system")
     assert not marker.exists()
