@@ -224,3 +224,20 @@ def test_a_tampered_data_file_is_one_line_and_runs_nothing(capsys, tmp_path, mon
     assert status == 1 and line.startswith(f"optimlab lr-find: error: {tampered} asks to run "
                                            f"{os.system.__module__}.system")
     assert not marker.exists()
+
+
+def test_every_problem_name_gives_a_file_name_of_its_own():
+    # lr-find names its plot after the problem, compare its default sweep (and report folder).
+    from optimlab.lab.arguments import folder_name
+    from optimlab.lab.catalog import PROBLEMS, get_problem
+
+    names = [*PROBLEMS, get_problem("quadratic:cond=1e3,dim=4").name, get_problem("mlp-mnist:dropout=0.2").name,
+             get_problem("finetune-fashion:steps=12,autocast=bf16").name]
+    for name in names:
+        for text in (name, cli.default_sweep_name(name, {"lrs": [0.1]}), f"finetune/{name}"):
+            folder = folder_name(text)
+            assert "/" not in folder and "\\" not in folder and folder not in (".", "..") and folder.strip("._-")
+    assert folder_name("finetune/finetune-fashion:steps=24") == "finetune_finetune-fashion_steps_24"
+    for bad in ("", "..", "@@", "..@"):
+        with pytest.raises(ValueError, match="names no folder of its own"):
+            folder_name(bad)

@@ -336,7 +336,7 @@ def summarize(store: Store, sweep: str) -> SweepResult:
 
 def _init_worker(threads: int) -> None:
     # The parent handles Ctrl-C (it ends the workers); a worker that got SIGINT too would print
-    # a traceback from wherever it was. It started with SIGINT blocked (held_sigint), so a Ctrl-C
+    # a traceback from wherever it was. It started with SIGINT blocked (held_interrupts), so a Ctrl-C
     # during its start-up is pending: ignoring SIGINT discards it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if hasattr(signal, "pthread_sigmask"):
@@ -376,36 +376,43 @@ def _exit_when_closed(sentinel: Any) -> None:
     os._exit(1)  # no clean-up: the parent that would use this worker's result is gone
 
 
-@contextlib.contextmanager
-def held_sigint() -> Iterator[None]:
-    """Hold a Ctrl-C back while the pool starts worker processes, and deliver it right after.
+#: The signals that stop a sweep (KeyboardInterrupt): Ctrl-C, and SIGTERM where the command line
+#: makes it one.
+INTERRUPTS = (signal.SIGINT, signal.SIGTERM)
 
-    A SIGINT that arrived in the middle of ``submit`` could land between a worker's start and the
-    pool's record of it: a worker the pool never ends, that the interpreter then waits for at
-    exit. Held, it is delivered where the sweep handles it. SIGINT is also blocked meanwhile, which
-    the new workers inherit (so a Ctrl-C sent to the whole process group cannot kill one with a
-    traceback before its initializer ignores SIGINT) and so do the pool's threads started now (so
-    a later SIGINT always reaches the main thread, the one that acts on it, at once).
+
+@contextlib.contextmanager
+def held_interrupts() -> Iterator[None]:
+    """Hold a Ctrl-C (or a SIGTERM handled as one) back while the pool starts worker processes,
+    and deliver it right after.
+
+    Raised in the middle of ``submit``, the KeyboardInterrupt could land between a worker's start
+    and the pool's record of it: a worker the pool never ends, that the interpreter then waits for
+    at exit, forever. Held, it is delivered where the sweep handles it. SIGINT is also blocked
+    meanwhile, which the new workers inherit (so a Ctrl-C sent to the whole process group cannot
+    kill one with a traceback before its initializer ignores SIGINT) and so do the pool's threads
+    started now (so a later SIGINT always reaches the main thread, the one that acts on it).
     """
-    previous = signal.getsignal(signal.SIGINT)
-    if previous is None or threading.current_thread() is not threading.main_thread():
-        # a handler set outside Python, which cannot be put back; or a thread that never gets
-        # KeyboardInterrupt (only the main thread does)
+    if threading.current_thread() is not threading.main_thread():  # only the main thread gets KeyboardInterrupt
         yield
         return
     held: list[int] = []
-    signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+    previous = {signum: signal.getsignal(signum) for signum in INTERRUPTS}
+    previous = {signum: handler for signum, handler in previous.items() if callable(handler)}  # Python's
+    for signum in previous:
+        signal.signal(signum, lambda number, frame: held.append(number))
     blocked = hasattr(signal, "pthread_sigmask")
     if blocked:
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
         if blocked:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # a SIGINT pending meanwhile arrives now
-        if held:
-            signal.raise_signal(signal.SIGINT)  # as the disposition says: KeyboardInterrupt, or ignored
+        for signum in dict.fromkeys(held):
+            signal.raise_signal(signum)  # to the handler it was meant for
 
 
 def _work(config: dict[str, Any]) -> tuple[dict[str, Any], float]:
@@ -603,7 +610,7 @@ def run_pool(plan: _Plan, workers: int, threads: int, bar: Any) -> None:
     running: dict[futures.Future, tuple[RunConfig, str]] = {}
     try:
         while plan.queue or running:
-            with held_sigint():  # submit starts the workers
+            with held_interrupts():  # submit starts the workers
                 while plan.queue and len(running) < 2 * workers:
                     config, phase = plan.queue.popleft()
                     running[pool.submit(_work, config.to_dict())] = (config, phase)
