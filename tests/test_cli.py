@@ -162,9 +162,9 @@ def test_damage_met_while_reading_is_told_the_same_way(capsys, tmp_path, monkeyp
     monkeypatch.setattr(Store, "runs", malformed)
     status, _, err = run(capsys, "report", "--db", str(db), "--out", str(tmp_path / "out"))
     assert status == 1 and err.splitlines() == [
-        f"optimlab report: error: {db} is damaged (database disk image is malformed); nothing was written to it. "
-        f"Check it with `sqlite3 {db} 'PRAGMA integrity_check'`, move it aside (`mv {db} {db}.damaged`) and run "
-        f"again: a new database is started, and the results can be recomputed"]
+        f"optimlab report: error: {db} is damaged (database disk image is malformed). Check it with "
+        f"`sqlite3 {db} 'PRAGMA integrity_check'`, move it aside (`mv {db} {db}.damaged`) and run again: a new "
+        f"database is started, and the results can be recomputed"]
 
 
 

@@ -10,7 +10,8 @@ Exit status: 0 success, 1 failure (missing data, unusable database, a run that f
 2 usage error (bad option, unknown name: the message lists the valid ones), 130 Ctrl-C
 (143 SIGTERM, which stops a command the same way).
 
-The lab's modules (and matplotlib) are imported inside the commands that use them.
+The lab's modules that do the work (and matplotlib) are imported inside the commands that use them;
+the argument types (:mod:`optimlab.lab.arguments`) are imported here, for the parser.
 """
 
 from __future__ import annotations
@@ -494,8 +495,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except sqlite3.DatabaseError as error:  # damage the check on opening could not see, met while reading
         from optimlab.lab.store import unusable
 
-        print(f"optimlab {args.command}: error: {unusable(getattr(args, 'db', 'the results database'), error)}",
-              file=sys.stderr)
+        told = unusable(getattr(args, "db", "the results database"), error, untouched=False)
+        print(f"optimlab {args.command}: error: {told}", file=sys.stderr)
         return 1
     except Exception as error:
         if not known_failure(error):

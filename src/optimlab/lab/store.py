@@ -76,12 +76,13 @@ class StoreError(RuntimeError):
     the message names the file and says what to do."""
 
 
-def unusable(path: str | Path, error: sqlite3.DatabaseError | str) -> StoreError:
+def unusable(path: str | Path, error: sqlite3.DatabaseError | str, untouched: bool = True) -> StoreError:
     """The :class:`StoreError` of the database at ``path`` that failed with ``error`` (an
-    exception, or what ``PRAGMA quick_check`` found)."""
+    exception, or what ``PRAGMA quick_check`` found); ``untouched``: found before anything was
+    written to it."""
     if isinstance(error, str) or getattr(error, "sqlite_errorname", None) == "SQLITE_CORRUPT":
-        return StoreError(f"{path} is damaged ({error}); nothing was written to it. Check it with "
-                          f"`sqlite3 {path} 'PRAGMA integrity_check'`, move it aside (`mv {path} {path}.damaged`) "
+        return StoreError(f"{path} is damaged ({error}){'; nothing was written to it' if untouched else ''}. Check it "
+                          f"with `sqlite3 {path} 'PRAGMA integrity_check'`, move it aside (`mv {path} {path}.damaged`) "
                           f"and run again: a new database is started, and the results can be recomputed")
     if getattr(error, "sqlite_errorname", None) == "SQLITE_NOTADB":
         return StoreError(f"{path} is not an SQLite database ({error}); give another file as the results database")
