@@ -16,6 +16,7 @@ format. It adds:
 
 from __future__ import annotations
 
+import collections
 import functools
 import operator
 from collections.abc import Mapping
@@ -215,14 +216,28 @@ class Optimizer(torch.optim.Optimizer):
         parameters are matched by position, as in torch. Either way the state dict is fully
         checked (groups, hyperparameters, state shapes) before anything is loaded.
 
-        torch.optim casts every loaded state tensor except ``step`` to its parameter's dtype.
-        State that the math keeps in a dtype of its own, like ``step`` (NAdam's 0-d
-        ``mu_product``, float32 also for float64 parameters), keeps the checkpoint's dtype
-        here, so that a resumed run computes exactly what the uninterrupted one would have.
+        torch.optim casts every loaded state tensor except ``step`` to its parameter's dtype;
+        state that the math keeps in a dtype of its own (ASGD's ``eta``, NAdam's
+        ``mu_product``) gets its declared dtype back (:meth:`restore_declared_dtypes`).
+
+        Hooks registered with ``register_load_state_dict_pre_hook`` run first, as in torch,
+        on a shallow copy of ``state_dict``: what they return (or change in place) is what is
+        checked and loaded. Post-hooks run after loading.
         """
+        state_dict = dict(state_dict) if isinstance(state_dict, Mapping) else state_dict
+        pre_hooks = self._optimizer_load_state_dict_pre_hooks
+        for hook in pre_hooks.values():
+            result = hook(self, state_dict)
+            if result is not None:
+                state_dict = result
         checked = self.checked_state_dict(state_dict)
         schedules = self.schedules.checked_state_dict(state_dict.get("schedules"), self.owner)
-        super().load_state_dict(checked)
+        # torch's load_state_dict would run the pre-hooks again, on the checked dict.
+        self._optimizer_load_state_dict_pre_hooks = collections.OrderedDict()
+        try:
+            super().load_state_dict(checked)
+        finally:
+            self._optimizer_load_state_dict_pre_hooks = pre_hooks
         self.restore_declared_dtypes()
         self.schedules.load(schedules, self.param_groups)
 
