@@ -136,3 +136,19 @@ def test_integer_parameters_are_rejected(name, dtype):
     with pytest.raises(TypeError, match=rf"parameter #1 of group 0 is {dtype}; optimizers need floating-point "
                                         r"or complex parameters"):
         getattr(optimlab, name)([torch.zeros(2, requires_grad=True), torch.zeros(2, dtype=dtype)])
+
+
+def test_a_parameter_listed_twice_in_a_group_is_refused():
+    """torch.optim warns and then steps such a parameter twice, differently on each of its code
+    paths; optimlab refuses it at construction and in add_param_group, leaving nothing half-made."""
+    import warnings
+
+    p, q = torch.nn.Parameter(torch.ones(3)), torch.nn.Parameter(torch.ones(2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # torch's own duplicate warning
+        with pytest.raises(ValueError, match=r"parameter #2 of group 0 appears more than once in parameter group 0"):
+            optimlab.SGD([p, q, p], lr=0.1)
+        opt = optimlab.Adam([q], lr=0.1)
+        with pytest.raises(ValueError, match="appears more than once"):
+            opt.add_param_group({"params": [p, p]})
+    assert len(opt.param_groups) == 1 and opt.param_groups[0]["params"] == [q]

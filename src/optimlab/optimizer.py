@@ -145,7 +145,15 @@ class Optimizer(torch.optim.Optimizer):
             self.schedules.check(self.checks, self.owner, group)
             self.schedules.take(group)  # schedules out of the group, their values in
             self.check_group(group)
+            seen: set[int] = set()
             for i, p in enumerate(group["params"]):
+                if id(p) in seen:
+                    # torch.optim only warns, then steps the parameter twice in ways that differ
+                    # between its own code paths; a parameter listed twice is always a mistake.
+                    raise ValueError(f"{self.owner}: parameter {param_name(group, len(self.param_groups) - 1, i)} "
+                                     f"appears more than once in parameter group {len(self.param_groups) - 1}; "
+                                     "list each parameter once")
+                seen.add(id(p))
                 if not (p.is_floating_point() or p.is_complex()):
                     raise TypeError(f"{self.owner}: parameter {param_name(group, len(self.param_groups) - 1, i)} "
                                     f"is {p.dtype}; optimizers need floating-point or complex parameters")
