@@ -42,7 +42,6 @@ def steady_group(dtype: torch.dtype = torch.float32) -> tuple[Any, list[torch.nn
             for p in params:
                 p.grad = torch.randn_like(p)
             opt.step()
-    group = opt.param_groups[0]
     steady = engine.fused.group_cache(work_of(opt)).steady
     assert steady is not None, "three plain steps make a steady group"
     return opt, params, steady
