@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 import optimlab
+from optimlab import engine
 from tests.helpers import NAMES, Run, grad_sequence, make_params, same, set_grads, snapshot
 
 EPS_OWNERS = ("Adagrad", "RMSprop", "Adam", "AdamW")
@@ -138,17 +139,26 @@ def test_integer_parameters_are_rejected(name, dtype):
         getattr(optimlab, name)([torch.zeros(2, requires_grad=True), torch.zeros(2, dtype=dtype)])
 
 
-def test_a_parameter_listed_twice_in_a_group_is_refused():
-    """torch.optim warns and then steps such a parameter twice, differently on each of its code
-    paths; optimlab refuses it at construction and in add_param_group, leaving nothing half-made."""
-    import warnings
-
+def test_a_parameter_listed_twice_in_a_group_is_stepped_once_after_torchs_warning():
+    """torch.optim warns, then steps such a parameter twice, differently on each of its code
+    paths; optimlab gives torch's warning and keeps the parameter once, so every path steps it
+    once (and SGD does what it does for the parameter listed once)."""
     p, q = torch.nn.Parameter(torch.ones(3)), torch.nn.Parameter(torch.ones(2))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # torch's own duplicate warning
-        with pytest.raises(ValueError, match=r"parameter #2 of group 0 appears more than once in parameter group 0"):
-            optimlab.SGD([p, q, p], lr=0.1)
-        opt = optimlab.Adam([q], lr=0.1)
-        with pytest.raises(ValueError, match="appears more than once"):
-            opt.add_param_group({"params": [p, p]})
-    assert len(opt.param_groups) == 1 and opt.param_groups[0]["params"] == [q]
+    with pytest.warns(UserWarning, match="duplicate parameters"):
+        opt = optimlab.SGD([p, q, p], lr=0.1, momentum=0.9)
+    assert opt.param_groups[0]["params"] == [p, q]
+    with pytest.warns(UserWarning, match="duplicate parameters"):
+        opt.add_param_group({"params": [r := torch.nn.Parameter(torch.ones(4)), r]})
+    assert opt.param_groups[1]["params"] == [r]
+    for path in ("eager", "auto"):
+        a = torch.nn.Parameter(torch.ones(3))
+        with pytest.warns(UserWarning):
+            twice = optimlab.SGD([a, a], lr=0.1, momentum=0.9)
+        b = torch.nn.Parameter(torch.ones(3))
+        once = optimlab.SGD([b], lr=0.1, momentum=0.9)
+        with engine.using(path):
+            for _ in range(3):
+                a.grad, b.grad = torch.ones(3), torch.ones(3)
+                twice.step()
+                once.step()
+        assert torch.equal(a.detach(), b.detach()), path

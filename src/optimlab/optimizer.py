@@ -139,21 +139,18 @@ class Optimizer(torch.optim.Optimizer):
         return transform
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
+        if not isinstance(param_group, Mapping) or "params" not in param_group:
+            got = f"keys {sorted(map(str, param_group))}" if isinstance(param_group, Mapping) else type(param_group).__name__
+            raise TypeError(f"{self.owner}.add_param_group: expected a dict with 'params' (the parameters) and any "
+                            f"hyperparameters to override, got {got}")
         super().add_param_group(param_group)
         group = self.param_groups[-1]
         try:
             self.schedules.check(self.checks, self.owner, group)
             self.schedules.take(group)  # schedules out of the group, their values in
             self.check_group(group)
-            seen: set[int] = set()
+            drop_repeats(group)
             for i, p in enumerate(group["params"]):
-                if id(p) in seen:
-                    # torch.optim only warns, then steps the parameter twice in ways that differ
-                    # between its own code paths; a parameter listed twice is always a mistake.
-                    raise ValueError(f"{self.owner}: parameter {param_name(group, len(self.param_groups) - 1, i)} "
-                                     f"appears more than once in parameter group {len(self.param_groups) - 1}; "
-                                     "list each parameter once")
-                seen.add(id(p))
                 if not (p.is_floating_point() or p.is_complex()):
                     raise TypeError(f"{self.owner}: parameter {param_name(group, len(self.param_groups) - 1, i)} "
                                     f"is {p.dtype}; optimizers need floating-point or complex parameters")
@@ -377,6 +374,21 @@ def cupti_monitor_active() -> bool:
     its singleton is set, or this torch's monitor module is not the one known here."""
     monitor = _cupti_monitor()
     return monitor is not None and getattr(monitor, "_monitor_singleton", True) is not None
+
+
+def drop_repeats(group: dict[str, Any]) -> None:
+    """Keep each parameter of ``group`` once (and its name, if the group has ``param_names``).
+
+    torch.optim warns about a parameter listed twice in a group (the warning has been given by
+    the time this runs) and then steps it twice, differently on each of its code paths; here
+    the group steps it once, on every path.
+    """
+    seen: set[int] = set()
+    keep = [i for i, p in enumerate(group["params"]) if not (id(p) in seen or seen.add(id(p)))]
+    if len(keep) < len(group["params"]):
+        for key in ("params", "param_names"):
+            if key in group:
+                group[key] = [group[key][i] for i in keep]
 
 
 _IMMUTABLE = (float, int, bool, str, type(None))
