@@ -39,6 +39,9 @@ def train(name: str, compiled: bool) -> tuple[list[torch.Tensor], int]:
     model, x, y = model_and_data()
     opt = optimizer(name, model)
     scheduler = Scheduler(opt, {"lr": cosine(0.01, STEPS)})
+    # Dynamo keeps compiled frames per code object (every optimizer's step is the same wrapped
+    # function): start from none, so that the count is this run's alone.
+    torch._dynamo.reset()
     counter = CompileCounterWithBackend("inductor")
     step = torch.compile(opt.step, fullgraph=True, backend=counter) if compiled else opt.step
     for _ in range(STEPS):
