@@ -19,6 +19,9 @@ Rules every transform keeps, so that one piece of math serves every execution pa
   ``momentum_buffer``, ...), so checkpoints move between optimlab and torch.optim.
 * A scalar branch on a hyperparameter or the step (RAdam's rectification) is written with
   :func:`select`, never ``if``: the same code then runs on numbers and on 0-d tensors.
+* A state tensor that the math multiplies (or otherwise combines so that autograd must keep
+  it) and then changes in place is read through :func:`saved`, so that a step recorded by
+  autograd (``differentiable=True``) keeps the value it used.
 
 Three kinds of transform (:attr:`Transform.kind`), by what their math reads:
 
@@ -39,6 +42,7 @@ declaration (:func:`state_spec`), so no transform checks its own state.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Mapping, MutableMapping
 from typing import Any, ClassVar
 
@@ -69,6 +73,13 @@ def select(condition: Any, if_true: Any, if_false: Any) -> Any:
     if not any(isinstance(x, Tensor) for x in (condition, if_true, if_false)):
         return if_true if condition else if_false
     return torch.where(torch.as_tensor(condition), torch.as_tensor(if_true), torch.as_tensor(if_false))
+
+
+def saved(tensor: Tensor) -> Tensor:
+    """``tensor`` as the operand of an operation that autograd may save for its backward pass,
+    when the math changes ``tensor`` in place afterwards (a state tensor read before its update):
+    a copy while autograd records the step (``differentiable=True``), else ``tensor`` itself."""
+    return tensor.clone() if torch.is_grad_enabled() else tensor
 
 
 def scalar_dtype() -> torch.dtype:
@@ -176,3 +187,15 @@ def state_spec(transform: Transform, param: Tensor) -> dict[str, tuple[tuple[int
     for key in transform.lazy_state:
         spec.setdefault(key, (tuple(param.shape), param.dtype))
     return spec
+
+
+_keeps_state: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def keeps_state(transform: Transform) -> bool:
+    """Whether ``transform`` keeps any per-parameter state: keys made by :meth:`Transform.init`
+    (learnt on a one-element "meta" parameter) or lazy ones. Remembered per transform."""
+    known = _keeps_state.get(transform)
+    if known is None:
+        known = _keeps_state[transform] = bool(transform.lazy_state or transform.init(torch.empty(1, device="meta")))
+    return known
