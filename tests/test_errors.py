@@ -17,10 +17,11 @@ import optimlab
 from tests.helpers import NAMES, Run, grad_sequence, make_params, same, set_grads, snapshot
 
 EPS_OWNERS = ("Adagrad", "RMSprop", "Adam", "AdamW")
-FLAGS = {"SGD": ("nesterov", "maximize", "foreach", "fused"), "Adagrad": ("maximize", "foreach", "fused"),
-         "RMSprop": ("centered", "maximize", "foreach", "capturable"),
-         "Adam": ("amsgrad", "maximize", "foreach", "capturable", "fused", "decoupled_weight_decay"),
-         "AdamW": ("amsgrad", "maximize", "foreach", "capturable", "fused")}
+FLAGS = {"SGD": ("nesterov", "maximize", "foreach", "fused", "differentiable"),
+         "Adagrad": ("maximize", "foreach", "fused", "differentiable"),
+         "RMSprop": ("centered", "maximize", "foreach", "capturable", "differentiable"),
+         "Adam": ("amsgrad", "maximize", "foreach", "capturable", "fused", "decoupled_weight_decay", "differentiable"),
+         "AdamW": ("amsgrad", "maximize", "foreach", "capturable", "fused", "differentiable")}
 
 
 def cases() -> list[tuple[str, dict[str, Any], type, list[str]]]:
@@ -32,7 +33,6 @@ def cases() -> list[tuple[str, dict[str, Any], type, list[str]]]:
             (name, {"lr": float("nan")}, ValueError, ["lr", "nan", "must be a real number"]),
             (name, {"lr": "0.1"}, TypeError, ["lr", "'0.1'", "must be a real number"]),
             (name, {"weight_decay": -1e-4}, ValueError, ["weight_decay", "-0.0001", ">= 0"]),
-            (name, {"differentiable": True}, ValueError, ["differentiable", "True", "not supported"]),
             *[(name, {flag: 1}, TypeError, [flag, "int 1", "True or False"]) for flag in FLAGS[name]],
         ]
         if name in EPS_OWNERS:

@@ -24,7 +24,7 @@ def as_real(owner: str, name: str, value: Any) -> float:
                          f"shape {tuple(value.shape)}")
     if isinstance(value, bool) or not (isinstance(value, numbers.Real) or real_tensor):
         raise TypeError(f"{owner}: {name} must be a real number, got {type(value).__name__} {value!r}")
-    number = float(value)
+    number = float(value.detach() if isinstance(value, Tensor) else value)
     if number != number:
         raise ValueError(f"{owner}: {name} must be a real number, got nan")
     return number
@@ -120,14 +120,6 @@ def flag(owner: str, name: str, value: Any) -> None:
 def optional_flag(owner: str, name: str, value: Any) -> None:
     if value is not None:
         flag(owner, name, value)
-
-
-def unsupported_true(owner: str, name: str, value: Any) -> None:
-    """A torch option accepted for signature compatibility whose True value optimlab lacks."""
-    flag(owner, name, value)
-    if value:
-        raise ValueError(f"{owner}: {name}=True is not supported (autograd through the step); "
-                         f"use torch.optim for differentiable optimizers")
 
 
 def integer(low: int, high: int | None = None) -> Check:

@@ -25,12 +25,21 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from optimlab.core import HyperParams, State, Transform, is_zero
+from optimlab.core import HyperParams, State, Transform, is_zero, saved
 
 
 def zeros_like_param(param: Tensor, *names: str) -> dict[str, Tensor]:
     """State tensors shaped and laid out like ``param``, all zeros, under ``names``."""
     return {name: torch.zeros_like(param, memory_format=torch.preserve_format) for name in names}
+
+
+def maximum_(dest: Tensor, other: Tensor) -> Tensor:
+    """``dest <- max(dest, other)`` in place, and returned: the running maxima of AMSGrad and
+    Adamax. ``torch.maximum(..., out=)`` writes no intermediate; under autograd (a step with
+    ``differentiable=True``), which refuses ``out=``, the maximum of a copy is copied in."""
+    if torch.is_grad_enabled():
+        return dest.copy_(torch.maximum(saved(dest), other))
+    return torch.maximum(dest, other, out=dest)
 
 
 def update_moments(u: Tensor, state: State, beta1: Any, beta2: Any) -> tuple[Tensor, Tensor]:
@@ -134,7 +143,7 @@ class ScaleByAdam(Transform):
         beta1, beta2 = hp["betas"]
         exp_avg, exp_avg_sq = update_moments(u, state, beta1, beta2)
         if self.amsgrad:
-            exp_avg_sq = torch.maximum(state["max_exp_avg_sq"], exp_avg_sq, out=state["max_exp_avg_sq"])
+            exp_avg_sq = maximum_(state["max_exp_avg_sq"], exp_avg_sq)
         bias_correction1 = 1 - beta1**step
         bias_correction2 = 1 - beta2**step
         denom = exp_avg_sq.sqrt() / bias_correction2**0.5 + hp["eps"]
