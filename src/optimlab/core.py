@@ -91,6 +91,9 @@ def scalar_dtype() -> torch.dtype:
 ELEMENTWISE, TENSOR, GROUP = "elementwise", "tensor", "group"
 KINDS = (ELEMENTWISE, TENSOR, GROUP)
 
+#: Gradient layouts (:attr:`Transform.grad_layouts`): strided tensors, and sparse COO tensors.
+DENSE, SPARSE = "dense", "sparse"
+
 
 class Transform:
     """One step of per-tensor optimizer math.
@@ -107,6 +110,10 @@ class Transform:
     #: State keys the math creates on a later step, shaped like the parameter (SGD's
     #: ``momentum_buffer``, made on the first step with momentum): allowed in checkpoints.
     lazy_state: ClassVar[tuple[str, ...]] = ()
+    #: The gradient layouts the math takes: dense, and sparse (COO, an embedding's rows) where
+    #: it keeps torch's sparse semantics. A sparse ``u`` stays sparse through the math where
+    #: torch's does; the engine runs sparse gradients on the eager path.
+    grad_layouts: ClassVar[frozenset[str]] = frozenset({DENSE})
 
     def init(self, param: Tensor) -> dict[str, Tensor]:
         """State for a parameter before its first step (torch's names where they exist): any
@@ -138,6 +145,9 @@ class Chain(Transform):
         self.transforms = transforms
         self.hyperparams = tuple(dict.fromkeys(h for t in transforms for h in t.hyperparams))
         self.lazy_state = tuple(dict.fromkeys(k for t in transforms for k in t.lazy_state))
+        # The layouts every link takes.
+        self.grad_layouts = frozenset.intersection(*(t.grad_layouts for t in transforms)) if transforms \
+            else frozenset({DENSE})
         # The widest kind of its parts: a chain is elementwise only if every link is.
         self.kind = max((t.kind for t in transforms), key=KINDS.index, default=ELEMENTWISE)
 
