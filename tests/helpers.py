@@ -179,7 +179,7 @@ def sparse_grad_sequence(params: Sequence[Tensor], steps: int, seed: int) -> Gra
             count = 0 if (t + i) % 3 == 2 else int(torch.randint(1, rows + 2, (), generator=generator))
             indices = torch.randint(0, rows, (1, count), generator=generator)
             values = randn((count, *p.shape[1:]), generator).to(p.dtype)
-            grads.append(torch.sparse_coo_tensor(indices, values, p.shape))
+            grads.append(torch.sparse_coo_tensor(indices, values, p.shape, check_invariants=True))
         sequence.append(grads)
     return sequence
 

@@ -24,6 +24,7 @@ first test that needs it, not at collection.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import inspect
 from collections.abc import Sequence
 from typing import Any
@@ -200,6 +201,59 @@ def test_every_torch_configuration_matches_torch(name: str, dtype: torch.dtype, 
         problem = parity_problem(entry, desc, kwargs, dtype, path, seed=100 * index + len(name))
         if problem is not None:
             problems[desc] = problem
+    assert not problems, "\n".join(f"{desc}: {problem}" for desc, problem in problems.items())
+
+
+def sparse_configurations(entry: Entry) -> list[tuple[str, dict[str, Any]]]:
+    """The configurations torch runs with sparse gradients (its test_rosenbrock_sparse): each
+    of ``optim_inputs_func``'s without the keys ``metadata_for_sparse`` overrides (Adagrad's
+    weight_decay, which torch refuses with sparse gradients, and lr_decay), then its lr;
+    alone and with ``foreach`` (torch's fused kernels take no sparse gradients)."""
+    info = optimizer_info(entry.twin())
+    updates, _ = info.metadata_for_sparse
+    found: dict[tuple, tuple[str, dict[str, Any]]] = {}
+    for config in info.optim_inputs_func(device="cpu"):
+        kwargs = {key: value for key, value in config.kwargs.items() if key not in updates}
+        if "lr" in updates:
+            kwargs["lr"] = updates["lr"]
+        for variant, extra in (("", {}), (" & foreach", {"foreach": True})):
+            found.setdefault(tuple(sorted((k, repr(v)) for k, v in {**kwargs, **extra}.items())),
+                             (config.desc + variant, {**kwargs, **extra}))
+    return list(found.values())
+
+
+def refusal(cls: type, entry: Entry, sparse: bool) -> type | None:
+    """What stepping ``cls`` with one sparse (else dense) gradient raises, or None."""
+    param = torch.zeros(4, 3, requires_grad=True)
+    grad = torch.sparse_coo_tensor([[0, 2]], torch.ones(2, 3), (4, 3), check_invariants=True)
+    param.grad = grad if sparse else grad.to_dense()
+    optimizer = cls([param])
+    try:
+        optimizer.step((lambda: torch.tensor(1.0)) if entry.needs_closure else None)
+    except Exception as error:  # noqa: BLE001 - the type is the answer
+        return type(error)
+    return None
+
+
+@pytest.mark.parametrize("path", ["eager", "auto"])
+@pytest.mark.parametrize("name", TWINNED)
+def test_sparse_gradients_as_torch(name: str, path: str) -> None:
+    """Where torch takes sparse gradients beside dense ones (optim_db's ``supports_sparse``),
+    the numbers match torch's; elsewhere the gradient of the other layout is refused (or
+    taken) as torch does it."""
+    entry = REGISTRY[name]
+    info = optimizer_info(entry.twin())
+    with engine.using(path):
+        if not info.supports_sparse:
+            sparse = not info.only_supports_sparse_grads
+            assert refusal(entry.cls, entry, sparse) is refusal(entry.twin(), entry, sparse)
+            return
+        sparse_entry = dataclasses.replace(entry, sparse_grads=True, min_dim=1)
+        problems = {}
+        for index, (desc, kwargs) in enumerate(sparse_configurations(entry)):
+            problem = parity_problem(sparse_entry, desc, kwargs, torch.float64, path, seed=100 * index + 7)
+            if problem is not None:
+                problems[desc] = problem
     assert not problems, "\n".join(f"{desc}: {problem}" for desc, problem in problems.items())
 
 

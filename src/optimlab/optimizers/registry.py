@@ -29,6 +29,7 @@ from optimlab.optimizers.muon import Muon
 from optimlab.optimizers.rmsprop import RMSprop
 from optimlab.optimizers.rprop import Rprop
 from optimlab.optimizers.sgd import SGD
+from optimlab.optimizers.sparse_adam import SparseAdam
 
 #: Relative error (tests/helpers.py defines it) allowed against the reference after 50 steps.
 TOLERANCE = MappingProxyType({torch.float64: 1e-10, torch.float32: 1e-5})
@@ -180,6 +181,18 @@ ENTRIES: tuple[Entry, ...] = (
         dict(line_search_fn="strong_wolfe", max_iter=2, max_eval=10),
         dict(line_search_fn="strong_wolfe", history_size=2, max_iter=5, max_eval=6, tolerance_change=1e-6),
     ), needs_closure=True, single_group=True, search_space={"lr": (1e-2, 1.0)}),
+    # Sparse gradients over the first dimension (an embedding's rows), some rows named twice,
+    # some gradients naming none.
+    Entry(SparseAdam, "torch.optim.SparseAdam", "Kingma & Ba 2015 (lazy on sparse rows, as torch.optim.SparseAdam)", (
+        dict(),
+        dict(lr=0.01, betas=(0.8, 0.99), eps=1e-6),
+        # A float64 tensor: torch rounds lr * sqrt(1 - beta2^t) / (1 - beta1^t) to the tensor's dtype,
+        # optimlab computes it in double (optim_db's float32 one: rounding_differences).
+        dict(lr=torch.tensor(0.01, dtype=torch.float64), maximize=True),
+    ), complex_params=False, min_dim=1, sparse_grads=True, search_space={"lr": (1e-4, 0.1)},
+        rounding_differences={"Tensor lr": (1e-6, "torch rounds the step size lr * sqrt(1 - beta2^t) / (1 - beta1^t) "
+                                            "to the float32 tensor lr's dtype every step; optimlab computes it in "
+                                            "double")}),
 )
 
 #: name -> entry, in the order of :data:`ENTRIES`.
