@@ -44,31 +44,13 @@ from tests.helpers import (
     through_bytes,
 )
 from tests.test_registry import compare, param_specs
-from tests.twins import mismatches, optimizer_info
+from tests.twins import configurations, forloop, mismatches, optimizer_info
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one thread is fastest
 
 TWINNED = [entry.name for entry in ENTRIES if entry.twin() is not None]
 STEPS = 6
 HALF = 3
-#: The flags that choose torch's implementation (torch's "global cliquey" flags).
-IMPLEMENTATION_FLAGS = ("foreach", "differentiable", "fused")
-
-
-def configurations(entry: Entry, dtype: torch.dtype) -> list[tuple[str, dict[str, Any]]]:
-    """(description, constructor keywords) of every configuration torch's tests run on the CPU:
-    each of ``optim_inputs_func``'s, alone and with each implementation flag torch supports
-    for this optimizer on the CPU set to True (one at a time: they exclude each other)."""
-    info = optimizer_info(entry.twin())
-    flags = [flag for flag in IMPLEMENTATION_FLAGS
-             if flag in info.supported_impls and (flag != "fused" or "cpu" in info.supports_fused_on)]
-    found = []
-    for config in info.optim_inputs_func(device="cpu", dtype=dtype):
-        if config.kwargs.get("capturable"):
-            continue  # CUDA graphs: torch's CPU list has none, and raises for CPU tensors
-        found.append((config.desc, dict(config.kwargs)))
-        found += [(f"{config.desc} & {flag}", {**config.kwargs, flag: True}) for flag in flags]
-    return found
-
-
 def halved(lr: Any) -> Any:
     return lr * 0.5  # a tensor learning rate stays a tensor
 
@@ -145,13 +127,6 @@ def state_owners(optimizer: torch.optim.Optimizer) -> list[bool]:
     return [p in optimizer.state for g in optimizer.param_groups for p in g["params"]]
 
 
-def forloop(kwargs: dict[str, Any]) -> dict[str, Any]:
-    """The configuration on torch's for-loop implementation: torch's own tests hold its foreach,
-    fused and differentiable variants to the for-loop one (within their tolerances; its foreach
-    ASGD, for one, rounds its step sizes differently), so that is the reference here."""
-    return {key: value for key, value in kwargs.items() if key not in IMPLEMENTATION_FLAGS}
-
-
 def parity_problem(entry: Entry, desc: str, kwargs: dict[str, Any], dtype: torch.dtype, path: str,
                    seed: int) -> str | None:
     """Run one configuration against torch; None if it matches, else what differs.
@@ -197,7 +172,7 @@ def parity_problem(entry: Entry, desc: str, kwargs: dict[str, Any], dtype: torch
 def test_every_torch_configuration_matches_torch(name: str, dtype: torch.dtype, path: str) -> None:
     entry = REGISTRY[name]
     problems = {}
-    for index, (desc, kwargs) in enumerate(configurations(entry, dtype)):
+    for index, (desc, kwargs) in enumerate(configurations(entry.twin(), dtype)):
         problem = parity_problem(entry, desc, kwargs, dtype, path, seed=100 * index + len(name))
         if problem is not None:
             problems[desc] = problem

@@ -58,6 +58,33 @@ def error_cases(torch_cls: type) -> list[Any]:
     return optimizer_info(torch_cls).optim_error_inputs_func(device="cpu", dtype=torch.float32)
 
 
+#: The flags that choose torch's implementation (torch's "global cliquey" flags).
+IMPLEMENTATION_FLAGS = ("foreach", "differentiable", "fused")
+
+
+def configurations(torch_cls: type, dtype: torch.dtype) -> list[tuple[str, dict[str, Any]]]:
+    """(description, constructor keywords) of every configuration torch's tests run on the CPU:
+    each of ``optim_inputs_func``'s, alone and with each implementation flag torch supports
+    for this optimizer on the CPU set to True (one at a time: they exclude each other)."""
+    info = optimizer_info(torch_cls)
+    flags = [flag for flag in IMPLEMENTATION_FLAGS
+             if flag in info.supported_impls and (flag != "fused" or "cpu" in info.supports_fused_on)]
+    found = []
+    for config in info.optim_inputs_func(device="cpu", dtype=dtype):
+        if config.kwargs.get("capturable"):
+            continue  # CUDA graphs: torch's CPU list has none, and raises for CPU tensors
+        found.append((config.desc, dict(config.kwargs)))
+        found += [(f"{config.desc} & {flag}", {**config.kwargs, flag: True}) for flag in flags]
+    return found
+
+
+def forloop(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The configuration on torch's for-loop implementation: torch's own tests hold its foreach,
+    fused and differentiable variants to the for-loop one (within their tolerances; its foreach
+    ASGD, for one, rounds its step sizes differently)."""
+    return {key: value for key, value in kwargs.items() if key not in IMPLEMENTATION_FLAGS}
+
+
 def at_step(case: Any) -> bool:
     """Whether torch expects the case's error from the first ``step()`` (else from construction)."""
     return case.error_on == common_optimizers().OptimizerErrorEnum.STEP_ERROR
