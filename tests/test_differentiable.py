@@ -8,7 +8,7 @@
 * Two steps with the learning rate, the weight decay and the betas as tensors that require
   grad, the loss after them as a function of the parameter, the gradient and those
   hyperparameters (torch's ``_multistep_backprop_diff_hyperparams_fn``, on every configuration).
-  torch 2.13's own classes fail this for 57 of these 68 configurations (their in-place updates
+  torch 2.13's own classes fail this for 59 of these 70 configurations (their in-place updates
   overwrite what autograd saved, or they pass tensor hyperparameters where numbers are
   required); optimlab's pass all of them.
 
