@@ -297,34 +297,6 @@ def same(a: Any, b: Any) -> bool:
     return type(a) is type(b) and a == b
 
 
-# -- torch's own test cases -----------------------------------------------------------------
-def torch_error_inputs(optim_cls: type) -> list[Any]:
-    """torch's error cases for ``optim_cls`` (``optim_db``'s ``optim_error_inputs_func``, CPU, float32):
-    ``ErrorOptimizerInput`` objects (params, kwargs, error type, construction or step)."""
-    from tests.twins import error_cases
-
-    return error_cases(optim_cls)
-
-
-def raised_by(optim_cls: type, error_input: Any) -> type | None:
-    """Replay one of torch's error cases (:func:`torch_error_inputs`) on ``optim_cls`` as torch's
-    ``test_errors`` does: construct, and step for a step error. Returns the type of the exception
-    raised, else of the expected warning issued, else None."""
-    import warnings
-
-    case = error_input.optimizer_error_input
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            optimizer = optim_cls(case.params, **case.kwargs)
-            if error_input.error_on.name == "STEP_ERROR":
-                optimizer.step()
-        except Exception as error:  # noqa: BLE001 - the type is the result
-            return type(error)
-    warned = [w.category for w in caught if issubclass(w.category, error_input.error_type)]
-    return warned[0] if warned else None
-
-
 # -- measured errors ------------------------------------------------------------------------
 #: The worst relative error seen per comparison, printed at the end of the run (conftest).
 WORST: dict[str, float] = {}

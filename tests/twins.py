@@ -1,5 +1,8 @@
 """Checks of an optimlab class against its torch.optim twin that the registry test does not make.
 
+* :func:`optimizer_info`: torch's own description of its optimizer, the ``OptimizerInfo`` of
+  ``torch.testing._internal.common_optimizers.optim_db``; :func:`configurations`: the
+  constructor arguments torch's tests run on the CPU, from it.
 * :func:`mismatches`: torch's own error cases, replayed. For every optimizer, torch keeps the
   inputs that must fail (``optim_error_inputs_func`` of its entry in
   ``torch.testing._internal.common_optimizers.optim_db``): bad hyperparameters that must raise
