@@ -13,6 +13,7 @@ covers them.
 from __future__ import annotations
 
 import copy
+import inspect
 import pickle
 from collections.abc import Callable
 from typing import Any
@@ -383,3 +384,46 @@ def test_constructor_defaults_and_repr_are_torchs(name: str) -> None:
         assert list(mine.defaults) == list(theirs.defaults), desc
         assert same(mine.defaults, theirs.defaults), desc
         assert repr(mine) == repr(theirs), desc
+
+
+def flag_outcome(cls: type, entry: Entry, kwargs: dict[str, Any], dtype: torch.dtype, sparse: bool) -> str:
+    """Where and what constructing ``cls`` with ``kwargs`` and stepping it once raises."""
+    param = torch.ones(4, 3, dtype=dtype)
+    grad = torch.ones_like(param)
+    param.grad = grad.to_sparse() if sparse else grad
+    try:
+        optimizer = cls([param], **kwargs)
+    except Exception as error:  # noqa: BLE001 - the type is the answer
+        return f"construction: {type(error).__name__}"
+    try:
+        optimizer.step((lambda: torch.tensor(1.0)) if entry.needs_closure else None)
+    except Exception as error:  # noqa: BLE001
+        return f"step: {type(error).__name__}"
+    return "steps"
+
+
+@pytest.mark.parametrize("name", TWINNED)
+def test_implementation_flags_as_torch(name: str) -> None:
+    """torch's errors for its implementation flags, on the CPU: ``capturable=True`` (an
+    AssertionError at the step), ``fused`` with ``foreach`` or ``differentiable`` (at
+    construction), ``fused`` with complex parameters or sparse gradients (at the step); and
+    the combinations torch runs, which run here too (``fused`` on float64, ``foreach`` on
+    complex, ``differentiable`` with ``foreach``)."""
+    entry = REGISTRY[name]
+    accepted = inspect.signature(entry.twin()).parameters
+    cases = [({"capturable": True}, torch.float32, False),
+             ({"fused": True, "foreach": True}, torch.float32, False),
+             ({"fused": True, "differentiable": True}, torch.float32, False),
+             ({"fused": True}, torch.complex64, False),
+             ({"fused": True}, torch.float64, False),
+             ({"fused": True}, torch.float32, True),
+             ({"foreach": True}, torch.float32, False),
+             ({"foreach": True}, torch.complex64, False),
+             ({"foreach": False, "differentiable": True}, torch.float32, False)]
+    for kwargs, dtype, sparse in cases:
+        if not set(kwargs) <= set(accepted) or (sparse and not optimizer_info(entry.twin()).supports_sparse):
+            continue
+        if dtype.is_complex and not optimizer_info(entry.twin()).supports_complex:
+            continue
+        mine, theirs = both(entry, lambda cls, kw=kwargs, d=dtype, s=sparse: flag_outcome(cls, entry, kw, d, s))
+        assert mine == theirs, f"{kwargs}, {dtype}, sparse={sparse}: {mine}, torch {theirs}"
