@@ -379,6 +379,9 @@ def test_constructor_defaults_and_repr_are_torchs(name: str) -> None:
     """Signature, ``defaults`` and ``repr`` as torch's (torch's test_optimizer_can_be_printed),
     for every configuration."""
     entry = REGISTRY[name]
+    mine, theirs = both(entry, lambda cls: [(p.name, p.kind, p.default)
+                                            for p in inspect.signature(cls).parameters.values()])
+    assert mine == theirs
     for desc, kwargs in configurations(entry.twin(), torch.float32):
         mine, theirs = both(entry, lambda cls, kwargs=kwargs: cls(fresh_params(entry), **copy.deepcopy(kwargs)))
         assert list(mine.defaults) == list(theirs.defaults), desc

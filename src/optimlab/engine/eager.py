@@ -51,7 +51,8 @@ def run_eager(work: GroupStep) -> None:
     if transform.kind == GROUP:
         us = transform.update_group([real_g for _, real_g, _ in views], params, working, hp, steps)
     else:
-        us = [transform.update(real_g, p, s, hp, step) for (_, real_g, _), p, s, step in zip(views, params, working, steps)]
+        us = [transform.update(real_g, p, s, hp, step)
+              for (_, real_g, _), p, s, step in zip(views, params, working, steps)]
     for (real_p, _, real_state), state, worked, u in zip(views, work.states, working, us):
         real_p.add_(u)
         write_back(worked, real_state)
