@@ -59,6 +59,8 @@ class Optimizer(torch.optim.Optimizer):
         #: The (empty) state dicts that the engine steps with for transforms that keep no state
         #: (plain SGD): outside :attr:`state`, which then stays empty, as torch.optim's does.
         self._stateless_states = StateTable()
+        #: Per group index: (id, length) of its parameter list when its flags last passed.
+        self._flags_checked: dict[int, tuple[int, int]] = {}
         super().__init__(params, defaults)
         self.state = adopt(self.state)
         flags.check_construction(self.owner, defaults)
@@ -72,6 +74,7 @@ class Optimizer(torch.optim.Optimizer):
         self.__dict__.setdefault("_transforms", {})
         self.__dict__.setdefault("_checked", [])
         self.__dict__.setdefault("_stateless_states", StateTable())
+        self.__dict__.setdefault("_flags_checked", {})
         self.__dict__.setdefault("schedules", DirectSchedules())
         # torch's load_state_dict comes here with a new defaultdict of new dicts: kept as a
         # StateTable, which lets steps tell that nothing changed (optimlab.engine.state).
@@ -204,7 +207,7 @@ class Optimizer(torch.optim.Optimizer):
             self.check_group_cached(index, group)
             name_of = functools.partial(param_name, group, index)
             if group.get("capturable") or group.get("fused"):
-                flags.check_step(self.owner, group, name_of)
+                self.check_flags(index, group, name_of)
             transform = self.transform_for(group)
             states = self.state if self.counts_steps or keeps_state(transform) else self._stateless_states
             work = engine.collect(transform, group, states, self.counts_steps, self.owner, name_of)
@@ -212,6 +215,15 @@ class Optimizer(torch.optim.Optimizer):
                 works.append(work)
         engine.run(works)
         self.schedules.advance(self.param_groups)  # t += 1; the next step's values in
+
+    def check_flags(self, index: int, group: dict[str, Any], name_of: Any) -> None:
+        """torch's checks of ``fused`` and ``capturable`` at a step (:func:`flags.check_step`).
+        Those of ``fused`` are about the parameters' devices and dtypes: once they passed, made
+        again only when the group's parameter list changes (``capturable`` never passes)."""
+        params = group["params"]
+        if group.get("capturable") or self._flags_checked.get(index) != (id(params), len(params)):
+            flags.check_step(self.owner, group, name_of)
+            self._flags_checked[index] = (id(params), len(params))
 
     # -- checkpoints -----------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
