@@ -93,7 +93,7 @@ def test_add_param_group_after_steps(name):
 
 BAD_GROUPS = {
     "negative lr": (lambda p: {"params": [torch.zeros(2, requires_grad=True)], "lr": -1.0}, ValueError,
-                    "lr must be >= 0, got -1.0"),
+                    "lr must be a finite number >= 0, got -1.0"),
     "integer parameter": (lambda p: {"params": [torch.zeros(3, dtype=torch.long)]}, TypeError,
                           "is torch.int64; optimizers need floating-point or complex parameters"),
     "parameter already in a group": (lambda p: {"params": [p]}, ValueError, "more than one parameter group"),

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 import optimlab
+from optimlab import engine
 from tests.helpers import NAMES, Run, grad_sequence, make_params, same, set_grads, snapshot
 
 EPS_OWNERS = ("Adagrad", "RMSprop", "Adam", "AdamW")
@@ -137,6 +138,31 @@ def test_integer_parameters_are_rejected(name, dtype):
     with pytest.raises(TypeError, match=rf"parameter #1 of group 0 is {dtype}; optimizers need floating-point "
                                         r"or complex parameters"):
         getattr(optimlab, name)([torch.zeros(2, requires_grad=True), torch.zeros(2, dtype=dtype)])
+
+
+def test_a_parameter_listed_twice_in_a_group_is_stepped_once_after_torchs_warning():
+    """torch.optim warns, then steps such a parameter twice, differently on each of its code
+    paths; optimlab gives torch's warning and keeps the parameter once, so every path steps it
+    once (and SGD does what it does for the parameter listed once)."""
+    p, q = torch.nn.Parameter(torch.ones(3)), torch.nn.Parameter(torch.ones(2))
+    with pytest.warns(UserWarning, match="duplicate parameters"):
+        opt = optimlab.SGD([p, q, p], lr=0.1, momentum=0.9)
+    assert opt.param_groups[0]["params"] == [p, q]
+    with pytest.warns(UserWarning, match="duplicate parameters"):
+        opt.add_param_group({"params": [r := torch.nn.Parameter(torch.ones(4)), r]})
+    assert opt.param_groups[1]["params"] == [r]
+    for path in ("eager", "auto"):
+        a = torch.nn.Parameter(torch.ones(3))
+        with pytest.warns(UserWarning):
+            twice = optimlab.SGD([a, a], lr=0.1, momentum=0.9)
+        b = torch.nn.Parameter(torch.ones(3))
+        once = optimlab.SGD([b], lr=0.1, momentum=0.9)
+        with engine.using(path):
+            for _ in range(3):
+                a.grad, b.grad = torch.ones(3), torch.ones(3)
+                twice.step()
+                once.step()
+        assert torch.equal(a.detach(), b.detach()), path
 
 
 def test_adagrad_refuses_weight_decay_with_a_sparse_gradient_as_torch_and_changes_nothing():

@@ -16,7 +16,7 @@ from tests.twins import scheduled_run
     (dict(etas=(1.0, 1.2)), ValueError, "etas[0] must be in (0, 1), got 1.0"),
     (dict(etas=(0.5, 1.0)), ValueError, "etas[1] must be > 1, got 1.0"),
     (dict(etas=0.5), TypeError, "etas must be a pair (etaminus, etaplus)"),
-    (dict(step_sizes=(-1e-6, 50)), ValueError, "step_sizes[0] must be >= 0"),
+    (dict(step_sizes=(-1e-6, 50)), ValueError, "step_sizes[0] must be a finite number >= 0"),
     (dict(step_sizes=(1e-6,)), TypeError, "step_sizes must be a pair"),
 ])
 def test_bad_pairs_are_named(bad, error, fragment):

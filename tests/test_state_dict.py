@@ -275,3 +275,29 @@ def test_snapshot_comparison_sees_a_change():
     before = snapshot(optimizer)
     optimizer.load_state_dict(trained(optimlab.Adam, [(3, 2), (5,)], seed=6).state_dict())
     assert not same(snapshot(optimizer), before)
+
+
+def test_load_state_dict_pre_hooks_run_before_the_checks():
+    """A pre-hook may rewrite the dict it is given (torch's contract): here it renames the
+    state of an older layout, which the checks would refuse, into the current one."""
+    model = make_model()
+    optimizer = optimlab.Adam(model.parameters(), lr=0.01)
+    train(optimizer, model, BEFORE, seed=1)
+    saved = optimizer.state_dict()
+    old_layout = {**saved, "state": {k: {("m" if key == "exp_avg" else key): v for key, v in entry.items()}
+                                     for k, entry in saved["state"].items()}}
+    seen = []
+
+    def rename(opt, state_dict):
+        seen.append(sorted(next(iter(state_dict["state"].values()))))
+        return {**state_dict, "state": {k: {("exp_avg" if key == "m" else key): v for key, v in entry.items()}
+                                        for k, entry in state_dict["state"].items()}}
+
+    fresh = optimlab.Adam(copy.deepcopy(model).parameters(), lr=0.01)
+    with pytest.raises(ValueError, match="'m'"):
+        fresh.load_state_dict(old_layout)  # without the hook: refused, naming the foreign key
+    fresh.register_load_state_dict_pre_hook(rename)
+    fresh.load_state_dict(old_layout)
+    assert seen == [["exp_avg_sq", "m", "step"]], "the hook saw the dict as given, before any check"
+    assert len(seen) == 1, "the hook ran once"
+    assert same(fresh.state_dict()["state"], saved["state"])

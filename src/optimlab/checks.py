@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import numbers
 from collections.abc import Callable
 from typing import Any
@@ -43,7 +44,8 @@ def schedulable(check: Check) -> Check:
             bounds = value.bounds()
             if bounds is not None:
                 for end, which in zip(bounds, ("lowest", "highest")):
-                    check(owner, f"{name} ({which} value of {value!r})", end)
+                    if not math.isinf(end):  # unbounded: every value it takes is checked when written
+                        check(owner, f"{name} ({which} value of {value!r})", end)
             return
         check(owner, name, value)
     return checked
@@ -61,7 +63,8 @@ def bounded(accepts: Callable[[float], bool], expected: str) -> Check:
 
 
 def at_least(low: float) -> Check:
-    return bounded(lambda number: number >= low, f">= {low:g}")
+    """``low`` or more, and finite: an infinite step size or decay is never meant."""
+    return bounded(lambda number: low <= number < math.inf, f"a finite number >= {low:g}")
 
 
 def at_most(high: float) -> Check:
@@ -83,6 +86,8 @@ def real(owner: str, name: str, value: Any) -> None:
 
 
 non_negative = at_least(0.0)
+#: More than 0, and finite (SparseAdam's lr and eps, as torch checks them).
+positive = bounded(lambda number: 0.0 < number < math.inf, "a finite number > 0")
 non_positive = at_most(0.0)
 #: 0 <= value < 1: a decay rate (the weight kept from the past).
 unit_interval = bounded(lambda number: 0.0 <= number < 1.0, "in [0, 1)")

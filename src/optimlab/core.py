@@ -42,7 +42,6 @@ declaration (:func:`state_spec`), so no transform checks its own state.
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Mapping, MutableMapping
 from typing import Any, ClassVar
 
@@ -149,7 +148,8 @@ class Chain(Transform):
         self.grad_layouts = frozenset.intersection(*(t.grad_layouts for t in transforms)) if transforms \
             else frozenset({DENSE})
         # The widest kind of its parts: a chain is elementwise only if every link is.
-        self.kind = max((t.kind for t in transforms), key=KINDS.index, default=ELEMENTWISE)
+        kinds = {t.kind for t in transforms}
+        self.kind = GROUP if GROUP in kinds else TENSOR if TENSOR in kinds else ELEMENTWISE
 
     def init(self, param: Tensor) -> dict[str, Tensor]:
         state: dict[str, Tensor] = {}
@@ -199,13 +199,12 @@ def state_spec(transform: Transform, param: Tensor) -> dict[str, tuple[tuple[int
     return spec
 
 
-_keeps_state: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
 def keeps_state(transform: Transform) -> bool:
     """Whether ``transform`` keeps any per-parameter state: keys made by :meth:`Transform.init`
-    (learnt on a one-element "meta" parameter) or lazy ones. Remembered per transform."""
-    known = _keeps_state.get(transform)
+    (learnt on a one-element "meta" parameter) or lazy ones. Remembered on the transform (an
+    attribute, which a step that torch.compile records reads without a graph break)."""
+    known = getattr(transform, "_keeps_state", None)
     if known is None:
-        known = _keeps_state[transform] = bool(transform.lazy_state or transform.init(torch.empty(1, device="meta")))
+        known = bool(transform.lazy_state or transform.init(torch.empty(1, device="meta")))
+        transform._keeps_state = known  # type: ignore[attr-defined]
     return known

@@ -16,6 +16,7 @@ format. It adds:
 
 from __future__ import annotations
 
+import collections
 import functools
 import operator
 from collections.abc import Mapping
@@ -161,12 +162,17 @@ class Optimizer(torch.optim.Optimizer):
         return transform
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
+        if not isinstance(param_group, Mapping) or "params" not in param_group:
+            got = f"keys {sorted(map(str, param_group))}" if isinstance(param_group, Mapping) else type(param_group).__name__
+            raise TypeError(f"{self.owner}.add_param_group: expected a dict with 'params' (the parameters) and any "
+                            f"hyperparameters to override, got {got}")
         super().add_param_group(param_group)
         group = self.param_groups[-1]
         try:
             self.schedules.check(self.checks, self.owner, group)
             self.schedules.take(group)  # schedules out of the group, their values in
             self.check_group(group)
+            drop_repeats(group)
             for i, p in enumerate(group["params"]):
                 if not (p.is_floating_point() or p.is_complex()):
                     raise TypeError(f"{self.owner}: parameter {param_name(group, len(self.param_groups) - 1, i)} "
@@ -200,21 +206,38 @@ class Optimizer(torch.optim.Optimizer):
         return loss
 
     def step_groups(self) -> None:
-        """The step itself: every group checked and collected, then run by the engine."""
-        self.schedules.apply(self.param_groups, self.owner)  # group[name] = schedule(t)
+        """The step itself: every group checked and collected, then run by the engine.
+
+        While torch.compile records the step, values are not read back to check them: they were
+        checked where they entered (constructor, add_param_group, load_state_dict) and by every
+        step run outside the compiled function. Schedules given in place of numbers need the
+        step count in Python: they work under torch.compile but recompile each step; a tensor
+        lr driven by a Scheduler (in place) does not.
+        """
+        compiling = torch.compiler.is_compiling()
+        counted = compiling and not self.schedules
+        if not counted:
+            self.schedules.apply(self.param_groups, self.owner)  # group[name] = schedule(t)
+        gather = engine.collect_plain if compiling else engine.collect
         works = []
         for index, group in enumerate(self.param_groups):
-            self.check_group_cached(index, group)
             name_of = functools.partial(param_name, group, index)
-            if group.get("capturable") or group.get("fused"):
-                self.check_flags(index, group, name_of)
+            if not compiling:
+                self.check_group_cached(index, group)
+                if group.get("capturable") or group.get("fused"):
+                    self.check_flags(index, group, name_of)
             transform = self.transform_for(group)
+            # A transform that keeps no state (plain SGD) steps with dicts outside ``state``,
+            # which stays empty, as torch.optim's does.
             states = self.state if self.counts_steps or keeps_state(transform) else self._stateless_states
-            work = engine.collect(transform, group, states, self.counts_steps, self.owner, name_of)
+            work = gather(transform, group, states, self.counts_steps, self.owner, name_of)
             if work.params:
                 works.append(work)
         engine.run(works)
-        self.schedules.advance(self.param_groups)  # t += 1; the next step's values in
+        if counted:
+            self.schedules.count_compiled_step()
+        else:
+            self.schedules.advance(self.param_groups)  # t += 1; the next step's values in
 
     def check_flags(self, index: int, group: dict[str, Any], name_of: Any) -> None:
         """torch's checks of ``fused`` and ``capturable`` at a step (:func:`flags.check_step`).
@@ -245,14 +268,28 @@ class Optimizer(torch.optim.Optimizer):
         parameters are matched by position, as in torch. Either way the state dict is fully
         checked (groups, hyperparameters, state shapes) before anything is loaded.
 
-        torch.optim casts every loaded state tensor except ``step`` to its parameter's dtype.
-        State that the math keeps in a dtype of its own, like ``step`` (NAdam's 0-d
-        ``mu_product``, float32 also for float64 parameters), keeps the checkpoint's dtype
-        here, so that a resumed run computes exactly what the uninterrupted one would have.
+        torch.optim casts every loaded state tensor except ``step`` to its parameter's dtype;
+        state that the math keeps in a dtype of its own (ASGD's ``eta``, NAdam's
+        ``mu_product``) gets its declared dtype back (:meth:`restore_declared_dtypes`).
+
+        Hooks registered with ``register_load_state_dict_pre_hook`` run first, as in torch,
+        on a shallow copy of ``state_dict``: what they return (or change in place) is what is
+        checked and loaded. Post-hooks run after loading.
         """
+        state_dict = dict(state_dict) if isinstance(state_dict, Mapping) else state_dict
+        pre_hooks = self._optimizer_load_state_dict_pre_hooks
+        for hook in pre_hooks.values():
+            result = hook(self, state_dict)
+            if result is not None:
+                state_dict = result
         checked = self.checked_state_dict(state_dict)
         schedules = self.schedules.checked_state_dict(state_dict.get("schedules"), self.owner)
-        super().load_state_dict(checked)
+        # torch's load_state_dict would run the pre-hooks again, on the checked dict.
+        self._optimizer_load_state_dict_pre_hooks = collections.OrderedDict()
+        try:
+            super().load_state_dict(checked)
+        finally:
+            self._optimizer_load_state_dict_pre_hooks = pre_hooks
         self.restore_declared_dtypes()
         self.schedules.load(schedules, self.param_groups)
 
@@ -366,7 +403,7 @@ def profile_hook_step(func: Any) -> Any:
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         self = args[0]
-        if (self._optimizer_step_pre_hooks or self._optimizer_step_post_hooks or _global_optimizer_pre_hooks
+        if (torch.compiler.is_compiling() or self._optimizer_step_pre_hooks or self._optimizer_step_post_hooks or _global_optimizer_pre_hooks
                 or _global_optimizer_post_hooks or cupti_monitor_active()):
             return torch_wrapper(*args, **kwargs)
         handle = _record_enter(f"Optimizer.step#{self.__class__.__name__}.step")
@@ -386,6 +423,21 @@ def cupti_monitor_active() -> bool:
     its singleton is set, or this torch's monitor module is not the one known here."""
     monitor = _cupti_monitor()
     return monitor is not None and getattr(monitor, "_monitor_singleton", True) is not None
+
+
+def drop_repeats(group: dict[str, Any]) -> None:
+    """Keep each parameter of ``group`` once (and its name, if the group has ``param_names``).
+
+    torch.optim warns about a parameter listed twice in a group (the warning has been given by
+    the time this runs) and then steps it twice, differently on each of its code paths; here
+    the group steps it once, on every path.
+    """
+    seen: set[int] = set()
+    keep = [i for i, p in enumerate(group["params"]) if not (id(p) in seen or seen.add(id(p)))]
+    if len(keep) < len(group["params"]):
+        for key in ("params", "param_names"):
+            if key in group:
+                group[key] = [group[key][i] for i in keep]
 
 
 _IMMUTABLE = (float, int, bool, str, type(None))

@@ -48,8 +48,8 @@ from optimlab.engine.paths import (
            warn_once,
 )
 from optimlab.engine.validate import check, check_state
-from optimlab.engine.work import GroupStep, LazyNames, collect, subset
+from optimlab.engine.work import GroupStep, LazyNames, collect, collect_plain, subset
 
-__all__ = ["PATHS", "GroupStep", "LazyNames", "check", "check_state", "collect", "get_path", "initial_state",
+__all__ = ["PATHS", "GroupStep", "LazyNames", "check", "check_state", "collect", "collect_plain", "get_path", "initial_state",
            "initialize", "path_counts", "plan", "run", "run_eager", "set_path", "step_dtype", "subset", "using",
            "warn_once"]

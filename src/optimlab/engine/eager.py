@@ -13,7 +13,7 @@ from torch import Tensor
 
 from optimlab.core import GROUP, State, Transform, scalar_dtype
 from optimlab.engine.paths import path_counts
-from optimlab.engine.work import GroupStep, autograd_hyperparams, plain_hyperparams
+from optimlab.engine.work import GroupStep, autograd_hyperparams, plain_hyperparams, transform_hyperparams
 
 #: dtype of ``state['step']``, as torch.optim makes it (float32 unless float64 is the default).
 step_dtype = scalar_dtype
@@ -31,9 +31,15 @@ def initial_state(transform: Transform, p: Tensor, counts_steps: bool) -> dict[s
     return state
 
 
-def run_eager(work: GroupStep) -> None:
+def run_eager(work: GroupStep, traced: bool = False) -> None:
     """The reference path: exactly the transform's math, one parameter at a time (all of the
     group's parameters at once for a transform of the group kind).
+
+    ``traced``: the step is being recorded by ``torch.compile`` (dynamo). Then nothing is read
+    back to Python: the step count reaches the math as a float64 0-d tensor (the eager path's
+    Python float, without ``.item()``) and hyperparameters that are tensors stay tensors, so
+    the graph is the same on every step and a tensor learning rate changed in place (by a
+    scheduler) needs no recompile.
 
     With ``differentiable=True`` the step is recorded by autograd (the caller enables it): the
     hyperparameters stay tensors in the math, and the math reads copies of each parameter and
@@ -42,9 +48,12 @@ def run_eager(work: GroupStep) -> None:
     """
     transform = work.transform
     differentiable = bool(work.hyperparams.get("differentiable"))
-    hp = autograd_hyperparams(work) if differentiable else plain_hyperparams(work)
-    path_counts["eager"] += len(work.params)
-    steps = advance_steps(work)
+    if traced:
+        hp = transform_hyperparams(work)
+    else:
+        hp = autograd_hyperparams(work) if differentiable else plain_hyperparams(work)
+        path_counts["eager"] += len(work.params)
+    steps = advance_steps(work, traced)
     views = [real_views(p, g, state) for p, g, state in zip(work.params, work.grads, work.states)]
     params = [read_only(real_p, differentiable) for real_p, _, _ in views]
     working = [working_state(real_state, differentiable) for _, _, real_state in views]
@@ -59,19 +68,25 @@ def run_eager(work: GroupStep) -> None:
         keep_new_state(state, real_state)
 
 
-def advance_steps(work: GroupStep) -> list[Any]:
+def advance_steps(work: GroupStep, traced: bool) -> list[Any]:
     """Each parameter's state made if it has none, its ``state['step']`` advanced; the step
-    counts the math reads (None where the optimizer counts no steps)."""
+    counts the math reads (None where the optimizer counts no steps): numbers (a count carries
+    no gradient), or float64 0-d tensors while ``torch.compile`` records the step."""
     steps = []
     for i, state in enumerate(work.states):
         if not state:
             initialize(work, i)
         step = None
         if work.counts_steps:
-            state["step"] += 1
-            step = state["step"]
-            # A count, read as a number: it carries no gradient (SparseAdam keeps an int).
-            step = step.item() if isinstance(step, Tensor) else step
+            count = state["step"]
+            if isinstance(count, Tensor):
+                # In place, not ``state["step"] += 1``: writing the key again would count as a
+                # change of the state table (and, under torch.compile, change what the graph is
+                # guarded on).
+                count.add_(1)
+                step = count.to(torch.float64) if traced else count.item()
+            else:  # SparseAdam's count, a Python int as torch.optim.SparseAdam keeps it
+                step = state["step"] = count + 1
         steps.append(step)
     return steps
 

@@ -26,7 +26,7 @@ class SparseAdam(Optimizer):
     in a second optimizer.
     """
 
-    checks = {"lr": checks.greater_than(0.0), "betas": checks.pair_of_unit_interval, "eps": checks.greater_than(0.0),
+    checks = {"lr": checks.positive, "betas": checks.pair_of_unit_interval, "eps": checks.positive,
               "maximize": checks.flag}
     counts_steps = True
     tensor_steps = False
