@@ -1,5 +1,5 @@
-"""Rprop beyond the registry's parity runs: torch's error cases, the checks of its pairs, a
-scheduled learning rate (read once, on a parameter's first step), and the sign rules of
+"""Rprop beyond the registry's parity runs (and torch's error cases, tests/test_optim_db.py): the
+checks of its pairs, a scheduled learning rate (read once, on a parameter's first step), and the sign rules of
 Riedmiller & Braun (1993) worked out by hand."""
 
 from __future__ import annotations
@@ -9,11 +9,7 @@ import torch
 
 import optimlab
 from tests.helpers import compare_runs, grad_sequence, make_params
-from tests.twins import mismatches, scheduled_run
-
-
-def test_torch_error_cases_raise_torch_error_types():
-    assert not mismatches(optimlab.Rprop, torch.optim.Rprop)
+from tests.twins import scheduled_run
 
 
 @pytest.mark.parametrize(("bad", "error", "fragment"), [

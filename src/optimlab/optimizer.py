@@ -24,9 +24,9 @@ from typing import Any, ClassVar
 
 import torch
 
-from optimlab import engine
+from optimlab import engine, flags
 from optimlab.checks import Check
-from optimlab.core import Transform, state_spec
+from optimlab.core import Transform, keeps_state, scalar_dtype, state_spec
 from optimlab.engine.state import StateDict, StateTable, adopt
 from optimlab.schedules.direct import DirectSchedules
 
@@ -45,6 +45,9 @@ class Optimizer(torch.optim.Optimizer):
     #: Make every parameter's state when its group is added, as the torch twin does (Adagrad),
     #: so a checkpoint taken before the first step has the state torch expects.
     state_at_construction: ClassVar[bool] = False
+    #: ``state['step']`` is a 0-d tensor, as in every torch twin but SparseAdam (a Python int):
+    #: a number loaded from an older checkpoint becomes one, as torch's optimizers convert it.
+    tensor_steps: ClassVar[bool] = True
 
     def __init__(self, params: Any, defaults: dict[str, Any]) -> None:
         #: Schedules given in place of numbers, and this optimizer's step count ``schedules.t``.
@@ -54,8 +57,14 @@ class Optimizer(torch.optim.Optimizer):
         self._transforms: dict[tuple, Transform] = {}
         #: Per group index: (the group, its items when last checked) while they are immutable.
         self._checked: list[tuple[dict, list, list] | None] = []
+        #: The (empty) state dicts that the engine steps with for transforms that keep no state
+        #: (plain SGD): outside :attr:`state`, which then stays empty, as torch.optim's does.
+        self._stateless_states = StateTable()
+        #: Per group index: (id, length) of its parameter list when its flags last passed.
+        self._flags_checked: dict[int, tuple[int, int]] = {}
         super().__init__(params, defaults)
         self.state = adopt(self.state)
+        flags.check_construction(self.owner, defaults)
 
     def __getstate__(self) -> dict[str, Any]:
         return {**super().__getstate__(), "schedules": self.schedules}
@@ -65,11 +74,25 @@ class Optimizer(torch.optim.Optimizer):
         super().__setstate__(state)
         self.__dict__.setdefault("_transforms", {})
         self.__dict__.setdefault("_checked", [])
+        self.__dict__.setdefault("_stateless_states", StateTable())
+        self.__dict__.setdefault("_flags_checked", {})
         self.__dict__.setdefault("schedules", DirectSchedules())
         # torch's load_state_dict comes here with a new defaultdict of new dicts: kept as a
         # StateTable, which lets steps tell that nothing changed (optimlab.engine.state).
         if type(self.state) is not StateTable:
             self.state = adopt(self.state)
+        if self.counts_steps and self.tensor_steps:
+            self.steps_as_tensors()
+
+    def steps_as_tensors(self) -> None:
+        """A ``state['step']`` that is a number (older torch wrote Python floats and ints into
+        checkpoints) made the 0-d tensor torch's optimizers convert it to when they load it."""
+        for group in self.param_groups:
+            for p in group["params"]:
+                state = self.state.get(p)
+                step = state.get("step") if state else None
+                if step is not None and not isinstance(step, torch.Tensor):
+                    state["step"] = torch.tensor(float(step), dtype=scalar_dtype())
 
     def _patch_step_function(self) -> None:
         # As torch.optim does it (wrap this class's step once), with optimlab's wrapper.
@@ -165,22 +188,32 @@ class Optimizer(torch.optim.Optimizer):
                 if not self.state[p]:
                     self.state[p].update(engine.initial_state(transform, p, self.counts_steps))
 
-    @torch.no_grad()
     def step(self, closure: Any = None) -> Any:
         """One optimization step over every parameter that has a gradient.
 
         ``closure`` (optional) re-evaluates the model and returns the loss; it runs with
         gradients enabled before the step. Parameters whose ``.grad`` is None are skipped.
+        The step runs without autograd, or with it for ``differentiable=True`` (as torch.optim
+        decides, from the constructor's value): then the new parameters and state are functions
+        of the old ones, of the gradients and of tensor hyperparameters.
         """
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        # While torch.compile records the step, values are not read back to check them: they
-        # were checked where they entered (constructor, add_param_group, load_state_dict) and
-        # by every step run outside the compiled function. Schedules given in place of numbers
-        # need the step count in Python: they work under torch.compile but recompile each
-        # step; a tensor lr driven by a Scheduler (in place) does not.
+        with torch.set_grad_enabled(bool(self.defaults.get("differentiable"))):
+            self.step_groups()
+        return loss
+
+    def step_groups(self) -> None:
+        """The step itself: every group checked and collected, then run by the engine.
+
+        While torch.compile records the step, values are not read back to check them: they were
+        checked where they entered (constructor, add_param_group, load_state_dict) and by every
+        step run outside the compiled function. Schedules given in place of numbers need the
+        step count in Python: they work under torch.compile but recompile each step; a tensor
+        lr driven by a Scheduler (in place) does not.
+        """
         compiling = torch.compiler.is_compiling()
         counted = compiling and not self.schedules
         if not counted:
@@ -188,10 +221,16 @@ class Optimizer(torch.optim.Optimizer):
         gather = engine.collect_plain if compiling else engine.collect
         works = []
         for index, group in enumerate(self.param_groups):
+            name_of = functools.partial(param_name, group, index)
             if not compiling:
                 self.check_group_cached(index, group)
-            work = gather(self.transform_for(group), group, self.state, self.counts_steps, self.owner,
-                                  functools.partial(param_name, group, index))
+                if group.get("capturable") or group.get("fused"):
+                    self.check_flags(index, group, name_of)
+            transform = self.transform_for(group)
+            # A transform that keeps no state (plain SGD) steps with dicts outside ``state``,
+            # which stays empty, as torch.optim's does.
+            states = self.state if self.counts_steps or keeps_state(transform) else self._stateless_states
+            work = gather(transform, group, states, self.counts_steps, self.owner, name_of)
             if work.params:
                 works.append(work)
         engine.run(works)
@@ -199,7 +238,15 @@ class Optimizer(torch.optim.Optimizer):
             self.schedules.count_compiled_step()
         else:
             self.schedules.advance(self.param_groups)  # t += 1; the next step's values in
-        return loss
+
+    def check_flags(self, index: int, group: dict[str, Any], name_of: Any) -> None:
+        """torch's checks of ``fused`` and ``capturable`` at a step (:func:`flags.check_step`).
+        Those of ``fused`` are about the parameters' devices and dtypes: once they passed, made
+        again only when the group's parameter list changes (``capturable`` never passes)."""
+        params = group["params"]
+        if group.get("capturable") or self._flags_checked.get(index) != (id(params), len(params)):
+            flags.check_step(self.owner, group, name_of)
+            self._flags_checked[index] = (id(params), len(params))
 
     # -- checkpoints -----------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -311,8 +358,10 @@ class Optimizer(torch.optim.Optimizer):
         state, position = {}, 0
         for index, (group, current) in enumerate(zip(groups, self.param_groups)):
             group["params"] = list(range(position, position + len(current["params"])))
-            if "param_names" in current:
-                group["param_names"] = list(current["param_names"])
+            # The names here, else the checkpoint's (torch keeps a checkpoint's names).
+            names = current.get("param_names", saved_groups[index].get("param_names"))
+            if names is not None:
+                group["param_names"] = list(names)
             for i, p in enumerate(current["params"]):
                 entry = found[position + i]
                 if entry is not None:

@@ -50,7 +50,9 @@ def plan(work: GroupStep) -> Callable[[], None]:
     merely belongs to another path.
     """
     path = get_path()
-    if work.transform.kind != ELEMENTWISE:  # norms, matrices, whole groups: torch ops, true shapes
+    # Norms, matrices, whole groups: torch ops on the true shapes; a step recorded by autograd
+    # (differentiable=True): torch ops, which autograd records.
+    if work.transform.kind != ELEMENTWISE or work.hyperparams.get("differentiable"):
         check(work)
         return lambda: run_eager(work)
     if shards.has_shards(work):

@@ -117,3 +117,17 @@ def plain_hyperparams(work: GroupStep) -> dict[str, Any]:
         return value
 
     return {k: plain(work.hyperparams[k]) for k in work.transform.hyperparams if k in work.hyperparams}
+
+
+def autograd_hyperparams(work: GroupStep) -> dict[str, Any]:
+    """The group's hyperparameters as a step recorded by autograd reads them: tensors stay
+    tensors (one-element ones made 0-d, as torch.optim squeezes them), so that the new
+    parameters are functions of them."""
+    def kept(value: Any) -> Any:
+        if isinstance(value, Tensor) and value.numel() == 1:
+            return value.reshape(())
+        if isinstance(value, tuple):
+            return tuple(kept(v) for v in value)
+        return value
+
+    return {k: kept(work.hyperparams[k]) for k in work.transform.hyperparams if k in work.hyperparams}
