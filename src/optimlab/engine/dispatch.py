@@ -55,8 +55,6 @@ def plan(work: GroupStep) -> Callable[[], None]:
     if work.transform.kind != ELEMENTWISE or work.hyperparams.get("differentiable"):
         check(work)
         return lambda: run_eager(work)
-    if shards.has_shards(work):
-        return plan_shards(work)
     triton_chosen = triton.chosen(path)
     if triton_chosen:
         steady = triton.steady_step(work)  # a group whose last step was one Triton launch
@@ -67,6 +65,8 @@ def plan(work: GroupStep) -> Callable[[], None]:
     else:
         batches, fresh, other = {}, [], list(range(len(work.params)))
     if other:
+        if shards.has_shards(work):  # DTensor parameters are "other" to the checks above
+            return plan_shards(work)
         check(work)
     on_triton: list[int] = []
     if other and triton_chosen and triton.available():
