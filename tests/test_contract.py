@@ -52,8 +52,8 @@ from tests.helpers import (
     values,
 )
 
-#: Small tensors step fastest on one torch thread (Muon's bfloat16 matrix products are ~100x slower
-#: on two threads of a busy machine).
+#: Small tensors step fastest on one torch thread (Muon's bfloat16 matrix products of a few rows are
+#: ~100x slower on two threads of a busy machine than on one).
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 SPECS = [((), "contiguous"), ((3, 4), "transposed"), ((5, 2), "strided"), ((4,), "contiguous")]
