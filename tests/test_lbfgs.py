@@ -12,8 +12,7 @@ import torch
 from torch import Tensor
 
 import optimlab
-from tests.helpers import raised_by, record, rel_error, through_bytes, torch_error_inputs
-from tests.test_registry import worst_difference
+from tests.helpers import raised_by, record, rel_error, through_bytes, torch_error_inputs, worst_difference
 
 
 def test_torch_error_cases_raise_the_same_exceptions() -> None:
