@@ -18,6 +18,7 @@ import collections
 import copy
 import inspect
 import io
+import math
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -73,10 +74,16 @@ def lr_of(name: str, config: dict[str, Any]) -> float:
 
 
 def fit_shape(name: str, shape: Sequence[int]) -> tuple[int, ...]:
-    """``shape`` with trailing dimensions of 2 added up to the optimizer's ``min_dim`` (Muon: a
-    vector of 4 becomes a 4 x 2 matrix, a scalar 2 x 2); unchanged for the others."""
-    shape = tuple(shape)
-    return shape + (2,) * max(0, REGISTRY[name].min_dim - len(shape))
+    """``shape`` made one that optimizer ``name`` and its torch twin take: for an optimizer with a
+    ``min_dim``, exactly that many dimensions, trailing ones of 2 added or the last ones merged
+    (Muon, matrices: a vector of 4 becomes 4 x 2, a scalar 2 x 2, 2 x 3 x 4 becomes 2 x 12; its
+    N-d parameters, beyond torch's, are tested in tests/test_muon.py); unchanged for the others."""
+    shape, dims = tuple(shape), REGISTRY[name].min_dim
+    if dims == 0 or len(shape) == dims:
+        return shape
+    if len(shape) < dims:
+        return shape + (2,) * (dims - len(shape))
+    return shape[:dims - 1] + (math.prod(shape[dims - 1:]),)
 
 
 def fit_specs(name: str, specs: Iterable[tuple[Sequence[int], str]]) -> list[tuple[tuple[int, ...], str]]:
@@ -240,7 +247,8 @@ def loss_with_grads(params: Sequence[Tensor], grads: Sequence[Tensor | None]) ->
         with torch.enable_grad():
             loss = sum(((as_real(g) * as_real(p)).sum() + 0.5 * (as_real(p) ** 2).sum()
                         for p, g in zip(params, grads, strict=True) if g is not None), torch.zeros((), dtype=torch.float64))
-            loss.backward()
+            if loss.requires_grad:  # else every gradient is None this step
+                loss.backward()
         contiguous_grads(params)
         return loss
 
