@@ -91,6 +91,12 @@ def fit_specs(name: str, specs: Iterable[tuple[Sequence[int], str]]) -> list[tup
     return [(fit_shape(name, shape), layout) for shape, layout in specs]
 
 
+def dtypes_for(name: str, *dtypes: torch.dtype) -> list[torch.dtype]:
+    """``dtypes``, and their complex counterparts where optimizer ``name`` takes complex parameters."""
+    complex_ones = [d.to_complex() for d in dtypes] if REGISTRY[name].complex_params else []
+    return [*dtypes, *complex_ones]
+
+
 def needs_closure(optimizer: torch.optim.Optimizer) -> bool:
     """Whether ``optimizer`` (optimlab's or its torch twin) steps only with a closure (L-BFGS)."""
     entry = REGISTRY.get(type(optimizer).__name__)

@@ -29,6 +29,7 @@ from tests.helpers import (
     split_of,
     step_with,
     takes,
+    twins,
     values,
 )
 
@@ -204,6 +205,19 @@ def test_one_vector_optimizers_take_a_sparse_gradient_as_its_dense_equivalent(na
             tagger_step(optimizer, model, sparse=True)
         runs.append(values(model.parameters()))
     assert same(runs[0], runs[1])
+
+
+@pytest.mark.parametrize("name", names(lambda entry: not entry.complex_params))
+def test_complex_parameters_are_refused_by_the_optimizers_that_do_not_take_them(name):
+    """The other side of ``complex_params`` (Adafactor, Muon): a complex parameter fails its first
+    step with a RuntimeError, as in torch, naming complex parameters, and nothing changes."""
+    params = make_params(fit_specs(name, [((3, 2), "contiguous"), ((4,), "contiguous")]), torch.complex64, 0)
+    for cls in twins(name):
+        optimizer = cls(params)
+        before = snapshot(optimizer)
+        with pytest.raises(RuntimeError, match="does not support complex parameters"):
+            step_with(optimizer, params, [torch.ones_like(p) for p in params])
+        assert same(snapshot(optimizer), before)
 
 
 @pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.bool], ids=str)

@@ -1,5 +1,6 @@
 """Properties every run must have, for every configuration of every optimizer of the registry,
-on hypothesis-drawn parameters (shapes, layouts, dtypes, seeds):
+on hypothesis-drawn parameters (shapes, layouts, seeds, and dtypes: complex ones too where the
+optimizer takes them, ``complex_params``):
 
 * ``lr = 0`` changes no parameter (decoupled weight decay is scaled by ``lr`` too), for the
   optimizers whose steps scale with the lr (``lr_scales_steps``); for the others (Rprop: lr is
@@ -29,6 +30,7 @@ from tests.helpers import (
     Run,
     clone_params,
     config_cases,
+    dtypes_for,
     fit_specs,
     grad_sequence,
     make_params,
@@ -44,7 +46,11 @@ from tests.strategies import hyperparams, param_specs, seeds
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 STEPS = 12
-DTYPES = st.sampled_from([torch.float64, torch.float32])
+
+
+def dtypes(name: str) -> st.SearchStrategy:
+    """float64 and float32, and complex128 and complex64 where the optimizer takes them."""
+    return st.sampled_from(dtypes_for(name, torch.float64, torch.float32))
 
 
 def cases(where: Any = lambda entry, config: True) -> list[Any]:
@@ -73,8 +79,9 @@ def searches(config: Any) -> bool:
 
 @pytest.mark.parametrize(("name", "index"), cases(lambda entry, config: entry.lr_scales_steps and not searches(config)))
 @settings(max_examples=4)
-@given(specs=param_specs(), seed=seeds, dtype=DTYPES)
-def test_zero_learning_rate_changes_nothing(name, index, specs, seed, dtype):
+@given(data=st.data(), specs=param_specs(), seed=seeds)
+def test_zero_learning_rate_changes_nothing(name, index, data, specs, seed):
+    dtype = data.draw(dtypes(name), label="dtype")
     run, params = run_at_zero_lr(name, index, specs, seed, dtype)
     assert same(values(run.params), values(params))
 
@@ -93,18 +100,20 @@ def test_zero_learning_rate_changes_nothing_with_a_line_search(name, index):
 
 @pytest.mark.parametrize(("name", "index"), cases(lambda entry, config: not entry.lr_scales_steps))
 @settings(max_examples=2)
-@given(specs=param_specs(), seed=seeds, dtype=DTYPES)
-def test_zero_learning_rate_is_only_a_start_where_the_steps_do_not_scale_with_it(name, index, specs, seed, dtype):
+@given(data=st.data(), specs=param_specs(), seed=seeds)
+def test_zero_learning_rate_is_only_a_start_where_the_steps_do_not_scale_with_it(name, index, data, specs, seed):
     """The other side of ``lr_scales_steps`` (Rprop): lr=0 is the first step size, and the steps
     grow from there (at least to the lower bound of ``step_sizes``)."""
+    dtype = data.draw(dtypes(name), label="dtype")
     run, params = run_at_zero_lr(name, index, specs, seed, dtype)
     assert not same(values(run.params), values(params))
 
 
 @pytest.mark.parametrize(("name", "index"), cases(lambda entry, config: takes(entry.name, "maximize")))
 @settings(max_examples=4)
-@given(specs=param_specs(), seed=seeds, dtype=DTYPES)
-def test_maximize_f_is_minimize_minus_f(name, index, specs, seed, dtype):
+@given(data=st.data(), specs=param_specs(), seed=seeds)
+def test_maximize_f_is_minimize_minus_f(name, index, data, specs, seed):
+    dtype = data.draw(dtypes(name), label="dtype")
     config = REGISTRY[name].configs[index]
     params = make_params(fit_specs(name, specs), dtype, seed)
     sequence = grad_sequence(params, STEPS, seed + 1, skip=0.1)
@@ -119,8 +128,9 @@ def test_maximize_f_is_minimize_minus_f(name, index, specs, seed, dtype):
 
 @pytest.mark.parametrize(("name", "index"), cases(lambda entry, config: not entry.single_group))
 @settings(max_examples=4)
-@given(specs=param_specs(min_size=3), seed=seeds, dtype=DTYPES, cut=st.integers(1, 3))
-def test_equal_groups_are_one_group(name, index, specs, seed, dtype, cut):
+@given(data=st.data(), specs=param_specs(min_size=3), seed=seeds, cut=st.integers(1, 3))
+def test_equal_groups_are_one_group(name, index, data, specs, seed, cut):
+    dtype = data.draw(dtypes(name), label="dtype")
     config = REGISTRY[name].configs[index]
     params = make_params(fit_specs(name, specs), dtype, seed)
     cut = min(cut, len(params) - 1)

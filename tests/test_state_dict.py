@@ -11,7 +11,7 @@ matching, and refusing bad ones.
     ValueError, says why, and leaves the optimizer exactly as it was.
 
 (a) and (b) run every configuration of every entry on hypothesis-drawn parameters (fitted to
-``min_dim``), in two groups where the optimizer takes two; the others run each entry's richest
+``min_dim``; (a) complex ones too where the optimizer takes them), in two groups where the optimizer takes two; the others run each entry's richest
 configuration. Optimizers that keep one vector's state (``one_vector``: L-BFGS) are matched by
 position, not name (c): their side of it is tested too.
 """
@@ -37,6 +37,7 @@ from tests.helpers import (
     compare_runs,
     config_cases,
     deep_copy,
+    dtypes_for,
     fit_specs,
     grad_sequence,
     half_lr,
@@ -89,9 +90,10 @@ def hyperparameters(optimizer: torch.optim.Optimizer) -> list[dict[str, Any]]:
 @pytest.mark.parametrize("transfer", list(TRANSFERS))
 @pytest.mark.parametrize(("name", "index"), config_cases())
 @settings(max_examples=2)
-@given(specs=param_specs(), seed=seeds, split=st.integers(1, 3))
-def test_round_trip_mid_run_is_bit_exact(name, index, transfer, specs, seed, split):
-    hp, override, params, sequence, split = setup(name, index, specs, seed, split, torch.float32, 0.15)
+@given(data=st.data(), specs=param_specs(), seed=seeds, split=st.integers(1, 3))
+def test_round_trip_mid_run_is_bit_exact(name, index, transfer, data, specs, seed, split):
+    dtype = data.draw(st.sampled_from(dtypes_for(name, torch.float32)), label="dtype")
+    hp, override, params, sequence, split = setup(name, index, specs, seed, split, dtype, 0.15)
     cls = getattr(optimlab, name)
     whole = Run.build(cls, params, hp, override, split)
     expected = []
