@@ -381,20 +381,25 @@ def test_lr_scheduler_drives_it_like_torch(name):
 
 
 @pytest.mark.parametrize("name", ALL)
-def test_lr_schedule_given_directly_is_the_lr_written_by_hand(name):
-    """``lr=schedule`` (optimlab's direct form) steps exactly as the same values written into
-    the group before each step."""
+def test_lr_schedule_given_directly_or_attached_is_the_lr_written_by_hand(name):
+    """``lr=schedule`` (optimlab's direct form) and a :class:`optimlab.schedules.Scheduler`
+    attached to the optimizer step exactly as the same values written into the group before
+    each step."""
     params = params64(name)
     sequence = grad_sequence(params, 8, seed=1)
     config = rich_config(name)
     schedule = S.linear(lr_of(name, config), lr_of(name, config) / 4, len(sequence))
     direct = Run.build(getattr(optimlab, name), params, {**config, "lr": schedule}, {}, None).steps(sequence)
-    by_hand = Run.build(getattr(optimlab, name), params, config, {}, None)
+    by_hand, attached = (Run.build(getattr(optimlab, name), params, config, {}, None) for _ in range(2))
+    scheduler = S.Scheduler(attached.optimizer, {"lr": schedule})
     for t, grads in enumerate(sequence):
         by_hand.optimizer.param_groups[0]["lr"] = schedule(t)
         by_hand.steps([grads])
-    assert same(values(direct.params), values(by_hand.params))
-    assert same(snapshot(direct.optimizer)["state"], snapshot(by_hand.optimizer)["state"])
+        attached.steps([grads])
+        scheduler.step()
+    for run in (direct, attached):
+        assert same(values(run.params), values(by_hand.params))
+        assert same(snapshot(run.optimizer)["state"], snapshot(by_hand.optimizer)["state"])
 
 
 # -- copies -------------------------------------------------------------------------------------
