@@ -12,7 +12,8 @@ lower bound for the optimizers that do more per step (Muon's Newton-Schulz produ
 
 Every optimizer of :data:`optimlab.optimizers.registry.ENTRIES` that has a torch.optim twin is
 benchmarked, with torch's defaults (SGD with momentum 0.9: plain SGD keeps no state), on the
-parameters it takes (Muon: the matrices). Parameter sets (148 tensors each, GPT-2 shapes: token
+parameters it takes (Muon: the matrices), with the gradients it takes (SparseAdam: sparse, every
+row named). Parameter sets (148 tensors each, GPT-2 shapes: token
 and position embeddings, 12 blocks of layernorms, qkv, projection and MLP weights and biases,
 a final layernorm):
 
@@ -92,8 +93,19 @@ class Bench:
         return twin
 
     def takes(self, params: list[torch.nn.Parameter]) -> list[torch.nn.Parameter]:
-        """The parameters it steps: all, or those of ``min_dim`` dimensions or more (Muon: matrices)."""
-        return [p for p in params if p.dim() >= self.entry.min_dim]
+        """The parameters it steps, with the gradients it takes: all, or those of ``min_dim``
+        dimensions or more (Muon: matrices); for an optimizer of sparse gradients (SparseAdam),
+        the same tensors as parameters of their own whose gradients are sparse over the first
+        dimension, every row named (an embedding's step touches no more)."""
+        taken = [p for p in params if p.dim() >= self.entry.min_dim]
+        if not self.entry.sparse_grads:
+            return taken
+        sparse = []
+        for p in taken:
+            q = torch.nn.Parameter(p.detach())  # the same storage
+            q.grad = p.grad.to_sparse(1)
+            sparse.append(q)
+        return sparse
 
     @functools.cached_property
     def elementwise(self) -> bool:

@@ -74,16 +74,17 @@ def lr_of(name: str, config: dict[str, Any]) -> float:
 
 
 def fit_shape(name: str, shape: Sequence[int]) -> tuple[int, ...]:
-    """``shape`` made one that optimizer ``name`` and its torch twin take: for an optimizer with a
-    ``min_dim``, exactly that many dimensions, trailing ones of 2 added or the last ones merged
-    (Muon, matrices: a vector of 4 becomes 4 x 2, a scalar 2 x 2, 2 x 3 x 4 becomes 2 x 12; its
-    N-d parameters, beyond torch's, are tested in tests/test_muon.py); unchanged for the others."""
+    """``shape`` made one that optimizer ``name`` and its torch twin take: trailing dimensions of 2
+    added up to its ``min_dim`` (SparseAdam: a scalar becomes a vector of 2), and for an optimizer
+    of matrices (``min_dim`` 2: Muon, whose torch twin takes nothing else) the dimensions beyond
+    the second merged into it (a vector of 4 becomes 4 x 2, 2 x 3 x 4 becomes 2 x 12; optimlab's
+    N-d parameters, beyond torch's, are tested in tests/test_muon.py)."""
     shape, dims = tuple(shape), REGISTRY[name].min_dim
-    if dims == 0 or len(shape) == dims:
-        return shape
     if len(shape) < dims:
         return shape + (2,) * (dims - len(shape))
-    return shape[:dims - 1] + (math.prod(shape[dims - 1:]),)
+    if dims >= 2 and len(shape) > dims:
+        return shape[:dims - 1] + (math.prod(shape[dims - 1:]),)
+    return shape
 
 
 def fit_specs(name: str, specs: Iterable[tuple[Sequence[int], str]]) -> list[tuple[tuple[int, ...], str]]:
@@ -97,10 +98,24 @@ def dtypes_for(name: str, *dtypes: torch.dtype) -> list[torch.dtype]:
     return [*dtypes, *complex_ones]
 
 
+def entry_of(optimizer: torch.optim.Optimizer) -> Entry | None:
+    """The registry entry of ``optimizer`` (optimlab's, or its torch twin), if it has one."""
+    return REGISTRY.get(type(optimizer).__name__)
+
+
 def needs_closure(optimizer: torch.optim.Optimizer) -> bool:
     """Whether ``optimizer`` (optimlab's or its torch twin) steps only with a closure (L-BFGS)."""
-    entry = REGISTRY.get(type(optimizer).__name__)
+    entry = entry_of(optimizer)
     return entry is not None and entry.needs_closure
+
+
+def as_fed(optimizer: torch.optim.Optimizer, grads: Sequence[Tensor | None]) -> list[Tensor | None]:
+    """``grads`` as ``optimizer`` takes them: sparse over the first dimension (an embedding's rows)
+    for an optimizer of sparse gradients (``sparse_grads``: SparseAdam), else as they are."""
+    entry = entry_of(optimizer)
+    if entry is None or not entry.sparse_grads:
+        return list(grads)
+    return [None if g is None else g.to_sparse(1) for g in grads]
 
 
 # -- errors ---------------------------------------------------------------------------------
@@ -228,6 +243,27 @@ def grad_sequence(params: Sequence[Tensor], steps: int, seed: int, skip: float =
     return sequence
 
 
+def sparse_grad_sequence(params: Sequence[Tensor], steps: int, seed: int) -> Grads:
+    """Sparse gradients (COO, over the first dimension, as an embedding's), one list per step.
+
+    Each names a few rows at random, some twice (uncoalesced: the values of a repeated row add
+    up), and every third step a parameter gets an empty gradient (no row at all). Values are
+    drawn in float64 and rounded to the parameter's dtype. Reproducible from ``seed``.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    sequence = []
+    for t in range(steps):
+        grads = []
+        for i, p in enumerate(params):
+            rows = p.shape[0]
+            count = 0 if (t + i) % 3 == 2 else int(torch.randint(1, rows + 2, (), generator=generator))
+            indices = torch.randint(0, rows, (1, count), generator=generator)
+            values = randn((count, *p.shape[1:]), generator).to(p.dtype)
+            grads.append(torch.sparse_coo_tensor(indices, values, p.shape, check_invariants=True))
+        sequence.append(grads)
+    return sequence
+
+
 def cast_sequence(sequence: Grads, dtype: torch.dtype) -> Grads:
     """The same gradients in ``dtype`` (to rerun a low-precision run in float64)."""
     return [[None if g is None else g.to(dtype) for g in grads] for grads in sequence]
@@ -275,7 +311,7 @@ def step_with(optimizer: torch.optim.Optimizer, params: Sequence[Tensor], grads:
     closure, through :func:`loss_with_grads`. Returns what ``step`` returns."""
     if needs_closure(optimizer):
         return optimizer.step(loss_with_grads(params, grads))
-    set_grads(params, grads)
+    set_grads(params, as_fed(optimizer, grads))
     return optimizer.step()
 
 
@@ -414,52 +450,6 @@ def same(a: Any, b: Any) -> bool:
     if isinstance(a, float) and isinstance(b, float) and a != a and b != b:
         return True  # nan, e.g. a bad lr kept as it was written
     return type(a) is type(b) and a == b
-
-
-# -- torch's own test cases -----------------------------------------------------------------
-def torch_error_inputs(optim_cls: type) -> list[Any]:
-    """torch's error cases for ``optim_cls`` (``optim_db``'s ``optim_error_inputs_func``, CPU, float32):
-    ``ErrorOptimizerInput`` objects (params, kwargs, error type, construction or step).
-
-    ``torch.testing._internal`` imports ``expecttest`` (not a dependency) for a TestCase base
-    only: a stand-in is registered when it is missing. The import freezes torch.backends' flags
-    (``disable_global_flags``); they are unfrozen again, for the rest of the suite.
-    """
-    import sys
-    import types
-    import unittest
-
-    if "expecttest" not in sys.modules:
-        try:
-            import expecttest  # noqa: F401
-        except ImportError:
-            sys.modules["expecttest"] = types.SimpleNamespace(TestCase=unittest.TestCase)  # type: ignore[assignment]
-    backends = torch.backends.flags_frozen.__globals__  # the module's own namespace (it is wrapped)
-    allowed = backends["__allow_nonbracketed_mutation_flag"]
-    from torch.testing._internal.common_optimizers import optim_db
-
-    backends["__allow_nonbracketed_mutation_flag"] = allowed
-    info = next(info for info in optim_db if info.optim_cls is optim_cls)
-    return info.optim_error_inputs_func(device="cpu", dtype=torch.float32)
-
-
-def raised_by(optim_cls: type, error_input: Any) -> type | None:
-    """Replay one of torch's error cases (:func:`torch_error_inputs`) on ``optim_cls`` as torch's
-    ``test_errors`` does: construct, and step for a step error. Returns the type of the exception
-    raised, else of the expected warning issued, else None."""
-    import warnings
-
-    case = error_input.optimizer_error_input
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            optimizer = optim_cls(case.params, **case.kwargs)
-            if error_input.error_on.name == "STEP_ERROR":
-                optimizer.step()
-        except Exception as error:  # noqa: BLE001 - the type is the result
-            return type(error)
-    warned = [w.category for w in caught if issubclass(w.category, error_input.error_type)]
-    return warned[0] if warned else None
 
 
 # -- measured errors ------------------------------------------------------------------------

@@ -1,5 +1,5 @@
-"""Adadelta beyond the registry's parity runs: torch's error cases, a scheduled learning rate,
-and the first step worked out by hand from Zeiler (2012), Algorithm 1."""
+"""Adadelta beyond the registry's parity runs (and torch's error cases, tests/test_optim_db.py): a
+scheduled learning rate, and the first step worked out by hand from Zeiler (2012), Algorithm 1."""
 
 from __future__ import annotations
 
@@ -9,11 +9,7 @@ import torch
 
 import optimlab
 from tests.helpers import compare_runs, grad_sequence, make_params
-from tests.twins import mismatches, scheduled_run
-
-
-def test_torch_error_cases_raise_torch_error_types():
-    assert not mismatches(optimlab.Adadelta, torch.optim.Adadelta)
+from tests.twins import scheduled_run
 
 
 def test_learning_rate_written_between_steps_as_torch():

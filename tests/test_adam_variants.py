@@ -1,7 +1,5 @@
 """NAdam, RAdam and Adamax: what the registry's parity test (tests/test_registry.py) cannot express.
 
-* torch's own error cases for each (``optim_error_inputs_func`` of torch's optim_db) raise the
-  same exception type (or warning) from optimlab;
 * the constructors have torch's signatures and fill the groups with torch's keys;
 * a 0-d tensor learning rate, and float64 as the default dtype (which makes NAdam's
   ``mu_product`` and the step count float64), against torch;
@@ -11,12 +9,7 @@
 
 from __future__ import annotations
 
-import ast
-import enum
-import functools
 import inspect
-import warnings
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -35,58 +28,6 @@ from tests.helpers import (
 
 NAMES = ("NAdam", "RAdam", "Adamax")
 SHAPES = [((), "contiguous"), ((3,), "contiguous"), ((4, 5), "transposed")]
-
-
-@functools.cache
-def torch_error_cases() -> dict[str, Any]:
-    """``optim_error_inputs_func_<name>`` of torch.testing._internal.common_optimizers, by name.
-
-    That module imports expecttest (a torch development dependency, not installed here) and
-    much of torch's test harness (~13 s). The error cases are plain functions that build data
-    from a few of its classes, so those definitions are read from its source and run alone.
-    """
-    import torch.testing._internal as internal
-
-    source = Path(internal.__file__).with_name("common_optimizers.py").read_text()
-    functions = [f"optim_error_inputs_func_{name.lower()}" for name in NAMES]
-    wanted = {"OptimizerInput", "OptimizerErrorEnum", "ErrorOptimizerInput", "get_error_inputs_for_all_optims",
-              *functions}
-    module = ast.Module([node for node in ast.parse(source).body if getattr(node, "name", None) in wanted], [])
-    namespace = {"torch": torch, "Tensor": torch.Tensor, "Parameter": torch.nn.Parameter, "Enum": enum.Enum,
-                 "Any": Any, "_get_device_type": lambda device: torch.device(device).type}
-    exec(compile(module, "common_optimizers.py", "exec"), namespace)  # noqa: S102 - torch's own source
-    assert {*functions} <= set(namespace), "torch's error cases moved; update this reader"
-    return {name: namespace[f"optim_error_inputs_func_{name.lower()}"] for name in NAMES}
-
-
-def error_cases() -> list[Any]:
-    cases = []
-    for name in NAMES:
-        for case in torch_error_cases()[name](device="cpu", dtype=torch.float32):
-            cases.append(pytest.param(name, case, id=f"{name}-{case.optimizer_error_input.desc}"))
-    return cases
-
-
-def raised(cls: type, case: Any) -> type:
-    """The type of what constructing (and, for a step error, stepping) ``cls`` raises or warns."""
-    inputs = case.optimizer_error_input
-    # torch's cases pass params=None where the keyword arguments alone must fail.
-    params = inputs.params if inputs.params is not None else [torch.zeros(2, requires_grad=True)]
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        try:
-            optimizer = cls(params, **inputs.kwargs)
-            if case.error_on.name == "STEP_ERROR":
-                optimizer.step()
-        except Exception as error:  # noqa: BLE001 - its type is what is compared
-            return type(error)
-    return type(None)
-
-
-@pytest.mark.parametrize(("name", "case"), error_cases())
-def test_torch_error_cases_raise_the_same_type(name: str, case: Any) -> None:
-    assert raised(getattr(torch.optim, name), case) is case.error_type  # the case, as torch sees it
-    assert raised(getattr(optimlab, name), case) is case.error_type
 
 
 @pytest.mark.parametrize("name", NAMES)

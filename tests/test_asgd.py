@@ -1,5 +1,5 @@
-"""ASGD beyond the registry's parity runs: torch's error cases, a scheduled learning rate, the
-average against the iterates it averages, and its 0-d state through a checkpoint."""
+"""ASGD beyond the registry's parity runs (and torch's error cases, tests/test_optim_db.py): a
+scheduled learning rate, the average against the iterates it averages, and its 0-d state through a checkpoint."""
 
 from __future__ import annotations
 
@@ -8,11 +8,7 @@ import torch
 
 import optimlab
 from tests.helpers import compare_runs, grad_sequence, make_params, rel_error, set_grads, through_bytes
-from tests.twins import mismatches, scheduled_run
-
-
-def test_torch_error_cases_raise_torch_error_types():
-    assert not mismatches(optimlab.ASGD, torch.optim.ASGD)
+from tests.twins import scheduled_run
 
 
 def test_learning_rate_written_between_steps_as_torch():

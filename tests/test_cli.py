@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import sqlite3
 import subprocess
 import sys
 import tomllib
@@ -61,6 +63,8 @@ def test_help_everywhere(capsys, command):
     (["trajectories", "--optimizers", "adam", "--lr", "sgd=0.1"], "'sgd' is not among the optimizers drawn"),
     (["trajectories", "--start", "1"], "--start must be two numbers 'x,y'"),
     (["compare", "--seeds", "0"], "expected a whole number >= 1"),
+    (["compare", "--lrs", "0.001,0.01,1e-3"], "got '0.001' and '1e-3', which are the same number"),
+    (["compare", "--lrs", "0.01,nan"], "argument --lrs: expected a positive finite number, got 'nan'"),
     (["frobnicate"], "invalid choice: 'frobnicate'"),
 ])
 def test_usage_errors_exit_2_with_the_valid_choices(capsys, argv, message):
@@ -120,3 +124,120 @@ def test_trajectories_writes_png_and_gif(capsys, tmp_path):
     assert status == 0, text
     assert "sgd lr=0.05" in text and "adam lr=0.1" in text  # the default for sgd, the override for adam
     assert (tmp_path / "trajectories-saddle.png").exists() and (tmp_path / "trajectories-saddle.gif").exists()
+
+
+# -- damaged and unusable files ----------------------------------------------------------------
+
+LINREG = ["--problem", "linreg", "--optimizers", "sgd", "--lrs", "0.01", "--extra-seeds", "0", "--workers", "1",
+          "--quiet", "--no-report"]
+
+
+@pytest.mark.parametrize("argv", [["compare", *LINREG], ["report"], ["runs"]])
+def test_a_damaged_database_is_one_line_and_left_as_it_was(capsys, tmp_path, argv):
+    from tests.test_lab_store import stored_then_damaged
+
+    db = tmp_path / "r.sqlite"
+    before = stored_then_damaged(db)
+    out_dir = [] if argv[0] == "runs" else ["--out", str(tmp_path / "out")]
+    status, _, err = run(capsys, *argv, "--db", str(db), *out_dir)
+    assert status == 1 and "Traceback" not in err
+    line, = err.splitlines()
+    assert line.startswith(f"optimlab {argv[0]}: error: {db} is damaged (") and "PRAGMA integrity_check" in line
+    assert db.read_bytes() == before and not (tmp_path / "out").exists()
+
+
+def test_damage_met_while_reading_is_told_the_same_way(capsys, tmp_path, monkeypatch):
+    # Damage the check on opening cannot see (an index out of step with its table) shows when a
+    # page is read: the command still ends with the one line.
+    from optimlab.lab.store import Store
+
+    db = tmp_path / "r.sqlite"
+    assert run(capsys, "compare", *LINREG, "--db", str(db), "--sweep", "lin")[0] == 0
+
+    def malformed(*args, **kwargs):
+        error = sqlite3.DatabaseError("database disk image is malformed")
+        error.sqlite_errorname = "SQLITE_CORRUPT"
+        raise error
+
+    monkeypatch.setattr(Store, "runs", malformed)
+    status, _, err = run(capsys, "report", "--db", str(db), "--out", str(tmp_path / "out"))
+    assert status == 1 and err.splitlines() == [
+        f"optimlab report: error: {db} is damaged (database disk image is malformed). Check it with "
+        f"`sqlite3 {db} 'PRAGMA integrity_check'`, move it aside (`mv {db} {db}.damaged`) and run again: a new "
+        f"database is started, and the results can be recomputed"]
+
+
+
+def test_learning_rates_are_kept_exactly_as_typed(capsys, tmp_path):
+    # Not rounded to 3 digits: 0.0012345 stays 0.0012345, and 0.001 and 0.0010004 are two rates.
+    db = tmp_path / "r.sqlite"
+    status, out, err = run(capsys, "compare", "--problem", "linreg", "--optimizers", "sgd", "--lrs",
+                           "0.0012345,0.001,0.0010004", "--extra-seeds", "0", "--workers", "1", "--quiet",
+                           "--no-report", "--db", str(db), "--sweep", "exact")
+    assert status == 0, err
+    assert "3 runs done now, 3 stored for this sweep" in out
+    with sqlite3.connect(db) as conn:
+        assert sorted(lr for lr, in conn.execute("SELECT lr FROM runs")) == [0.001, 0.0010004, 0.0012345]
+    status, out, _ = run(capsys, "runs", "--db", str(db), "--sweep", "exact")
+    shown = [line.split()[4] for line in out.splitlines() if " exact " in line and "linreg" in line]
+    assert status == 0 and shown == ["0.001", "0.0010004", "0.0012345"]
+
+
+def test_fmt_lr_shows_every_digit_a_rate_has():
+    from optimlab.lab.recommend import fmt_lr
+
+    assert [fmt_lr(v) for v in (0.001, 1e-05, 1.0, 0.0012345, 0.00123456789, 3.16e-05)] == [
+        "0.001", "1e-05", "1", "0.0012345", "0.00123456789", "3.16e-05"]
+
+
+@pytest.mark.parametrize("name", ["..", "../x", "/tmp/x", "", "a/../b", ".", "..@"])
+@pytest.mark.parametrize("command", ["compare", "report"])
+def test_sweep_names_that_are_paths_are_refused(capsys, tmp_path, command, name):
+    # The sweep name is also the report's folder under --out: a path there would write elsewhere.
+    out, db = tmp_path / "work" / "out", tmp_path / "work" / "r.sqlite"
+    extra = LINREG if command == "compare" else []
+    status, _, err = run(capsys, command, *extra, "--sweep", name, "--db", str(db), "--out", str(out))
+    assert status == 2 and err.startswith(f"usage: optimlab {command}")
+    assert "argument --sweep: expected a sweep name, not a path (it names the report folder under --out)" in err
+    assert list(tmp_path.rglob("*")) == []  # nothing written, anywhere
+
+
+def test_a_sweep_name_with_separators_gets_a_folder_under_out(capsys, tmp_path):
+    out, db = tmp_path / "out", tmp_path / "r.sqlite"
+    status, text, err = run(capsys, "compare", *[a for a in LINREG if a != "--no-report"], "--sweep",
+                            "mine/first:try", "--db", str(db), "--out", str(out))
+    assert status == 0, err
+    assert [p.name for p in out.iterdir()] == ["mine_first_try"] and (out / "mine_first_try" / "index.html").exists()
+    status, text, _ = run(capsys, "report", "--sweep", "mine/first:try", "--db", str(db), "--out", str(out))
+    assert status == 0 and f"report: {out / 'mine_first_try' / 'index.html'}" in text
+
+
+def test_a_tampered_data_file_is_one_line_and_runs_nothing(capsys, tmp_path, monkeypatch):
+    from optimlab.lab import data
+    from tests.test_lab_problems import RunsCode, gzipped_pickle
+
+    marker = tmp_path / "ran"
+    tampered = gzipped_pickle(tmp_path / "mnist.pkl.gz", (RunsCode(marker), None, None))
+    monkeypatch.setattr(data, "mnist_path", lambda: tampered)
+    status, _, err = run(capsys, "lr-find", "--problem", "softmax-mnist", "--out", str(tmp_path / "out"))
+    line, = err.splitlines()
+    assert status == 1 and line.startswith(f"optimlab lr-find: error: {tampered} asks to run "
+                                           f"{os.system.__module__}.system")
+    assert not marker.exists()
+
+
+def test_every_problem_name_gives_a_file_name_of_its_own():
+    # lr-find names its plot after the problem, compare its default sweep (and report folder).
+    from optimlab.lab.arguments import folder_name
+    from optimlab.lab.catalog import PROBLEMS, get_problem
+
+    names = [*PROBLEMS, get_problem("quadratic:cond=1e3,dim=4").name, get_problem("mlp-mnist:dropout=0.2").name,
+             get_problem("finetune-fashion:steps=12,autocast=bf16").name]
+    for name in names:
+        for text in (name, cli.default_sweep_name(name, {"lrs": [0.1]}), f"finetune/{name}"):
+            folder = folder_name(text)
+            assert "/" not in folder and "\\" not in folder and folder not in (".", "..") and folder.strip("._-")
+    assert folder_name("finetune/finetune-fashion:steps=24") == "finetune_finetune-fashion_steps_24"
+    for bad in ("", "..", "@@", "..@"):
+        with pytest.raises(ValueError, match="names no folder of its own"):
+            folder_name(bad)

@@ -118,7 +118,7 @@ def test_a_tensor_hyperparameter_is_checked_on_every_step() -> None:
         set_grads(params, step)
         opt.step()
     lr.fill_(-1.0)  # in place: the group holds the same object
-    with pytest.raises(ValueError, match="lr must be >= 0"):
+    with pytest.raises(ValueError, match="lr must be a finite number >= 0"):
         opt.step()
 
 

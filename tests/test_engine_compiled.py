@@ -73,3 +73,35 @@ def test_compiled_path_on_cpu_agrees_with_eager() -> None:
     first step) exercised on the CPU: AdamW and Nesterov SGD."""
     for name, kwargs in CONFIGS[:2]:
         assert_paths_agree(name, kwargs, path="compiled", device="cpu")
+
+
+def test_a_failed_compile_is_remembered_and_not_retried(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A transform whose compile fails runs eagerly from then on: the failure is kept under the
+    transform's key, so the next step does not try (and fail) to compile it again."""
+    attempts = []
+
+    def broken_compile(transform):
+        def update(*args, **kwargs):
+            attempts.append(1)
+            raise RuntimeError("simulated compiler failure")
+        return update
+
+    monkeypatch.setattr(engine.compiled, "compiled_update", broken_compile)
+    monkeypatch.setattr(engine.compiled, "_broken", {})
+    params = [torch.nn.Parameter(torch.randn(5)) for _ in range(2)]
+    reference = [p.detach().clone() for p in params]
+    opt = optimlab.SGD(params, lr=0.1, momentum=0.9)
+    ref_opt = optimlab.SGD([torch.nn.Parameter(r) for r in reference], lr=0.1, momentum=0.9)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for _ in range(3):
+            for p, q in zip(params, ref_opt.param_groups[0]["params"]):
+                p.grad = torch.ones_like(p)
+                q.grad = torch.ones_like(q)
+            with engine.using("compiled"):
+                opt.step()
+            with engine.using("eager"):
+                ref_opt.step()
+    assert len(attempts) == 1, f"compile tried {len(attempts)} times"
+    for p, q in zip(params, ref_opt.param_groups[0]["params"]):
+        torch.testing.assert_close(p, q)

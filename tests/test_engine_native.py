@@ -42,7 +42,6 @@ def steady_group(dtype: torch.dtype = torch.float32) -> tuple[Any, list[torch.nn
             for p in params:
                 p.grad = torch.randn_like(p)
             opt.step()
-    group = opt.param_groups[0]
     steady = engine.fused.group_cache(work_of(opt)).steady
     assert steady is not None, "three plain steps make a steady group"
     return opt, params, steady
@@ -181,11 +180,14 @@ def test_a_cached_helper_is_loaded_without_building(built: Path, tmp_path: Path,
     assert module is not None and hasattr(module, "confirm") and helper.reason is None
 
 
-def test_a_missing_helper_is_built_in_a_detached_process(built: Path, tmp_path: Path, monkeypatch: Any) -> None:
-    """The step never waits for the compiler: the first look starts a build and returns None;
-    a later look, once the build has put the library in place, loads it."""
+def test_a_missing_helper_is_built_by_a_child_once_the_process_has_stepped_a_while(
+        built: Path, tmp_path: Path, monkeypatch: Any) -> None:
+    """The step never waits for the compiler: the first look notes the time, a look after
+    BUILD_AFTER_S starts a build in a child process that dies with this one, and a later look,
+    once the build has put the library in place, loads it."""
     monkeypatch.setenv("OPTIMLAB_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(engine.native, "POLL_S", 0.0)
+    monkeypatch.setattr(engine.native, "BUILD_AFTER_S", 0.0)
     target = engine.native.library_path()
     started = []
 
@@ -199,10 +201,12 @@ def test_a_missing_helper_is_built_in_a_detached_process(built: Path, tmp_path: 
 
     monkeypatch.setattr(subprocess, "Popen", FakeBuild)
     helper = engine.native.Helper()
+    assert helper.get() is None and helper.reason.startswith("not built yet") and not started
     assert helper.get() is None and helper.reason == "being built"
     (command, options), = started
     assert command == [sys.executable, "-m", "optimlab.engine.native", "--background"]
-    assert options["start_new_session"] is True
+    assert "start_new_session" not in options, "the build belongs to this process"
+    assert options["preexec_fn"] is engine.cpu.die_with_parent
     package_root = str(Path(engine.native.__file__).resolve().parents[2])
     assert options["env"]["PYTHONPATH"].split(os.pathsep)[0] == package_root
     assert helper.get() is None  # still building
@@ -213,9 +217,63 @@ def test_a_missing_helper_is_built_in_a_detached_process(built: Path, tmp_path: 
     assert len(started) == 1
 
 
+def test_a_short_script_never_starts_a_build(tmp_path: Path, monkeypatch: Any) -> None:
+    if engine.native.unavailable_reason():
+        pytest.skip(engine.native.unavailable_reason())
+    monkeypatch.setenv("OPTIMLAB_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(engine.native, "BUILD_AFTER_S", 3600.0)
+    monkeypatch.setattr(subprocess, "Popen", lambda *a, **k: pytest.fail("a build in a short script"))
+    helper = engine.native.Helper()
+    for _ in range(1000):
+        assert helper.get() is None
+
+
+def native_builds() -> list[int]:
+    """Processes of this machine running the helper's background build."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            command = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"optimlab.engine.native" in command and b"--background" in command:
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the parent-death signal is Linux's")
+def test_no_build_outlives_the_program_that_started_it(tmp_path: Path) -> None:
+    """A program that ends while its helper build runs takes the build (and its compiler) with
+    it, and the build leaves no lock or temporary file behind."""
+    if engine.native.unavailable_reason():
+        pytest.skip(engine.native.unavailable_reason())
+    script = tmp_path / "short.py"
+    script.write_text(
+        "import sys, time\n"
+        "from optimlab import engine\n"
+        "helper = engine.native.Helper()\n"
+        "helper.get(); helper.get()\n"
+        "assert helper.builder is not None, helper.reason\n"
+        "print(helper.builder.pid, flush=True)\n"
+        "time.sleep(1.0)\n"  # the build is under way
+        "import os; os._exit(0)\n")  # no atexit: the parent-death signal alone must end it
+    env = {**os.environ, "OPTIMLAB_CACHE_DIR": str(tmp_path / "cache"), "OPTIMLAB_NATIVE_BUILD_AFTER": "0",
+           "PYTHONPATH": str(Path(engine.native.__file__).resolve().parents[2])}
+    done = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    builder = int(done.stdout.split()[0])
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and (Path(f"/proc/{builder}").exists() or builder in native_builds()):
+        time.sleep(0.05)
+    assert not Path(f"/proc/{builder}").exists() or b"Z" in (Path(f"/proc/{builder}") / "stat").read_bytes().split()[2:3]
+    leftovers = [p.name for p in (tmp_path / "cache").rglob("*")] if (tmp_path / "cache").exists() else []
+    assert not [name for name in leftovers if name.endswith(".lock") or name.startswith(".build-")], leftovers
+
+
 def test_a_failed_build_leaves_the_python_checks(tmp_path: Path, monkeypatch: Any) -> None:
     monkeypatch.setenv("OPTIMLAB_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(engine.native, "POLL_S", 0.0)
+    monkeypatch.setattr(engine.native, "BUILD_AFTER_S", 0.0)
     if engine.native.unavailable_reason():
         pytest.skip(engine.native.unavailable_reason())
 
@@ -228,7 +286,7 @@ def test_a_failed_build_leaves_the_python_checks(tmp_path: Path, monkeypatch: An
 
     monkeypatch.setattr(subprocess, "Popen", FailedBuild)
     helper = engine.native.Helper()
-    assert helper.get() is None
+    assert helper.get() is None and helper.get() is None  # noted, then the build started
     assert helper.get() is None and "did not produce" in helper.reason
     assert helper.builder is None and helper.get() is None  # not tried again in this process
 
@@ -274,8 +332,9 @@ def test_the_detached_build_produces_a_working_helper(tmp_path: Path, monkeypatc
         pytest.skip(engine.native.unavailable_reason())
     monkeypatch.setenv("OPTIMLAB_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(engine.native, "POLL_S", 0.2)
+    monkeypatch.setattr(engine.native, "BUILD_AFTER_S", 0.0)
     helper = engine.native.Helper()
-    assert helper.get() is None and helper.reason == "being built"
+    assert helper.get() is None and helper.get() is None and helper.reason == "being built"
     helper.builder.wait(timeout=300)
     time.sleep(0.3)
     module = helper.get()
@@ -295,8 +354,9 @@ def test_a_build_that_cannot_start_leaves_the_python_checks(tmp_path: Path, monk
         raise OSError("no such interpreter")
 
     monkeypatch.setattr(subprocess, "Popen", no_process)
+    monkeypatch.setattr(engine.native, "BUILD_AFTER_S", 0.0)
     helper = engine.native.Helper()
-    assert helper.get() is None and "could not start" in helper.reason
+    assert helper.get() is None and helper.get() is None and "could not start" in helper.reason
     assert helper.get() is None
 
 

@@ -1,9 +1,10 @@
 """Errors: each names the argument, the bad value and what was expected, and changes nothing.
 
 Invalid hyperparameters at construction, bad values written into ``param_groups`` afterwards
-(caught by the next ``step()`` before any tensor changes), sparse gradients, and integer
-parameters, for every optimizer of the registry: the options they share (``lr``, flags,
-``weight_decay``, ``eps``, ``momentum``, ``betas``) are found in each one's signature.
+(caught by the next ``step()`` before any tensor changes), sparse gradients where torch refuses
+them, and integer parameters, for every optimizer of the registry: the options they share
+(``lr``, flags, ``weight_decay``, ``eps``, ``momentum``, ``betas``) are found in each one's
+signature.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import torch
 from torch import nn
 
 import optimlab
+from optimlab import engine
 from optimlab.optimizers.registry import REGISTRY
 from tests.helpers import (
     Run,
@@ -23,6 +25,7 @@ from tests.helpers import (
     fit_specs,
     grad_sequence,
     make_params,
+    max_rel_error,
     names,
     same,
     snapshot,
@@ -32,6 +35,7 @@ from tests.helpers import (
     twins,
     values,
 )
+from tests.twins import optimizer_info
 
 #: Small tensors step fastest on one torch thread (see tests/test_contract.py).
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -39,11 +43,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def flags(name: str) -> list[str]:
     """The options of ``name`` that are flags: a True/False default, or torch's optional
-    ``foreach`` and ``fused`` (None: let the implementation choose). ``differentiable`` is
-    refused outright (its own case)."""
+    ``foreach`` and ``fused`` (None: let the implementation choose)."""
     parameters = inspect.signature(REGISTRY[name].cls).parameters
-    return [key for key, p in parameters.items()
-            if key != "differentiable" and (isinstance(p.default, bool) or key in ("foreach", "fused"))]
+    return [key for key, p in parameters.items() if isinstance(p.default, bool) or key in ("foreach", "fused")]
 
 
 def float_eps(name: str) -> bool:
@@ -54,17 +56,16 @@ def float_eps(name: str) -> bool:
 def shared_cases(name: str) -> list[tuple[str, dict[str, Any], type, list[str]]]:
     """The bad values every optimizer with the option refuses alike, from its signature."""
     out = [
-        (name, {"lr": -0.1}, ValueError, ["lr", "-0.1", ">= 0"]),
+        # ">= 0", or "> 0" where torch's twin asks for a positive value (SparseAdam's lr and eps)
+        (name, {"lr": -0.1}, ValueError, ["lr", "-0.1", "must be a finite number >"]),
         (name, {"lr": float("nan")}, ValueError, ["lr", "nan", "must be a real number"]),
         (name, {"lr": "0.1"}, TypeError, ["lr", "'0.1'", "must be a real number"]),
         *[(name, {flag: 1}, TypeError, [flag, "int 1", "True or False"]) for flag in flags(name)],
     ]
     if takes(name, "weight_decay"):
         out.append((name, {"weight_decay": -1e-4}, ValueError, ["weight_decay", "-0.0001", ">= 0"]))
-    if takes(name, "differentiable"):
-        out.append((name, {"differentiable": True}, ValueError, ["differentiable", "True", "not supported"]))
     if float_eps(name):
-        out.append((name, {"eps": -1e-8}, ValueError, ["eps", "-1e-08", ">= 0"]))
+        out.append((name, {"eps": -1e-8}, ValueError, ["eps", "-1e-08", "must be a finite number >"]))
     if takes(name, "momentum"):
         out.append((name, {"momentum": -0.5}, ValueError, ["momentum", "-0.5", ">= 0"]))
     if takes(name, "betas"):
@@ -173,22 +174,34 @@ def tagger_step(optimizer: torch.optim.Optimizer, model: Tagger, sparse: bool) -
 
 
 @pytest.mark.parametrize("groups", ["one group", "a later group"])
-@pytest.mark.parametrize("name", names(lambda entry: not entry.one_vector))
-def test_sparse_gradient_raises_and_updates_nothing(name, groups):
-    """The dense parameters come first, in the same group or in an earlier one: still nothing moves."""
-    torch.manual_seed(0)
-    model = Tagger()
-    optimizer = getattr(optimlab, name)(tagger_groups(name, model, groups), lr=0.1)
-    for _ in range(2):  # dense steps first, so the dense parameters have state
-        tagger_step(optimizer, model, sparse=False)
-    model.zero_grad()
-    model(torch.tensor([1, 2, 5])).backward()
-    assert model.emb.weight.grad.is_sparse and model.dense.weight.grad is not None
-    before = snapshot(optimizer)
-    with pytest.raises(RuntimeError, match=r"parameter 'emb.weight' has a sparse gradient, which this optimizer "
-                                           r"does not support; use torch.optim.SparseAdam"):
+@pytest.mark.parametrize("name", names(lambda entry: entry.twin() is not None and not entry.one_vector
+                                       and not entry.sparse_grads))
+def test_sparse_gradient_raises_and_updates_nothing_where_torch_refuses_it(name, groups):
+    """Where torch's twin refuses sparse gradients (optim_db's ``supports_sparse``), optimlab's
+    refuses them too, naming the parameter, and nothing moves, not even the dense parameters that
+    come first, in the same group or in an earlier one. Where torch takes them (SGD, Adagrad),
+    the step is torch's. (SparseAdam takes only sparse gradients; L-BFGS densifies them, below.)"""
+    takes_sparse = optimizer_info(REGISTRY[name].twin()).supports_sparse
+    stepped = []
+    for cls in twins(name):
+        torch.manual_seed(0)
+        model = Tagger()
+        optimizer = cls(tagger_groups(name, model, groups), lr=0.1)
+        for _ in range(2):  # dense steps first, so the dense parameters have state
+            tagger_step(optimizer, model, sparse=False)
+        model.zero_grad()
+        model(torch.tensor([1, 2, 5])).backward()
+        assert model.emb.weight.grad.is_sparse and model.dense.weight.grad is not None
+        if not takes_sparse:
+            before = snapshot(optimizer)
+            with pytest.raises(RuntimeError, match=r"parameter 'emb.weight' has a sparse gradient, which this "
+                                                   r"optimizer does not support; use optimlab.SparseAdam"):
+                optimizer.step()
+            assert same(snapshot(optimizer), before)
+            return  # torch's refusal is its own
         optimizer.step()
-    assert same(snapshot(optimizer), before)
+        stepped.append(values(model.parameters()))
+    assert max_rel_error(stepped[0], stepped[1]) <= 1e-6
 
 
 @pytest.mark.parametrize("name", names(lambda entry: entry.one_vector))
@@ -207,17 +220,23 @@ def test_one_vector_optimizers_take_a_sparse_gradient_as_its_dense_equivalent(na
     assert same(runs[0], runs[1])
 
 
-@pytest.mark.parametrize("name", names(lambda entry: not entry.complex_params))
+@pytest.mark.parametrize("name", names(lambda entry: not entry.complex_params and entry.twin() is not None))
 def test_complex_parameters_are_refused_by_the_optimizers_that_do_not_take_them(name):
-    """The other side of ``complex_params`` (Adafactor, Muon): a complex parameter fails its first
-    step with a RuntimeError, as in torch, naming complex parameters, and nothing changes."""
-    params = make_params(fit_specs(name, [((3, 2), "contiguous"), ((4,), "contiguous")]), torch.complex64, 0)
+    """The other side of ``complex_params`` (Adafactor, Muon, SparseAdam): a complex parameter is
+    refused with torch's exception type at torch's moment (construction or the first step),
+    naming complex parameters, and a refused step changes nothing."""
+    refused = []
     for cls in twins(name):
-        optimizer = cls(params)
-        before = snapshot(optimizer)
-        with pytest.raises(RuntimeError, match="does not support complex parameters"):
+        params = make_params(fit_specs(name, [((3, 2), "contiguous"), ((4,), "contiguous")]), torch.complex64, 0)
+        optimizer = None
+        with pytest.raises((ValueError, RuntimeError), match="does not support complex parameters") as raised:
+            optimizer = cls(params)
+            before = snapshot(optimizer)
             step_with(optimizer, params, [torch.ones_like(p) for p in params])
-        assert same(snapshot(optimizer), before)
+        if optimizer is not None:
+            assert same(snapshot(optimizer), before)
+        refused.append((type(raised.value), "step" if optimizer is not None else "construction"))
+    assert refused[0] == refused[1]
 
 
 @pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.bool], ids=str)
@@ -227,3 +246,42 @@ def test_integer_parameters_are_rejected(name, dtype):
     with pytest.raises(TypeError, match=rf"parameter #1 of group 0 is {dtype}; optimizers need floating-point "
                                         r"or complex parameters"):
         getattr(optimlab, name)([torch.zeros(shape, requires_grad=True), torch.zeros(shape, dtype=dtype)])
+
+
+def test_a_parameter_listed_twice_in_a_group_is_stepped_once_after_torchs_warning():
+    """torch.optim warns, then steps such a parameter twice, differently on each of its code
+    paths; optimlab gives torch's warning and keeps the parameter once, so every path steps it
+    once (and SGD does what it does for the parameter listed once)."""
+    p, q = torch.nn.Parameter(torch.ones(3)), torch.nn.Parameter(torch.ones(2))
+    with pytest.warns(UserWarning, match="duplicate parameters"):
+        opt = optimlab.SGD([p, q, p], lr=0.1, momentum=0.9)
+    assert opt.param_groups[0]["params"] == [p, q]
+    with pytest.warns(UserWarning, match="duplicate parameters"):
+        opt.add_param_group({"params": [r := torch.nn.Parameter(torch.ones(4)), r]})
+    assert opt.param_groups[1]["params"] == [r]
+    for path in ("eager", "auto"):
+        a = torch.nn.Parameter(torch.ones(3))
+        with pytest.warns(UserWarning):
+            twice = optimlab.SGD([a, a], lr=0.1, momentum=0.9)
+        b = torch.nn.Parameter(torch.ones(3))
+        once = optimlab.SGD([b], lr=0.1, momentum=0.9)
+        with engine.using(path):
+            for _ in range(3):
+                a.grad, b.grad = torch.ones(3), torch.ones(3)
+                twice.step()
+                once.step()
+        assert torch.equal(a.detach(), b.detach()), path
+
+
+def test_adagrad_refuses_weight_decay_with_a_sparse_gradient_as_torch_and_changes_nothing():
+    """torch.optim.Adagrad's RuntimeError (the decay would move every row, the gradient names two)."""
+    raised = []
+    for cls in (optimlab.Adagrad, torch.optim.Adagrad):
+        weight = torch.ones(4, 3, requires_grad=True)
+        optimizer = cls([weight], weight_decay=0.1)
+        weight.grad = torch.sparse_coo_tensor([[0, 2]], torch.ones(2, 3), (4, 3), check_invariants=True)
+        before = snapshot(optimizer)
+        with pytest.raises(RuntimeError, match="weight_decay option is not compatible with sparse gradients"):
+            optimizer.step()
+        raised.append(same(snapshot(optimizer), before))
+    assert raised[0]  # optimlab checks before it changes anything

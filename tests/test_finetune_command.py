@@ -14,8 +14,10 @@ import torch
 
 from optimlab.finetune.precision import bf16_native
 from optimlab.lab import Store, get_problem
-from optimlab.lab.checkpoint import save_atomic
+from optimlab.lab import checkpoint
+from optimlab.lab.checkpoint import CheckpointError, save_atomic
 from optimlab.lab.finetune_run import problem_spec
+from optimlab.lab.runs import RunConfig
 from tests.test_lab_finetune_problems import needs_fashion
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -118,6 +120,17 @@ def test_killed_run_resumes_from_its_checkpoint_and_ends_as_an_uninterrupted_one
     (["--problem", "finetune-sentimental"], "unknown problem 'finetune-sentimental'; valid names:"),
     (["--layer-decay", "1.5"], "layer_decay must be in (0, 1], got 1.5"),
     (["--optimizer", "nesterov"], "no measured learning rate for 'nesterov' on 'finetune-sentiment"),
+    (["--lr", "-1"], "argument --lr: expected a positive finite number, got '-1'"),
+    (["--lr", "0"], "argument --lr: expected a positive finite number, got '0'"),
+    (["--lr", "nan"], "argument --lr: expected a positive finite number, got 'nan'"),
+    (["--seed", "-1"], "argument --seed: expected a whole number >= 0, got '-1'"),
+    (["--threads", "0"], "argument --threads: expected a whole number >= 1, got '0'"),
+    (["--checkpoint-every", "0"], "argument --checkpoint-every: expected a whole number >= 1, got '0'"),
+    (["--accumulate", "1.5"], "argument --accumulate: expected a whole number >= 1, got '1.5'"),
+    (["--weight-decay", "inf"], "argument --weight-decay: expected a finite number >= 0, got 'inf'"),
+    (["--clip", "-1"], "argument --clip: expected a finite number >= 0, got '-1'"),
+    (["--head-scale", "nan"], "argument --head-scale: expected a positive finite number, got 'nan'"),
+    (["--sweep", "../elsewhere"], "argument --sweep: expected a sweep name, not a path"),
 ])
 def test_cli_usage_errors_exit_2_and_say_what_is_valid(argv, message, capsys, tmp_path):
     from optimlab.cli import main
@@ -125,4 +138,78 @@ def test_cli_usage_errors_exit_2_and_say_what_is_valid(argv, message, capsys, tm
     with pytest.raises(SystemExit) as stopped:
         main(["finetune", "--db", str(tmp_path / "runs.sqlite"), "--out", str(tmp_path), *argv])
     assert stopped.value.code == 2
-    assert message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert message in err and err.startswith("usage: optimlab finetune") and "Traceback" not in err
+
+
+# -- files where a checkpoint should be --------------------------------------------------------
+
+class Opaque:
+    """Not a tensor or a plain value: a checkpoint never holds one, and loading it would run code."""
+
+
+def bad_checkpoints(tmp_path: Path) -> dict[str, tuple[bytes, str]]:
+    """name -> (the file's bytes, what the error must say about it)."""
+    good = tmp_path / "good.pt"
+    torch.save({"format": checkpoint.FORMAT, "key": "k" * 16, "model": {"w": torch.zeros(20_000)}}, good)
+    whole = good.read_bytes()
+    other = tmp_path / "other.pt"
+    torch.save({name: None for name in checkpoint.KEYS} | {"format": checkpoint.FORMAT, "key": "0" * 16}, other)
+    opaque = tmp_path / "opaque.pt"
+    torch.save({"model": Opaque()}, opaque)
+    return {"empty": (b"", "is empty"), "truncated": (whole[:len(whole) // 2], "is damaged or truncated"),
+            "random": (bytes(range(256)) * 40, "is not a checkpoint (not a torch.save archive)"),
+            "text": (b"step 8, loss 0.31\n", "is not a checkpoint (not a torch.save archive)"),
+            "objects": (opaque.read_bytes(), "holds objects other than tensors and plain values (refused unread)"),
+            "incomplete": (whole, "lacks finished, optimizer, scheduler, hooks, loop"),
+            "another run's": (other.read_bytes(), f"is the checkpoint of run {'0' * 16}, not of run {'k' * 16}")}
+
+
+@pytest.mark.parametrize("case", ["empty", "truncated", "random", "text", "objects", "incomplete", "another run's"])
+def test_checkpoint_loader_names_the_file_and_what_it_should_have_been(tmp_path, case):
+    content, says = bad_checkpoints(tmp_path)[case]
+    path = tmp_path / "run.pt"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError) as caught:
+        checkpoint.load(path, "k" * 16)
+    message = str(caught.value)
+    assert message.startswith(f"{path} {says}") and "\n" not in message
+    if case != "another run's":
+        assert f"expected the checkpoint of run {'k' * 16}" in message and "delete it" in message
+
+
+def finetune_key() -> str:
+    """The run key ``optimlab finetune`` gives :data:`PROBLEM` at lr 0.003 (its checkpoint's name)."""
+    return RunConfig.for_problem(problem_spec(PROBLEM, autocast="off"), "adamw", 0.003, 0,
+                                 stop_at_target=False).key()
+
+
+@pytest.mark.parametrize("case", ["empty", "truncated", "random", "text", "another run's"])
+def test_finetune_on_a_bad_checkpoint_says_so_in_one_line(tmp_path, capsys, case):
+    from optimlab.cli import main
+
+    content, says = bad_checkpoints(tmp_path)[case]
+    path = tmp_path / "out" / "checkpoints" / f"{finetune_key()}.pt"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(content)
+    status = main(command(tmp_path / "out")[3:])
+    err = capsys.readouterr().err
+    assert status == 1 and "Traceback" not in err
+    line, = err.splitlines()
+    assert line.startswith(f"optimlab finetune: error: {path} ")
+    if case != "another run's":
+        assert says in line
+    assert path.read_bytes() == content  # left for the user to look at
+
+
+def test_a_run_that_starts_again_deletes_the_temporary_files_of_its_killed_saves(tmp_path):
+    path = tmp_path / "run.pt"
+    save_atomic({"step": 4}, path)
+    left = [tmp_path / ".run.pt.k1l2e3d4.tmp", tmp_path / ".run.pt.x9y8z7w6.tmp"]
+    other = tmp_path / ".other.pt.a1b2c3d4.tmp"  # another run's: that run cleans up its own
+    for file in (*left, other):
+        file.write_bytes(b"half a checkpoint")
+    assert checkpoint.temporaries(path) == sorted(left)
+    checkpoint.Checkpointer(path, "k", every=4, hooks=[])
+    assert checkpoint.temporaries(path) == [] and other.exists()
+    assert torch.load(path, weights_only=True) == {"step": 4}

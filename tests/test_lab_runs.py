@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from optimlab.lab.loop import Evaluation, StepRecord, StopReason, TrainResult
-from optimlab.lab.problems import get_problem
+from optimlab.lab.catalog import get_problem
 from optimlab.lab.runs import RunConfig, RunResult, execute, summarize
 from optimlab.lab.schedule_specs import SCHEDULES, build_schedule, canonical_schedule, register_schedule
 from optimlab.lab.specs import UnknownNameError

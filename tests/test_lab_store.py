@@ -129,8 +129,39 @@ def test_other_schema_versions_and_other_files_are_refused(tmp_path):
         Store(path)
     junk = tmp_path / "junk.sqlite"
     junk.write_bytes(b"this is not a database, it is a text file " * 100)
-    with pytest.raises(StoreError, match="not a usable results database"):
+    with pytest.raises(StoreError, match="junk.sqlite is not an SQLite database"):
         Store(junk)
+
+
+def damage(path) -> None:
+    """Overwrite the cell pointers of the file's first table page after the schema: the page is
+    there, its rows point nowhere (what a torn write or a bad disk sector leaves)."""
+    data = bytearray(path.read_bytes())
+    size = int.from_bytes(data[16:18], "big")
+    page = next(i for i in range(1, len(data) // size) if data[i * size] == 0x0D)  # a table's leaf page
+    data[page * size + 8:page * size + 72] = b"\xff" * 64
+    path.write_bytes(bytes(data))
+
+
+def stored_then_damaged(path) -> bytes:
+    """A database holding two runs in a sweep, damaged; its bytes."""
+    with Store(path) as store:
+        store.save(config(), result(), sweep="s", phase="grid")
+        store.save(config(lr=0.3), result(), sweep="s", phase="grid")
+    damage(path)
+    return path.read_bytes()
+
+
+def test_a_damaged_database_is_refused_before_anything_is_written_to_it(tmp_path):
+    path = tmp_path / "runs.sqlite"
+    before = stored_then_damaged(path)
+    with pytest.raises(StoreError) as caught:
+        Store(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path} is damaged (") and "\n" not in message
+    assert "PRAGMA integrity_check" in message and f"mv {path} {path}.damaged" in message
+    assert "recomputed" in message
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["runs.sqlite"]
 
 
 def test_save_checks_its_arguments(store):

@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
-import textwrap
-import time
 from pathlib import Path
 
 import pytest
-import torch
 
 import optimlab
 from optimlab.lab.runs import RunConfig
 from optimlab.lab.specs import UnknownNameError
 from optimlab.lab.store import Store
-from optimlab.lab.sweep import BEST, GRID, SweepSpec, median, pick_best, run_sweep, summarize
+from optimlab.lab.sweep import BEST, GRID, SweepSpec, held_interrupts, median, pick_best, run_sweep, summarize
+from tests.processes import children, group, wait_until
 
 SRC = str(Path(optimlab.__file__).resolve().parents[1])
 
@@ -215,90 +213,79 @@ def test_progress_bar(store, capsys):
 # -- worker processes, kills and Ctrl-C ------------------------------------------------------------
 
 SCRIPT = """
+import json
+import signal
 import sys
+import threading
+from pathlib import Path
+
 from optimlab.lab.store import Store
 from optimlab.lab.sweep import SweepSpec, run_sweep
 
-SPEC = dict(name="k", problem="mlp-digits", optimizers=("sgd", "adam"),
-            lrs={"sgd": [0.03, 0.1, 0.3], "adam": [0.001, 0.003, 0.01]}, seeds=(0,), best_seeds=(1,),
-            max_steps=int(sys.argv[3]), stop_at_target=False)
+
+def pause_after(count, marker):
+    # Once `count` runs are stored, write `marker` and wait for the test's signal (a Ctrl-C ends
+    # the wait with KeyboardInterrupt): the sweep cannot end first, however slowly the test runs.
+    stored = []
+
+    def callback(config, result, phase, reused):
+        if not reused:
+            stored.append(config)
+        if len(stored) == count and not Path(marker).exists():
+            Path(marker).write_text(str(count))
+            threading.Event().wait(300)
+
+    return callback
+
 
 if __name__ == "__main__":
-    with Store(sys.argv[1]) as store:
-        result = run_sweep(SweepSpec(**SPEC), store, workers=int(sys.argv[2]))
+    # A shell starts a background job with SIGINT ignored, and Python keeps it ignored: give this
+    # sweep Ctrl-C's default, as in a terminal, however the test suite itself was started.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    db, workers, spec, count, marker = sys.argv[1:]
+    with Store(db) as store:
+        result = run_sweep(SweepSpec(**json.loads(spec)), store, workers=int(workers),
+                           callback=pause_after(int(count), marker))
     print("interrupted", result.interrupted, "complete", result.complete, "ran", result.ran, flush=True)
 """
 
+#: 6 grid runs and 2 best-phase runs of a small MLP, each to the end of its budget.
+KILL_SPEC = dict(name="k", problem="mlp-digits", optimizers=["sgd", "adam"],
+                 lrs={"sgd": [0.03, 0.1, 0.3], "adam": [0.001, 0.003, 0.01]}, seeds=[0], best_seeds=[1],
+                 stop_at_target=False)
+
 
 def kill_spec(max_steps: int) -> SweepSpec:
-    namespace: dict = {}
-    exec(textwrap.dedent(SCRIPT).split("if __name__")[0].replace("int(sys.argv[3])", str(max_steps)), namespace)
-    return SweepSpec(**namespace["SPEC"])
+    return SweepSpec(**KILL_SPEC, max_steps=max_steps)
 
 
-def start_sweep(tmp_path: Path, workers: int, max_steps: int) -> tuple[subprocess.Popen, Path]:
+def start_sweep(tmp_path: Path, workers: int, spec: dict, pause_after: int) -> tuple[subprocess.Popen, Path]:
+    """The sweep ``spec`` in a new process (leading its own process group), paused once
+    ``pause_after`` runs are stored; returns the process and its database, once it is paused."""
     script = tmp_path / "sweep_script.py"
     script.write_text(SCRIPT)
-    db = tmp_path / "runs.sqlite"
+    db, marker = tmp_path / "runs.sqlite", tmp_path / "paused"
     env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    process = subprocess.Popen([sys.executable, str(script), str(db), str(workers), str(max_steps)], env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen([sys.executable, str(script), str(db), str(workers), json.dumps(spec),
+                                str(pause_after), str(marker)], env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        wait_until(lambda: marker.exists() or process.poll() is not None, f"{pause_after} runs stored")
+    except BaseException:
+        process.kill()
+        raise
+    if process.poll() is not None:
+        pytest.fail(f"the sweep ended before {pause_after} runs were stored: {process.communicate()}")
     return process, db
 
 
-def stored_count(db: Path) -> int:
-    if not db.exists():
-        return 0
-    try:
-        with sqlite3.connect(db, timeout=5) as conn:
-            return conn.execute("SELECT COUNT(*) FROM sweep_runs WHERE sweep = 'k'").fetchone()[0]
-    except sqlite3.OperationalError:  # the tables are not created yet
-        return 0
-
-
-def wait_for_runs(process: subprocess.Popen, db: Path, count: int, limit: float = 120) -> int:
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        stored = stored_count(db)
-        if stored >= count:
-            return stored
-        if process.poll() is not None:
-            pytest.fail(f"the sweep ended before {count} runs were stored: {process.communicate()}")
-        time.sleep(0.05)
-    process.kill()
-    pytest.fail(f"fewer than {count} runs stored after {limit} s")
-
-
-def children(pid: int) -> list[int]:
-    """Processes whose parent is ``pid`` (Linux /proc)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
 def test_resume_after_the_sweep_is_killed(tmp_path):
-    process, db = start_sweep(tmp_path, workers=1, max_steps=400)
-    wait_for_runs(process, db, 2)
+    process, db = start_sweep(tmp_path, workers=1, spec={**KILL_SPEC, "max_steps": 400}, pause_after=2)
     process.send_signal(signal.SIGKILL)  # no chance to clean up: a crash, a power cut, kill -9
     process.wait(timeout=30)
     with Store(db) as store:
         before = {r["key"]: (r["finished"], r["steps"]) for r in store.runs("k")}
-        assert 2 <= len(before) < 8
+        assert len(before) == 2
         # Every stored run is whole: its curve is there, from step 0 to its last step.
         for key, (_, steps) in before.items():
             assert [p["step"] for p in store.curve(key)][::len(store.curve(key)) - 1] == [0, steps]
@@ -306,31 +293,63 @@ def test_resume_after_the_sweep_is_killed(tmp_path):
         result = run_sweep(kill_spec(400), store, callback=calls)
         assert result.complete and not result.interrupted
         after = {r["key"]: (r["finished"], r["steps"]) for r in store.runs("k")}
-    assert len(after) == 8 and len(calls.ran) == 8 - len(before) and result.ran == len(calls.ran)
+    assert len(after) == 8 and len(calls.ran) == 8 - 2 and result.ran == len(calls.ran)
     assert {key: after[key] for key in before} == before  # finished runs were not redone
 
 
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs Linux /proc to find the worker processes")
 def test_ctrl_c_with_workers_stops_promptly_and_resumes(tmp_path):
-    process, db = start_sweep(tmp_path, workers=2, max_steps=600)
-    wait_for_runs(process, db, 1)
+    process, db = start_sweep(tmp_path, workers=2, spec={**KILL_SPEC, "max_steps": 600}, pause_after=1)
     workers = children(process.pid)
     assert workers, "the sweep should run in worker processes"
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=60)
     assert process.returncode == 0, err
-    assert "interrupted True complete False" in out, out + err
+    assert "interrupted True complete False ran 1" in out, out + err
     assert "Traceback" not in err, err
-    deadline = time.monotonic() + 10
-    while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not any(alive(pid) for pid in workers), "worker processes outlived the sweep"
+    wait_until(lambda: not group(process.pid), "the workers to end with the sweep", limit=10)
     with Store(db) as store:
-        stored = len(store.done_keys("k"))
-        assert 1 <= stored < 8
+        assert len(store.done_keys("k")) == 1
         calls = Counter()
         result = run_sweep(kill_spec(600), store, callback=calls)
-    assert result.complete and len(calls.ran) == 8 - stored
+    assert result.complete and len(calls.ran) == 8 - 1
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs Linux /proc to find the worker processes")
+def test_workers_die_with_a_killed_sweep(tmp_path):
+    # One run diverges at once and is stored; the other two would each take minutes: killed with
+    # the sweep, their workers must end now, not when their runs are done.
+    spec = dict(name="k", problem="mlp-digits", optimizers=["sgd", "adam"], lrs={"sgd": [1e6], "adam": [1e-3, 3e-3]},
+                seeds=[0], best_seeds=[], max_steps=100_000, stop_at_target=False)
+    process, _ = start_sweep(tmp_path, workers=2, spec=spec, pause_after=1)
+    assert len(children(process.pid)) >= 2, "the sweep should run in worker processes"
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    wait_until(lambda: not group(process.pid), "the workers to die with the sweep", limit=10)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_interrupts_are_held_while_workers_start_and_delivered_after(signum):
+    # Inside, a Ctrl-C (or a SIGTERM the command line makes one) is held, not raised where a worker
+    # is half started, and a process started there inherits SIGINT blocked; on leaving, the held
+    # signal goes to its handler.
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGTERM, lambda number, frame: caught.append(number))
+    try:
+        with held_interrupts():
+            signal.raise_signal(signum)
+            child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+            blocked = next(line for line in Path(f"/proc/{child.pid}/status").read_text().splitlines()
+                           if line.startswith("SigBlk:"))
+            child.communicate(b"")
+            assert caught == []
+    except KeyboardInterrupt:
+        caught.append(signal.SIGINT)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert caught == [signum]
+    assert int(blocked.split()[1], 16) & (1 << (signal.SIGINT - 1)), blocked
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def test_workers_give_the_same_results_as_one_process(tmp_path):

@@ -1,5 +1,5 @@
-"""L-BFGS beyond the registry's parity test: torch's error cases, the strong Wolfe line search on
-Rosenbrock's valley, checkpoints mid-run in both directions, gradients of any layout, and the
+"""L-BFGS beyond the registry's parity test (and torch's error cases, tests/test_optim_db.py): the
+strong Wolfe line search on Rosenbrock's valley, checkpoints mid-run in both directions, gradients of any layout, and the
 checks on loaded state."""
 
 from __future__ import annotations
@@ -12,14 +12,7 @@ import torch
 from torch import Tensor
 
 import optimlab
-from tests.helpers import raised_by, record, rel_error, through_bytes, torch_error_inputs, worst_difference
-
-
-def test_torch_error_cases_raise_the_same_exceptions() -> None:
-    for case in torch_error_inputs(torch.optim.LBFGS):
-        desc = case.optimizer_error_input.desc
-        assert raised_by(torch.optim.LBFGS, case) is case.error_type, desc
-        assert raised_by(optimlab.LBFGS, case) is case.error_type, desc
+from tests.helpers import record, rel_error, through_bytes, worst_difference
 
 
 def test_one_parameter_group_only() -> None:

@@ -1,5 +1,5 @@
-"""Muon beyond the registry's parity test: torch's error cases, weights of more than two
-dimensions (which torch.optim.Muon refuses), and where optimlab differs from torch on purpose."""
+"""Muon beyond the registry's parity test (and torch's error cases, tests/test_optim_db.py): weights
+of more than two dimensions (which torch.optim.Muon refuses), and where optimlab differs from torch on purpose."""
 
 from __future__ import annotations
 
@@ -10,19 +10,9 @@ import torch
 from torch import Tensor
 
 import optimlab
-from tests.helpers import raised_by, record, rel_error, through_bytes, torch_error_inputs
+from tests.helpers import record, rel_error, through_bytes
 
 STEPS = 30
-
-
-def test_torch_error_cases_raise_the_same_exceptions() -> None:
-    """optim_db's error inputs for torch.optim.Muon, replayed on both classes. One differs on
-    purpose: a 3-D parameter, refused by torch, is a convolution kernel to optimlab."""
-    for case in torch_error_inputs(torch.optim.Muon):
-        desc = case.optimizer_error_input.desc
-        assert raised_by(torch.optim.Muon, case) is case.error_type, desc
-        expected = None if desc == "only support 2D parameters" else case.error_type
-        assert raised_by(optimlab.Muon, case) is expected, desc
 
 
 @pytest.mark.parametrize("shape", [(), (3,)])

@@ -5,6 +5,7 @@ optimizer takes them, ``complex_params``):
 * ``lr = 0`` changes no parameter (decoupled weight decay is scaled by ``lr`` too), for the
   optimizers whose steps scale with the lr (``lr_scales_steps``); for the others (Rprop: lr is
   where the step sizes start, and they are kept within ``step_sizes``) it still moves them;
+  where torch refuses ``lr = 0`` (SparseAdam), optimlab refuses it too;
 * maximizing f is minimizing -f: ``maximize=True`` fed ``grad f`` steps bit for bit like
   ``maximize=False`` fed ``-grad f`` (every optimizer that has the option);
 * parameter groups with equal hyperparameters are one group: splitting or reordering the
@@ -31,13 +32,16 @@ from tests.helpers import (
     clone_params,
     config_cases,
     dtypes_for,
+    fit_shape,
     fit_specs,
     grad_sequence,
     make_params,
+    names,
     same,
     split_of,
     states_in_order,
     takes,
+    twins,
     values,
 )
 from tests.strategies import hyperparams, param_specs, seeds
@@ -77,7 +81,28 @@ def searches(config: Any) -> bool:
     return config.get("line_search_fn") is not None
 
 
-@pytest.mark.parametrize(("name", "index"), cases(lambda entry, config: entry.lr_scales_steps and not searches(config)))
+def refuses_zero_lr(name: str) -> bool:
+    """Whether ``lr=0`` is refused at construction (SparseAdam, as torch's: ``lr > 0``)."""
+    try:
+        getattr(optimlab, name)([torch.zeros(fit_shape(name, (2,)), requires_grad=True)], lr=0.0)
+    except ValueError:
+        return True
+    return False
+
+
+def zero_lr_runs(entry: Any, config: Any) -> bool:
+    return entry.lr_scales_steps and not refuses_zero_lr(entry.name)
+
+
+@pytest.mark.parametrize("name", names(lambda entry: refuses_zero_lr(entry.name)))
+def test_zero_learning_rate_is_refused_where_torch_refuses_it(name):
+    """The other side: an optimizer that refuses ``lr=0`` does so as its torch twin does."""
+    for cls in twins(name):
+        with pytest.raises(ValueError):
+            cls([torch.zeros(fit_shape(name, (2,)), requires_grad=True)], lr=0.0)
+
+
+@pytest.mark.parametrize(("name", "index"), cases(lambda entry, config: zero_lr_runs(entry, config) and not searches(config)))
 @settings(max_examples=4)
 @given(data=st.data(), specs=param_specs(), seed=seeds)
 def test_zero_learning_rate_changes_nothing(name, index, data, specs, seed):
@@ -86,7 +111,7 @@ def test_zero_learning_rate_changes_nothing(name, index, data, specs, seed):
     assert same(values(run.params), values(params))
 
 
-@pytest.mark.parametrize(("name", "index"), cases(lambda entry, config: entry.lr_scales_steps and searches(config)))
+@pytest.mark.parametrize(("name", "index"), cases(lambda entry, config: zero_lr_runs(entry, config) and searches(config)))
 @pytest.mark.xfail(raises=ZeroDivisionError, strict=True,
                    reason="lr=0 with a line search: 0/0 in the cubic interpolation, as in torch.optim.LBFGS")
 def test_zero_learning_rate_changes_nothing_with_a_line_search(name, index):

@@ -13,7 +13,8 @@ Two optimlab runs are checked against one uninterrupted reference run:
   state dict (for torch twins: checkpoints move from torch.optim to optimlab).
 
 Optimizers that need a closure (L-BFGS) are driven by a fixed smooth loss instead of a gradient
-sequence. Parameters, and every state value (tensors, lists of tensors, numbers), must agree
+sequence; those for sparse gradients (SparseAdam, ``Entry.sparse_grads``) get sparse ones, over
+the first dimension, some naming a row twice and some naming none. Parameters, and every state value (tensors, lists of tensors, numbers), must agree
 within the entry's tolerance (relative error as tests/helpers.py defines it).
 """
 
@@ -38,6 +39,7 @@ from tests.helpers import (
     make_params,
     rel_error,
     set_grads,
+    sparse_grad_sequence,
     states_in_order,
     through_bytes,
     two_groups,
@@ -60,7 +62,8 @@ def reference_class(entry: Entry) -> type[torch.optim.Optimizer]:
 def param_specs(entry: Entry) -> list[tuple[tuple[int, ...], str]]:
     if entry.min_dim >= 2:
         return [((4, 5), "contiguous"), ((6, 3), "transposed"), ((3, 4), "strided")]
-    return [((), "contiguous"), ((3,), "contiguous"), ((4, 5), "transposed"), ((2, 3, 4), "strided")]
+    specs = [((), "contiguous"), ((3,), "contiguous"), ((4, 5), "transposed"), ((2, 3, 4), "strided")]
+    return [(shape, layout) for shape, layout in specs if len(shape) >= entry.min_dim]
 
 
 def groups_of(entry: Entry, params: list[Tensor], config: dict[str, Any]) -> Any:
@@ -79,6 +82,8 @@ class Driver:
             generator = torch.Generator().manual_seed(seed)
             self.targets = [torch.randn(p.shape, generator=generator, dtype=torch.float64) for p in params]
             self.weights = [torch.rand(p.shape, generator=generator, dtype=torch.float64) + 0.5 for p in params]
+        elif entry.sparse_grads:
+            self.sequence = sparse_grad_sequence(params, STEPS, seed)
         else:
             self.sequence = grad_sequence(params, STEPS, seed, skip=SKIP)
 

@@ -384,6 +384,6 @@ def test_checks_accept_schedules_and_check_their_range():
     for _ in range(10):
         opt.step()
     before = p.detach().clone()
-    with pytest.raises(ValueError, match="momentum must be >= 0"):
+    with pytest.raises(ValueError, match="momentum must be a finite number >= 0"):
         opt.step()
     assert torch.equal(p, before) and opt.schedules.t == 10

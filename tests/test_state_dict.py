@@ -319,13 +319,27 @@ def one_kind(a: str, b: str) -> bool:
     return first is not None and second is not None and (issubclass(first, second) or issubclass(second, first))
 
 
-KIND_PAIRS = [(a, b) for a, b in itertools.permutations(REGISTRY, 2) if not one_kind(a, b)]
+#: Pairs whose state dicts the loader takes although it is another kind: the saved groups have every
+#: hyperparameter the loader needs and the state has exactly its keys (step, exp_avg, exp_avg_sq),
+#: so neither check tells them apart. (With default configurations, Adam and AdamW to and from
+#: RAdam, and both to SparseAdam, load too: amsgrad's max_exp_avg_sq tells them apart here.)
+LOADED_THOUGH_FOREIGN = {("RAdam", "SparseAdam")}
+
+
+def kind_pair(saved_by: str, loaded_by: str) -> Any:
+    marks = [pytest.mark.xfail(strict=True, reason="a foreign state dict with the same keys loads (optimizer.py's "
+                                                   "checks): see LOADED_THOUGH_FOREIGN")] \
+        if (saved_by, loaded_by) in LOADED_THOUGH_FOREIGN else []
+    return pytest.param(saved_by, loaded_by, id=f"{saved_by}-into-{loaded_by}", marks=marks)
+
+
+KIND_PAIRS = [kind_pair(a, b) for a, b in itertools.permutations(REGISTRY, 2) if not one_kind(a, b)]
 #: Shapes every optimizer takes (Muon: matrices), for state dicts moving between any two.
 MATRICES = [(3, 2), (5, 2)]
 
 
 @pytest.mark.parametrize("source", ["optimlab", "torch"])
-@pytest.mark.parametrize(("saved_by", "loaded_by"), KIND_PAIRS, ids=[f"{a}-into-{b}" for a, b in KIND_PAIRS])
+@pytest.mark.parametrize(("saved_by", "loaded_by"), KIND_PAIRS)
 def test_state_dict_of_another_optimizer_kind_raises_and_changes_nothing(saved_by, loaded_by, source):
     writer = getattr(optimlab if source == "optimlab" else torch.optim, saved_by)
     other = trained(writer, MATRICES, seed=7).state_dict()
@@ -351,3 +365,29 @@ def test_snapshot_comparison_sees_a_change():
     before = snapshot(optimizer)
     optimizer.load_state_dict(trained(optimlab.Adam, [(3, 2), (5,)], seed=6).state_dict())
     assert not same(snapshot(optimizer), before)
+
+
+def test_load_state_dict_pre_hooks_run_before_the_checks():
+    """A pre-hook may rewrite the dict it is given (torch's contract): here it renames the
+    state of an older layout, which the checks would refuse, into the current one."""
+    model = make_model()
+    optimizer = optimlab.Adam(model.parameters(), lr=0.01)
+    train(optimizer, model, BEFORE, seed=1)
+    saved = optimizer.state_dict()
+    old_layout = {**saved, "state": {k: {("m" if key == "exp_avg" else key): v for key, v in entry.items()}
+                                     for k, entry in saved["state"].items()}}
+    seen = []
+
+    def rename(opt, state_dict):
+        seen.append(sorted(next(iter(state_dict["state"].values()))))
+        return {**state_dict, "state": {k: {("exp_avg" if key == "m" else key): v for key, v in entry.items()}
+                                        for k, entry in state_dict["state"].items()}}
+
+    fresh = optimlab.Adam(copy.deepcopy(model).parameters(), lr=0.01)
+    with pytest.raises(ValueError, match="'m'"):
+        fresh.load_state_dict(old_layout)  # without the hook: refused, naming the foreign key
+    fresh.register_load_state_dict_pre_hook(rename)
+    fresh.load_state_dict(old_layout)
+    assert seen == [["exp_avg_sq", "m", "step"]], "the hook saw the dict as given, before any check"
+    assert len(seen) == 1, "the hook ran once"
+    assert same(fresh.state_dict()["state"], saved["state"])

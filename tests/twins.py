@@ -1,5 +1,8 @@
 """Checks of an optimlab class against its torch.optim twin that the registry test does not make.
 
+* :func:`optimizer_info`: torch's own description of its optimizer, the ``OptimizerInfo`` of
+  ``torch.testing._internal.common_optimizers.optim_db``; :func:`configurations`: the
+  constructor arguments torch's tests run on the CPU, from it.
 * :func:`mismatches`: torch's own error cases, replayed. For every optimizer, torch keeps the
   inputs that must fail (``optim_error_inputs_func`` of its entry in
   ``torch.testing._internal.common_optimizers.optim_db``): bad hyperparameters that must raise
@@ -38,15 +41,51 @@ def common_optimizers() -> types.ModuleType:
             import expecttest  # noqa: F401
         except ImportError:
             sys.modules["expecttest"] = types.SimpleNamespace(TestCase=unittest.TestCase, ACCEPT=False)
+    # The import freezes torch.backends' flags (torch's test harness calls disable_global_flags):
+    # they are unfrozen again, for the rest of the suite.
+    backends = torch.backends.flags_frozen.__globals__  # the module's own namespace (it is wrapped)
+    allowed = backends["__allow_nonbracketed_mutation_flag"]
     from torch.testing._internal import common_optimizers as module
 
+    backends["__allow_nonbracketed_mutation_flag"] = allowed
     return module
+
+
+def optimizer_info(torch_cls: type) -> Any:
+    """optim_db's OptimizerInfo for ``torch_cls``."""
+    return next(info for info in common_optimizers().optim_db if info.optim_cls is torch_cls)
 
 
 def error_cases(torch_cls: type) -> list[Any]:
     """torch's ErrorOptimizerInputs for ``torch_cls`` on the CPU (float32)."""
-    info = next(info for info in common_optimizers().optim_db if info.optim_cls is torch_cls)
-    return info.optim_error_inputs_func(device="cpu", dtype=torch.float32)
+    return optimizer_info(torch_cls).optim_error_inputs_func(device="cpu", dtype=torch.float32)
+
+
+#: The flags that choose torch's implementation (torch's "global cliquey" flags).
+IMPLEMENTATION_FLAGS = ("foreach", "differentiable", "fused")
+
+
+def configurations(torch_cls: type, dtype: torch.dtype) -> list[tuple[str, dict[str, Any]]]:
+    """(description, constructor keywords) of every configuration torch's tests run on the CPU:
+    each of ``optim_inputs_func``'s, alone and with each implementation flag torch supports
+    for this optimizer on the CPU set to True (one at a time: they exclude each other)."""
+    info = optimizer_info(torch_cls)
+    flags = [flag for flag in IMPLEMENTATION_FLAGS
+             if flag in info.supported_impls and (flag != "fused" or "cpu" in info.supports_fused_on)]
+    found = []
+    for config in info.optim_inputs_func(device="cpu", dtype=dtype):
+        if config.kwargs.get("capturable"):
+            continue  # CUDA graphs: torch's CPU list has none, and raises for CPU tensors
+        found.append((config.desc, dict(config.kwargs)))
+        found += [(f"{config.desc} & {flag}", {**config.kwargs, flag: True}) for flag in flags]
+    return found
+
+
+def forloop(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The configuration on torch's for-loop implementation: torch's own tests hold its foreach,
+    fused and differentiable variants to the for-loop one (within their tolerances; its foreach
+    ASGD, for one, rounds its step sizes differently)."""
+    return {key: value for key, value in kwargs.items() if key not in IMPLEMENTATION_FLAGS}
 
 
 def at_step(case: Any) -> bool:
@@ -73,18 +112,20 @@ def outcome(cls: type, case: Any) -> tuple[str, type | None]:
     return where, None
 
 
-def mismatches(cls: type, torch_cls: type) -> list[str]:
+def mismatches(cls: type, torch_cls: type) -> dict[str, str]:
     """Every error case of ``torch_cls`` that ``cls`` does not answer with torch's error type,
-    at torch's moment (construction or step), described; empty when all agree."""
-    found = []
+    at torch's moment (construction or step): the case's description -> what differs. Empty
+    when all agree."""
+    found = {}
     cases = error_cases(torch_cls)
     assert cases, f"optim_db has no error cases for {torch_cls.__name__}"
     for case in cases:
         expected_where = "step" if at_step(case) else "construction"
         where, got = outcome(cls, case)
         if got is None or not issubclass(got, case.error_type) or where != expected_where:
-            found.append(f"{case.optimizer_error_input.desc!r}: torch raises {case.error_type.__name__} at "
-                         f"{expected_where}, {cls.__name__} gave {getattr(got, '__name__', 'nothing')} at {where}")
+            desc = case.optimizer_error_input.desc
+            found[desc] = (f"torch raises {case.error_type.__name__} at {expected_where}, {cls.__name__} gave "
+                           f"{getattr(got, '__name__', 'nothing')} at {where}")
     return found
 
 

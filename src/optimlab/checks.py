@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import numbers
 from collections.abc import Callable
 from typing import Any
@@ -24,7 +25,7 @@ def as_real(owner: str, name: str, value: Any) -> float:
                          f"shape {tuple(value.shape)}")
     if isinstance(value, bool) or not (isinstance(value, numbers.Real) or real_tensor):
         raise TypeError(f"{owner}: {name} must be a real number, got {type(value).__name__} {value!r}")
-    number = float(value)
+    number = float(value.detach() if isinstance(value, Tensor) else value)
     if number != number:
         raise ValueError(f"{owner}: {name} must be a real number, got nan")
     return number
@@ -43,7 +44,8 @@ def schedulable(check: Check) -> Check:
             bounds = value.bounds()
             if bounds is not None:
                 for end, which in zip(bounds, ("lowest", "highest")):
-                    check(owner, f"{name} ({which} value of {value!r})", end)
+                    if not math.isinf(end):  # unbounded: every value it takes is checked when written
+                        check(owner, f"{name} ({which} value of {value!r})", end)
             return
         check(owner, name, value)
     return checked
@@ -61,7 +63,8 @@ def bounded(accepts: Callable[[float], bool], expected: str) -> Check:
 
 
 def at_least(low: float) -> Check:
-    return bounded(lambda number: number >= low, f">= {low:g}")
+    """``low`` or more, and finite: an infinite step size or decay is never meant."""
+    return bounded(lambda number: low <= number < math.inf, f"a finite number >= {low:g}")
 
 
 def at_most(high: float) -> Check:
@@ -83,6 +86,8 @@ def real(owner: str, name: str, value: Any) -> None:
 
 
 non_negative = at_least(0.0)
+#: More than 0, and finite (SparseAdam's lr and eps, as torch checks them).
+positive = bounded(lambda number: 0.0 < number < math.inf, "a finite number > 0")
 non_positive = at_most(0.0)
 #: 0 <= value < 1: a decay rate (the weight kept from the past).
 unit_interval = bounded(lambda number: 0.0 <= number < 1.0, "in [0, 1)")
@@ -120,14 +125,6 @@ def flag(owner: str, name: str, value: Any) -> None:
 def optional_flag(owner: str, name: str, value: Any) -> None:
     if value is not None:
         flag(owner, name, value)
-
-
-def unsupported_true(owner: str, name: str, value: Any) -> None:
-    """A torch option accepted for signature compatibility whose True value optimlab lacks."""
-    flag(owner, name, value)
-    if value:
-        raise ValueError(f"{owner}: {name}=True is not supported (autograd through the step); "
-                         f"use torch.optim for differentiable optimizers")
 
 
 def integer(low: int, high: int | None = None) -> Check:

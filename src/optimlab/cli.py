@@ -10,7 +10,8 @@ Exit status: 0 success, 1 failure (missing data, unusable database, a run that f
 2 usage error (bad option, unknown name: the message lists the valid ones), 130 Ctrl-C
 (143 SIGTERM, which stops a command the same way).
 
-The lab's modules (and matplotlib) are imported inside the commands that use them.
+The lab's modules that do the work (and matplotlib) are imported inside the commands that use them;
+the argument types (:mod:`optimlab.lab.arguments`) are imported here, for the parser.
 """
 
 from __future__ import annotations
@@ -18,13 +19,17 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import re
 import signal
+import sqlite3
 import sys
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
+
+from optimlab.lab.arguments import (folder_name, lr_list, names_list, non_negative_int, positive_float, positive_int,
+                                    sweep_name)
+from optimlab.lab.recommend import fmt_lr
 
 DEFAULT_DB = Path("out") / "optimlab.sqlite"
 DEFAULT_OUT = Path("out")
@@ -40,44 +45,6 @@ class Failure(Exception):
 
 
 # -- helpers -----------------------------------------------------------------------------------
-
-def names_list(text: str) -> list[str]:
-    """'a,b, c' -> ['a', 'b', 'c'] (empty items dropped)."""
-    return [item.strip() for item in text.split(",") if item.strip()]
-
-
-def parsed(text: str, convert: Any, ok: Any, expected: str, unparsable: str | None = None) -> Any:
-    """``convert(text)`` if it parses and ``ok`` holds, else argparse's error: "expected ..."."""
-    try:
-        value = convert(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected {unparsable or expected}, got {text!r}") from None
-    if not ok(value):
-        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
-    return value
-
-
-def positive_int(text: str) -> int:
-    return parsed(text, int, lambda value: value >= 1, "a whole number >= 1")
-
-
-def non_negative_int(text: str) -> int:
-    return parsed(text, int, lambda value: value >= 0, "a whole number >= 0")
-
-
-def positive_float(text: str) -> float:
-    return parsed(text, float, lambda value: 0 < value < math.inf, "a positive finite number", "a positive number")
-
-
-def lr_list(text: str) -> list[float]:
-    """'1e-3,1e-2' -> [0.001, 0.01]."""
-    values = []
-    for item in names_list(text):
-        values.append(positive_float(item))
-    if not values:
-        raise argparse.ArgumentTypeError(f"expected learning rates separated by commas, got {text!r}")
-    return values
-
 
 def batch_size(text: str) -> int | str | None:
     """A batch size, 'full' (None: full batch), or 'problem' (the problem's own)."""
@@ -95,11 +62,6 @@ def checked(lookup: Callable[[str], Any], name: str) -> Any:
     except (KeyError, ValueError) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
         raise UsageError(message) from None
-
-
-def safe_name(text: str) -> str:
-    """A file-name-safe version of a sweep, problem or spec name."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "sweep"
 
 
 def open_store(path: Path, must_exist: bool = False):
@@ -121,7 +83,7 @@ def print_table(rows: Sequence[dict[str, str]]) -> None:
 
 # -- compare -----------------------------------------------------------------------------------
 
-def sweep_name(problem: str, settings: dict[str, Any]) -> str:
+def default_sweep_name(problem: str, settings: dict[str, Any]) -> str:
     """The default sweep name: ``compare-<problem>``, plus a digest of the settings that differ
     from the defaults, so that a sweep's runs share one set of settings and rerunning the same
     command resumes the same sweep."""
@@ -138,7 +100,7 @@ def sweep_name(problem: str, settings: dict[str, Any]) -> str:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from optimlab.lab import zoo
-    from optimlab.lab.problems import get_problem
+    from optimlab.lab.catalog import get_problem
     from optimlab.lab.recommend import recommendation
     from optimlab.lab.report import goal_of, ranked_rows, write_report
     from optimlab.lab.schedule_specs import canonical_schedule
@@ -169,7 +131,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.batch_size != "problem":
         options["batch_size"] = args.batch_size
     settings["batch_size"] = None if args.batch_size == "problem" else str(args.batch_size)
-    name = args.sweep or sweep_name(problem.name, settings)
+    name = args.sweep or default_sweep_name(problem.name, settings)
     try:
         spec = SweepSpec(name=name, problem=problem.name, optimizers=tuple(optimizers), schedule=schedule,
                          **options)
@@ -197,7 +159,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             print(f"\ninterrupted: the finished runs are stored; run the same command again to resume sweep "
                   f"{spec.name!r}")
         if not args.no_report:
-            index = write_report(store, spec.name, args.out / safe_name(spec.name))
+            index = write_report(store, spec.name, args.out / checked(folder_name, spec.name))
             print(f"\nreport: {index}")
     return interrupted_status() if result.interrupted else 0
 
@@ -207,7 +169,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_lr_find(args: argparse.Namespace) -> int:
     from optimlab.lab import zoo
     from optimlab.lab.lr_find import plot_range_test, range_test
-    from optimlab.lab.problems import get_problem
+    from optimlab.lab.catalog import get_problem
 
     problem = checked(get_problem, args.problem)
     spec = checked(zoo.get_optimizer, args.optimizer)
@@ -220,7 +182,7 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
                       lr_min=args.lr_min, lr_max=args.lr_max, steps=args.steps, batch_size=size, seed=args.seed,
                       penalty=problem.penalty, params=problem.optimizer_params(model, args.lr_min),
                       hooks=problem.loop_hooks(model), accumulate=problem.accumulate, autocast=problem.autocast)
-    path = args.out / f"lr_find-{safe_name(problem.name)}-{spec.name}.png"
+    path = args.out / f"lr_find-{folder_name(problem.name)}-{spec.name}.png"
     loss = getattr(problem.loss_fn, "__name__", "loss").replace("_", " ")
     plot_range_test(test, path, f"Learning-rate range test: {spec.label} on {problem.name}",
                     f"training loss ({loss}, batch mean; {'full batch' if size is None else f'batches of {size}'})")
@@ -275,7 +237,7 @@ def cmd_trajectories(args: argparse.Namespace) -> int:
         if lr is None:
             raise UsageError(f"no default learning rate for {spec.name} on {function.name}; "
                              f"pass --lr {spec.name}=VALUE")
-        factories[f"{spec.name} lr={lr:g}"] = (lambda s, v: lambda params: s.make(params, v))(spec, lr)
+        factories[f"{spec.name} lr={fmt_lr(lr)}"] = (lambda s, v: lambda params: s.make(params, v))(spec, lr)
     start = None
     if args.start:
         try:
@@ -326,7 +288,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
             print()
         runs = store.runs(sweep=args.sweep, problem=args.problem, optimizer=args.optimizer)
         rows = [{"key": r["key"], "sweep": r["sweep"] or "", "problem": r["problem"], "optimizer": r["optimizer"],
-                 "lr": f"{r['lr']:g}", "seed": str(r["seed"]), "stop": r["stop_reason"], "steps": str(r["steps"]),
+                 "lr": fmt_lr(r["lr"]), "seed": str(r["seed"]), "stop": r["stop_reason"], "steps": str(r["steps"]),
                  "seconds": f"{r['seconds']:.2f}",
                  "to target": "" if r["steps_to_target"] is None else str(r["steps_to_target"]),
                  "best valid": fmt_metric(r["best_valid"]), "test": fmt_metric(r["test_metric"])}
@@ -362,7 +324,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         name = args.sweep or sweeps[-1]
         if name not in sweeps:
             raise UsageError(f"unknown sweep {name!r}; valid names: {', '.join(sweeps)}")
-        index = write_report(store, name, args.out / safe_name(name))
+        index = write_report(store, name, args.out / checked(folder_name, name))
     print(f"report: {index}")
     return 0
 
@@ -426,8 +388,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="batch size or 'full' (default: the problem's)")
     compare.add_argument("--workers", type=positive_int, default=None,
                          help="worker processes (default: min(2, CPU cores))")
-    compare.add_argument("--sweep", default=None,
-                         help="sweep name in the database (default: derived from the problem and settings)")
+    compare.add_argument("--sweep", type=sweep_name, default=None,
+                         help="sweep name in the database, and its report's folder under --out (default: derived "
+                              "from the problem and settings)")
     compare.add_argument("--no-report", action="store_true", help="store the runs but write no report")
     compare.add_argument("--quiet", action="store_true", help="no progress bar")
     add_paths(compare)
@@ -482,7 +445,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = commands.add_parser("report", formatter_class=Formatter, help="(re)write a stored sweep's report",
                                  description="Write the HTML report of a sweep from the results database.")
-    report.add_argument("--sweep", default=None, help="sweep name (default: the latest)")
+    report.add_argument("--sweep", type=sweep_name, default=None,
+                        help="sweep name, and its report's folder under --out (default: the latest)")
     add_paths(report)
     report.set_defaults(handler=cmd_report, command_parser=report)
 
@@ -533,13 +497,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Failure as error:
         print(f"optimlab {args.command}: error: {error}", file=sys.stderr)
         return 1
-    except Exception as error:  # a known failure kind from the lab, with its own clear message
-        from optimlab.lab.data import DataNotFoundError
+    except sqlite3.DatabaseError as error:  # damage the check on opening could not see, met while reading
+        from optimlab.lab.store import unusable
 
-        if isinstance(error, (DataNotFoundError, OSError)):
-            print(f"optimlab {args.command}: error: {error}", file=sys.stderr)
-            return 1
-        raise
+        told = unusable(getattr(args, "db", "the results database"), error, untouched=False)
+        print(f"optimlab {args.command}: error: {told}", file=sys.stderr)
+        return 1
+    except Exception as error:
+        if not known_failure(error):
+            raise
+        print(f"optimlab {args.command}: error: {error}", file=sys.stderr)
+        return 1
+
+
+def known_failure(error: Exception) -> bool:
+    """A failure the lab tells in one line of its own that names the file: data not installed or
+    not what it should be, a checkpoint that is not one, a file that cannot be read or written."""
+    from optimlab.lab.checkpoint import CheckpointError
+    from optimlab.lab.data import DataFileError, DataNotFoundError
+
+    return isinstance(error, (DataNotFoundError, DataFileError, CheckpointError, OSError))
 
 
 if __name__ == "__main__":

@@ -19,6 +19,9 @@ Rules every transform keeps, so that one piece of math serves every execution pa
   ``momentum_buffer``, ...), so checkpoints move between optimlab and torch.optim.
 * A scalar branch on a hyperparameter or the step (RAdam's rectification) is written with
   :func:`select`, never ``if``: the same code then runs on numbers and on 0-d tensors.
+* A state tensor that the math multiplies (or otherwise combines so that autograd must keep
+  it) and then changes in place is read through :func:`saved`, so that a step recorded by
+  autograd (``differentiable=True``) keeps the value it used.
 
 Three kinds of transform (:attr:`Transform.kind`), by what their math reads:
 
@@ -71,6 +74,13 @@ def select(condition: Any, if_true: Any, if_false: Any) -> Any:
     return torch.where(torch.as_tensor(condition), torch.as_tensor(if_true), torch.as_tensor(if_false))
 
 
+def saved(tensor: Tensor) -> Tensor:
+    """``tensor`` as the operand of an operation that autograd may save for its backward pass,
+    when the math changes ``tensor`` in place afterwards (a state tensor read before its update):
+    a copy while autograd records the step (``differentiable=True``), else ``tensor`` itself."""
+    return tensor.clone() if torch.is_grad_enabled() else tensor
+
+
 def scalar_dtype() -> torch.dtype:
     """dtype of 0-d state (``step``, NAdam's ``mu_product``) as torch.optim makes it: float32,
     float64 when that is the default dtype."""
@@ -79,6 +89,9 @@ def scalar_dtype() -> torch.dtype:
 
 ELEMENTWISE, TENSOR, GROUP = "elementwise", "tensor", "group"
 KINDS = (ELEMENTWISE, TENSOR, GROUP)
+
+#: Gradient layouts (:attr:`Transform.grad_layouts`): strided tensors, and sparse COO tensors.
+DENSE, SPARSE = "dense", "sparse"
 
 
 class Transform:
@@ -96,6 +109,10 @@ class Transform:
     #: State keys the math creates on a later step, shaped like the parameter (SGD's
     #: ``momentum_buffer``, made on the first step with momentum): allowed in checkpoints.
     lazy_state: ClassVar[tuple[str, ...]] = ()
+    #: The gradient layouts the math takes: dense, and sparse (COO, an embedding's rows) where
+    #: it keeps torch's sparse semantics. A sparse ``u`` stays sparse through the math where
+    #: torch's does; the engine runs sparse gradients on the eager path.
+    grad_layouts: ClassVar[frozenset[str]] = frozenset({DENSE})
 
     def init(self, param: Tensor) -> dict[str, Tensor]:
         """State for a parameter before its first step (torch's names where they exist): any
@@ -127,8 +144,12 @@ class Chain(Transform):
         self.transforms = transforms
         self.hyperparams = tuple(dict.fromkeys(h for t in transforms for h in t.hyperparams))
         self.lazy_state = tuple(dict.fromkeys(k for t in transforms for k in t.lazy_state))
+        # The layouts every link takes.
+        self.grad_layouts = frozenset.intersection(*(t.grad_layouts for t in transforms)) if transforms \
+            else frozenset({DENSE})
         # The widest kind of its parts: a chain is elementwise only if every link is.
-        self.kind = max((t.kind for t in transforms), key=KINDS.index, default=ELEMENTWISE)
+        kinds = {t.kind for t in transforms}
+        self.kind = GROUP if GROUP in kinds else TENSOR if TENSOR in kinds else ELEMENTWISE
 
     def init(self, param: Tensor) -> dict[str, Tensor]:
         state: dict[str, Tensor] = {}
@@ -176,3 +197,14 @@ def state_spec(transform: Transform, param: Tensor) -> dict[str, tuple[tuple[int
     for key in transform.lazy_state:
         spec.setdefault(key, (tuple(param.shape), param.dtype))
     return spec
+
+
+def keeps_state(transform: Transform) -> bool:
+    """Whether ``transform`` keeps any per-parameter state: keys made by :meth:`Transform.init`
+    (learnt on a one-element "meta" parameter) or lazy ones. Remembered on the transform (an
+    attribute, which a step that torch.compile records reads without a graph break)."""
+    known = getattr(transform, "_keeps_state", None)
+    if known is None:
+        known = bool(transform.lazy_state or transform.init(torch.empty(1, device="meta")))
+        transform._keeps_state = known  # type: ignore[attr-defined]
+    return known

@@ -16,6 +16,7 @@ format. It adds:
 
 from __future__ import annotations
 
+import collections
 import functools
 import operator
 from collections.abc import Mapping
@@ -23,9 +24,9 @@ from typing import Any, ClassVar
 
 import torch
 
-from optimlab import engine
+from optimlab import engine, flags
 from optimlab.checks import Check
-from optimlab.core import Transform, state_spec
+from optimlab.core import Transform, keeps_state, scalar_dtype, state_spec
 from optimlab.engine.state import StateDict, StateTable, adopt
 from optimlab.schedules.direct import DirectSchedules
 
@@ -44,6 +45,9 @@ class Optimizer(torch.optim.Optimizer):
     #: Make every parameter's state when its group is added, as the torch twin does (Adagrad),
     #: so a checkpoint taken before the first step has the state torch expects.
     state_at_construction: ClassVar[bool] = False
+    #: ``state['step']`` is a 0-d tensor, as in every torch twin but SparseAdam (a Python int):
+    #: a number loaded from an older checkpoint becomes one, as torch's optimizers convert it.
+    tensor_steps: ClassVar[bool] = True
 
     def __init__(self, params: Any, defaults: dict[str, Any]) -> None:
         #: Schedules given in place of numbers, and this optimizer's step count ``schedules.t``.
@@ -53,8 +57,14 @@ class Optimizer(torch.optim.Optimizer):
         self._transforms: dict[tuple, Transform] = {}
         #: Per group index: (the group, its items when last checked) while they are immutable.
         self._checked: list[tuple[dict, list, list] | None] = []
+        #: The (empty) state dicts that the engine steps with for transforms that keep no state
+        #: (plain SGD): outside :attr:`state`, which then stays empty, as torch.optim's does.
+        self._stateless_states = StateTable()
+        #: Per group index: (id, length) of its parameter list when its flags last passed.
+        self._flags_checked: dict[int, tuple[int, int]] = {}
         super().__init__(params, defaults)
         self.state = adopt(self.state)
+        flags.check_construction(self.owner, defaults)
 
     def __getstate__(self) -> dict[str, Any]:
         return {**super().__getstate__(), "schedules": self.schedules}
@@ -64,11 +74,25 @@ class Optimizer(torch.optim.Optimizer):
         super().__setstate__(state)
         self.__dict__.setdefault("_transforms", {})
         self.__dict__.setdefault("_checked", [])
+        self.__dict__.setdefault("_stateless_states", StateTable())
+        self.__dict__.setdefault("_flags_checked", {})
         self.__dict__.setdefault("schedules", DirectSchedules())
         # torch's load_state_dict comes here with a new defaultdict of new dicts: kept as a
         # StateTable, which lets steps tell that nothing changed (optimlab.engine.state).
         if type(self.state) is not StateTable:
             self.state = adopt(self.state)
+        if self.counts_steps and self.tensor_steps:
+            self.steps_as_tensors()
+
+    def steps_as_tensors(self) -> None:
+        """A ``state['step']`` that is a number (older torch wrote Python floats and ints into
+        checkpoints) made the 0-d tensor torch's optimizers convert it to when they load it."""
+        for group in self.param_groups:
+            for p in group["params"]:
+                state = self.state.get(p)
+                step = state.get("step") if state else None
+                if step is not None and not isinstance(step, torch.Tensor):
+                    state["step"] = torch.tensor(float(step), dtype=scalar_dtype())
 
     def _patch_step_function(self) -> None:
         # As torch.optim does it (wrap this class's step once), with optimlab's wrapper.
@@ -138,12 +162,17 @@ class Optimizer(torch.optim.Optimizer):
         return transform
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
+        if not isinstance(param_group, Mapping) or "params" not in param_group:
+            got = f"keys {sorted(map(str, param_group))}" if isinstance(param_group, Mapping) else type(param_group).__name__
+            raise TypeError(f"{self.owner}.add_param_group: expected a dict with 'params' (the parameters) and any "
+                            f"hyperparameters to override, got {got}")
         super().add_param_group(param_group)
         group = self.param_groups[-1]
         try:
             self.schedules.check(self.checks, self.owner, group)
             self.schedules.take(group)  # schedules out of the group, their values in
             self.check_group(group)
+            drop_repeats(group)
             for i, p in enumerate(group["params"]):
                 if not (p.is_floating_point() or p.is_complex()):
                     raise TypeError(f"{self.owner}: parameter {param_name(group, len(self.param_groups) - 1, i)} "
@@ -159,28 +188,65 @@ class Optimizer(torch.optim.Optimizer):
                 if not self.state[p]:
                     self.state[p].update(engine.initial_state(transform, p, self.counts_steps))
 
-    @torch.no_grad()
     def step(self, closure: Any = None) -> Any:
         """One optimization step over every parameter that has a gradient.
 
         ``closure`` (optional) re-evaluates the model and returns the loss; it runs with
         gradients enabled before the step. Parameters whose ``.grad`` is None are skipped.
+        The step runs without autograd, or with it for ``differentiable=True`` (as torch.optim
+        decides, from the constructor's value): then the new parameters and state are functions
+        of the old ones, of the gradients and of tensor hyperparameters.
         """
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        self.schedules.apply(self.param_groups, self.owner)  # group[name] = schedule(t)
+        with torch.set_grad_enabled(bool(self.defaults.get("differentiable"))):
+            self.step_groups()
+        return loss
+
+    def step_groups(self) -> None:
+        """The step itself: every group checked and collected, then run by the engine.
+
+        While torch.compile records the step, values are not read back to check them: they were
+        checked where they entered (constructor, add_param_group, load_state_dict) and by every
+        step run outside the compiled function. Schedules given in place of numbers need the
+        step count in Python: they work under torch.compile but recompile each step; a tensor
+        lr driven by a Scheduler (in place) does not.
+        """
+        compiling = torch.compiler.is_compiling()
+        counted = compiling and not self.schedules
+        if not counted:
+            self.schedules.apply(self.param_groups, self.owner)  # group[name] = schedule(t)
+        gather = engine.collect_plain if compiling else engine.collect
         works = []
         for index, group in enumerate(self.param_groups):
-            self.check_group_cached(index, group)
-            work = engine.collect(self.transform_for(group), group, self.state, self.counts_steps, self.owner,
-                                  functools.partial(param_name, group, index))
+            name_of = functools.partial(param_name, group, index)
+            if not compiling:
+                self.check_group_cached(index, group)
+                if group.get("capturable") or group.get("fused"):
+                    self.check_flags(index, group, name_of)
+            transform = self.transform_for(group)
+            # A transform that keeps no state (plain SGD) steps with dicts outside ``state``,
+            # which stays empty, as torch.optim's does.
+            states = self.state if self.counts_steps or keeps_state(transform) else self._stateless_states
+            work = gather(transform, group, states, self.counts_steps, self.owner, name_of)
             if work.params:
                 works.append(work)
         engine.run(works)
-        self.schedules.advance(self.param_groups)  # t += 1; the next step's values in
-        return loss
+        if counted:
+            self.schedules.count_compiled_step()
+        else:
+            self.schedules.advance(self.param_groups)  # t += 1; the next step's values in
+
+    def check_flags(self, index: int, group: dict[str, Any], name_of: Any) -> None:
+        """torch's checks of ``fused`` and ``capturable`` at a step (:func:`flags.check_step`).
+        Those of ``fused`` are about the parameters' devices and dtypes: once they passed, made
+        again only when the group's parameter list changes (``capturable`` never passes)."""
+        params = group["params"]
+        if group.get("capturable") or self._flags_checked.get(index) != (id(params), len(params)):
+            flags.check_step(self.owner, group, name_of)
+            self._flags_checked[index] = (id(params), len(params))
 
     # -- checkpoints -----------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -202,14 +268,28 @@ class Optimizer(torch.optim.Optimizer):
         parameters are matched by position, as in torch. Either way the state dict is fully
         checked (groups, hyperparameters, state shapes) before anything is loaded.
 
-        torch.optim casts every loaded state tensor except ``step`` to its parameter's dtype.
-        State that the math keeps in a dtype of its own, like ``step`` (NAdam's 0-d
-        ``mu_product``, float32 also for float64 parameters), keeps the checkpoint's dtype
-        here, so that a resumed run computes exactly what the uninterrupted one would have.
+        torch.optim casts every loaded state tensor except ``step`` to its parameter's dtype;
+        state that the math keeps in a dtype of its own (ASGD's ``eta``, NAdam's
+        ``mu_product``) gets its declared dtype back (:meth:`restore_declared_dtypes`).
+
+        Hooks registered with ``register_load_state_dict_pre_hook`` run first, as in torch,
+        on a shallow copy of ``state_dict``: what they return (or change in place) is what is
+        checked and loaded. Post-hooks run after loading.
         """
+        state_dict = dict(state_dict) if isinstance(state_dict, Mapping) else state_dict
+        pre_hooks = self._optimizer_load_state_dict_pre_hooks
+        for hook in pre_hooks.values():
+            result = hook(self, state_dict)
+            if result is not None:
+                state_dict = result
         checked = self.checked_state_dict(state_dict)
         schedules = self.schedules.checked_state_dict(state_dict.get("schedules"), self.owner)
-        super().load_state_dict(checked)
+        # torch's load_state_dict would run the pre-hooks again, on the checked dict.
+        self._optimizer_load_state_dict_pre_hooks = collections.OrderedDict()
+        try:
+            super().load_state_dict(checked)
+        finally:
+            self._optimizer_load_state_dict_pre_hooks = pre_hooks
         self.restore_declared_dtypes()
         self.schedules.load(schedules, self.param_groups)
 
@@ -278,8 +358,10 @@ class Optimizer(torch.optim.Optimizer):
         state, position = {}, 0
         for index, (group, current) in enumerate(zip(groups, self.param_groups)):
             group["params"] = list(range(position, position + len(current["params"])))
-            if "param_names" in current:
-                group["param_names"] = list(current["param_names"])
+            # The names here, else the checkpoint's (torch keeps a checkpoint's names).
+            names = current.get("param_names", saved_groups[index].get("param_names"))
+            if names is not None:
+                group["param_names"] = list(names)
             for i, p in enumerate(current["params"]):
                 entry = found[position + i]
                 if entry is not None:
@@ -321,7 +403,7 @@ def profile_hook_step(func: Any) -> Any:
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         self = args[0]
-        if (self._optimizer_step_pre_hooks or self._optimizer_step_post_hooks or _global_optimizer_pre_hooks
+        if (torch.compiler.is_compiling() or self._optimizer_step_pre_hooks or self._optimizer_step_post_hooks or _global_optimizer_pre_hooks
                 or _global_optimizer_post_hooks or cupti_monitor_active()):
             return torch_wrapper(*args, **kwargs)
         handle = _record_enter(f"Optimizer.step#{self.__class__.__name__}.step")
@@ -341,6 +423,21 @@ def cupti_monitor_active() -> bool:
     its singleton is set, or this torch's monitor module is not the one known here."""
     monitor = _cupti_monitor()
     return monitor is not None and getattr(monitor, "_monitor_singleton", True) is not None
+
+
+def drop_repeats(group: dict[str, Any]) -> None:
+    """Keep each parameter of ``group`` once (and its name, if the group has ``param_names``).
+
+    torch.optim warns about a parameter listed twice in a group (the warning has been given by
+    the time this runs) and then steps it twice, differently on each of its code paths; here
+    the group steps it once, on every path.
+    """
+    seen: set[int] = set()
+    keep = [i for i, p in enumerate(group["params"]) if not (id(p) in seen or seen.add(id(p)))]
+    if len(keep) < len(group["params"]):
+        for key in ("params", "param_names"):
+            if key in group:
+                group[key] = [group[key][i] for i in keep]
 
 
 _IMMUTABLE = (float, int, bool, str, type(None))

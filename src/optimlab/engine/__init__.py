@@ -18,8 +18,9 @@ Execution paths (all run the same :meth:`Transform.update`; see docs/performance
   hyperparameters as 0-d tensors: the path for CUDA parameters.
 * ``auto`` (the default) picks ``fused`` on CPU and ``compiled`` on CUDA, and keeps ``eager``
   for each parameter where neither applies (complex parameters, sparse or non-dense
-  tensors, a transform the tracer cannot express, no C compiler). A path that fails to build
-  falls back to eager with one warning; training never stops because of it.
+  tensors, a transform the tracer cannot express, no C compiler), and for every group with
+  ``differentiable=True`` (autograd records the eager path's torch operations). A path that
+  fails to build falls back to eager with one warning; training never stops because of it.
 
 Choose with :func:`set_path`, :func:`using`, or the environment variable ``OPTIMLAB_ENGINE``.
 
@@ -48,8 +49,8 @@ from optimlab.engine.paths import (
            warn_once,
 )
 from optimlab.engine.validate import check, check_state
-from optimlab.engine.work import GroupStep, LazyNames, collect, subset
+from optimlab.engine.work import GroupStep, LazyNames, collect, collect_plain, subset
 
-__all__ = ["PATHS", "GroupStep", "LazyNames", "check", "check_state", "collect", "get_path", "initial_state",
+__all__ = ["PATHS", "GroupStep", "LazyNames", "check", "check_state", "collect", "collect_plain", "get_path", "initial_state",
            "initialize", "path_counts", "plan", "run", "run_eager", "set_path", "step_dtype", "subset", "using",
            "warn_once"]

@@ -113,8 +113,8 @@ _mirrors: dict[tuple[int, torch.device], Mirror] = {}
 
 def run(work: Any, indices: Sequence[int], hyperparams: Mapping[str, Any], initialize: Any) -> list[int]:
     """Step the parameters at ``indices``; returns the ones left for the eager path."""
-    key = repr(work.transform)
-    if key in _broken:
+    transform_key = repr(work.transform)  # what _compiled and _broken are keyed by
+    if transform_key in _broken:
         return list(indices)
     try:
         structure, names, values = hp_structure(hyperparams)
@@ -127,10 +127,10 @@ def run(work: Any, indices: Sequence[int], hyperparams: Mapping[str, Any], initi
         if not state:
             initialize(work, i)
         if p.device not in per_device:
-            key = (id(work.hyperparams), p.device)
+            mirror_key = (id(work.hyperparams), p.device)
             if len(_mirrors) > 1024:
                 _mirrors.clear()
-            mirror = _mirrors.get(key) or _mirrors.setdefault(key, Mirror(p.device))
+            mirror = _mirrors.get(mirror_key) or _mirrors.setdefault(mirror_key, Mirror(p.device))
             numbers = mirror.numbers(values)
             per_device[p.device] = mirror, hp_rebuild(hyperparams, structure, lambda k: numbers[k])
         mirror, hp = per_device[p.device]
@@ -139,13 +139,13 @@ def run(work: Any, indices: Sequence[int], hyperparams: Mapping[str, Any], initi
         try:
             update(work.transform, p.view(-1), g.view(-1), flat, hp, step)
         except Exception as error:  # noqa: BLE001 - a failed compile must never stop training
-            _broken[key] = f"{type(error).__name__}: {error}"
-            warn_once(f"optimlab: torch.compile of the step of {key} failed ({_broken[key]}); "
+            _broken[transform_key] = f"{type(error).__name__}: {error}"
+            warn_once(f"optimlab: torch.compile of the step of {transform_key} failed ({_broken[transform_key]}); "
                       "it runs on the eager path from now on")
             return list(indices[position:])
-        for key, value in flat.items():
-            if key not in state:  # state the math created on this step (a momentum buffer)
-                state[key] = value.view(p.shape)
+        for state_key, value in flat.items():
+            if state_key not in state:  # state the math created on this step (a momentum buffer)
+                state[state_key] = value.view(p.shape)
         if work.counts_steps:
             state["step"] += 1
     return []

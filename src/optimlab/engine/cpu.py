@@ -27,6 +27,7 @@ import hashlib
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -169,11 +170,22 @@ def _compile(compiler: str, flags: list[str], source: str, path: Path) -> None:
         run_compiler(command, out, path, timeout=120)
 
 
+def die_with_parent() -> None:
+    """In a child process, before it runs (``preexec_fn``, Linux only): end it with SIGTERM when
+    the process that started it ends, so that no build outlives its program."""
+    ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
+
+
 def run_compiler(command: list[str], out: Path, path: Path, timeout: float) -> None:
     """Run a compiler that writes ``out``, then move that to ``path``; BuildError with the
     compiler's message if it fails."""
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+        # The compiler ends with the process that runs it (a build killed mid-way leaves no child).
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
+                              preexec_fn=die_with_parent if sys.platform == "linux" else None)
     except (OSError, subprocess.TimeoutExpired) as error:
         raise BuildError(f"{' '.join(command)}: {error}") from error
     if done.returncode != 0:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import torch
+
 from optimlab.core import ELEMENTWISE
-from optimlab.engine import compiled, fused, triton
+from optimlab.engine import compiled, fused, shards, triton
 from optimlab.engine.eager import initialize, run_eager
 from optimlab.engine.paths import get_path, path_counts
 from optimlab.engine.validate import check
@@ -17,7 +19,17 @@ from optimlab.engine.work import GroupStep, subset, transform_hyperparams
 
 
 def run(works: Sequence[GroupStep]) -> None:
-    """Check every group, then step every group on the chosen path."""
+    """Check every group, then step every group on the chosen path.
+
+    While ``torch.compile`` records the step (a compiled training step that calls
+    ``opt.step()``), the math runs as torch operations that dynamo records into the caller's
+    graph (:func:`~optimlab.engine.eager.run_eager` with ``traced=True``): inductor then fuses
+    it as it fuses the model, and no kernel of optimlab's own (a ctypes call) breaks the graph.
+    """
+    if torch.compiler.is_compiling():
+        for work in works:
+            run_eager(work, traced=True)
+        return
     if get_path() == "eager":
         for work in works:
             check(work)
@@ -38,9 +50,13 @@ def plan(work: GroupStep) -> Callable[[], None]:
     merely belongs to another path.
     """
     path = get_path()
-    if work.transform.kind != ELEMENTWISE:  # norms, matrices, whole groups: torch ops, true shapes
+    # Norms, matrices, whole groups: torch ops on the true shapes; a step recorded by autograd
+    # (differentiable=True): torch ops, which autograd records.
+    if work.transform.kind != ELEMENTWISE or work.hyperparams.get("differentiable"):
         check(work)
         return lambda: run_eager(work)
+    if shards.has_shards(work):
+        return plan_shards(work)
     triton_chosen = triton.chosen(path)
     if triton_chosen:
         steady = triton.steady_step(work)  # a group whose last step was one Triton launch
@@ -59,6 +75,23 @@ def plan(work: GroupStep) -> Callable[[], None]:
     if other and path in ("auto", "compiled"):
         to_compile, other = compiled.split(work.params, work.grads, work.states, other, any_device=path == "compiled")
     return lambda: step(work, path, batches, fresh, on_triton, to_compile, other)
+
+
+def plan_shards(work: GroupStep) -> Callable[[], None]:
+    """A group of DTensor parameters, stepped as the group of its local shards (the same
+    elementwise math; :mod:`optimlab.engine.shards`), or on the eager path if it cannot be."""
+    local = shards.local_work(work)
+    if local is None:
+        check(work)
+        return lambda: run_eager(work)
+    check(work)
+    run_local = plan(local)
+
+    def run_shards() -> None:
+        run_local()
+        shards.keep_new_state(local, work)
+
+    return run_shards
 
 
 def step(work: GroupStep, path: str, batches: dict, fresh: list[int], on_triton: list[int], to_compile: list[int],

@@ -6,7 +6,6 @@ parameter's first step, and how complex parameters are stepped (as pairs of real
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -14,7 +13,7 @@ from torch import Tensor
 
 from optimlab.core import GROUP, State, Transform, scalar_dtype
 from optimlab.engine.paths import path_counts
-from optimlab.engine.work import GroupStep, plain_hyperparams
+from optimlab.engine.work import GroupStep, autograd_hyperparams, plain_hyperparams, transform_hyperparams
 
 #: dtype of ``state['step']``, as torch.optim makes it (float32 unless float64 is the default).
 step_dtype = scalar_dtype
@@ -32,32 +31,92 @@ def initial_state(transform: Transform, p: Tensor, counts_steps: bool) -> dict[s
     return state
 
 
-def run_eager(work: GroupStep) -> None:
+def run_eager(work: GroupStep, traced: bool = False) -> None:
     """The reference path: exactly the transform's math, one parameter at a time (all of the
-    group's parameters at once for a transform of the group kind)."""
-    transform, hp = work.transform, plain_hyperparams(work)
-    path_counts["eager"] += len(work.params)
+    group's parameters at once for a transform of the group kind).
+
+    ``traced``: the step is being recorded by ``torch.compile`` (dynamo). Then nothing is read
+    back to Python: the step count reaches the math as a float64 0-d tensor (the eager path's
+    Python float, without ``.item()``) and hyperparameters that are tensors stay tensors, so
+    the graph is the same on every step and a tensor learning rate changed in place (by a
+    scheduler) needs no recompile.
+
+    With ``differentiable=True`` the step is recorded by autograd (the caller enables it): the
+    hyperparameters stay tensors in the math, and the math reads copies of each parameter and
+    works on copies of its state, which are then copied into the state tensors: whatever
+    autograd saved during this step is never changed in place by this step or a later one.
+    """
+    transform = work.transform
+    differentiable = bool(work.hyperparams.get("differentiable"))
+    if traced:
+        hp = transform_hyperparams(work)
+    else:
+        hp = autograd_hyperparams(work) if differentiable else plain_hyperparams(work)
+        path_counts["eager"] += len(work.params)
+    steps = advance_steps(work, traced)
+    views = [real_views(p, g, state) for p, g, state in zip(work.params, work.grads, work.states)]
+    params = [read_only(real_p, differentiable) for real_p, _, _ in views]
+    working = [working_state(real_state, differentiable) for _, _, real_state in views]
+    if transform.kind == GROUP:
+        us = transform.update_group([real_g for _, real_g, _ in views], params, working, hp, steps)
+    else:
+        us = [transform.update(real_g, p, s, hp, step)
+              for (_, real_g, _), p, s, step in zip(views, params, working, steps)]
+    for (real_p, _, real_state), state, worked, u in zip(views, work.states, working, us):
+        real_p.add_(u)
+        write_back(worked, real_state)
+        keep_new_state(state, real_state)
+
+
+def advance_steps(work: GroupStep, traced: bool) -> list[Any]:
+    """Each parameter's state made if it has none, its ``state['step']`` advanced; the step
+    counts the math reads (None where the optimizer counts no steps): numbers (a count carries
+    no gradient), or float64 0-d tensors while ``torch.compile`` records the step."""
     steps = []
     for i, state in enumerate(work.states):
         if not state:
             initialize(work, i)
         step = None
         if work.counts_steps:
-            state["step"] += 1
-            step = state["step"].item()
+            count = state["step"]
+            if isinstance(count, Tensor):
+                # In place, not ``state["step"] += 1``: writing the key again would count as a
+                # change of the state table (and, under torch.compile, change what the graph is
+                # guarded on).
+                count.add_(1)
+                step = count.to(torch.float64) if traced else count.item()
+            else:  # SparseAdam's count, a Python int as torch.optim.SparseAdam keeps it
+                step = state["step"] = count + 1
         steps.append(step)
-    if transform.kind == GROUP:
-        views = [real_views(p, g, state) for p, g, state in zip(work.params, work.grads, work.states)]
-        us = transform.update_group([v[1] for v in views], [v[0] for v in views], [v[2] for v in views], hp, steps)
-        for (real_p, _, real_state), state, u in zip(views, work.states, us):
-            real_p.add_(u)
-            keep_new_state(state, real_state)
+    return steps
+
+
+def read_only(p: Tensor, differentiable: bool) -> Tensor:
+    """The parameter as the math reads it: a copy for an autograd-recorded step (torch clones
+    it there too), the parameter itself otherwise."""
+    return p.clone() if differentiable else p
+
+
+def working_state(state: State, differentiable: bool) -> State:
+    """The state the math changes: copies of its tensors for an autograd-recorded step, the
+    state itself otherwise."""
+    if not differentiable:
+        return state
+    return {key: value.clone() if isinstance(value, Tensor) else value for key, value in state.items()}
+
+
+def write_back(worked: State, state: State) -> None:
+    """What the math left in a working copy of ``state`` (:func:`working_state`), in ``state``:
+    copied into its tensors, which stay the same objects; keys new this step added as copies
+    (what the math made may be saved by autograd)."""
+    if worked is state:
         return
-    for p, g, state, step in zip(work.params, work.grads, work.states, steps):
-        if p.is_complex():
-            step_complex(transform, p, g, state, hp, step)
-        else:
-            p.add_(transform.update(g, p, state, hp, step))
+    for key, value in worked.items():
+        old = state.get(key)
+        if isinstance(old, Tensor) and isinstance(value, Tensor):
+            old.copy_(value)
+        elif key not in state or old is not value:
+            state[key] = value.clone() if isinstance(value, Tensor) else value
 
 
 def init_state(transform: Transform, p: Tensor) -> dict[str, Any]:
@@ -87,11 +146,3 @@ def keep_new_state(state: State, real_state: State) -> None:
     for key, value in real_state.items():
         if key not in state:
             state[key] = torch.view_as_complex(value) if isinstance(value, Tensor) and value.dim() else value
-
-
-def step_complex(transform: Transform, p: Tensor, g: Tensor, state: State, hp: Mapping[str, Any], step: Any) -> None:
-    """Complex parameters are stepped as pairs of reals (as torch.optim does): the state keeps
-    complex tensors, shown to the math through real views."""
-    real_p, real_g, real_state = real_views(p, g, state)
-    real_p.add_(transform.update(real_g, real_p, real_state, hp, step))
-    keep_new_state(state, real_state)

@@ -9,18 +9,21 @@ microseconds). It changes nothing the engine decides: without it, the same check
 It is a CPython extension built against the running torch, with the system C++ compiler, and
 kept in the kernel cache (``$OPTIMLAB_CACHE_DIR`` or ``~/.cache/optimlab``) under a key of its
 source, torch's and Python's versions and the flags. The build takes ~15 s, so it never runs in
-the step: the first process that wants the helper starts it in a separate, detached process and
-goes on without it, picking it up when it is there. ``python -m optimlab.engine.native`` builds
-it and waits (set-up does that); ``OPTIMLAB_NATIVE=0`` turns the helper off.
+the step: a process that has stepped for a while without it builds it in a child process that
+dies with it (:class:`Helper`), and picks it up when it is there. ``python -m
+optimlab.engine.native`` builds it and waits (set-up does that); ``OPTIMLAB_NATIVE=0`` turns the
+helper off.
 """
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import importlib.machinery
 import importlib.util
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import sysconfig
@@ -32,7 +35,7 @@ from types import ModuleType
 
 import torch
 
-from optimlab.engine.cpu import cache_dir, run_compiler
+from optimlab.engine.cpu import cache_dir, die_with_parent, run_compiler
 
 SOURCE = Path(__file__).with_name("native.cpp")
 MODULE_NAME = "_optimlab_native"
@@ -40,6 +43,18 @@ MODULE_NAME = "_optimlab_native"
 STALE_LOCK_S = 600
 #: How often a process waiting for a build looks for its result.
 POLL_S = 1.0
+#: How long a process steps without the helper before it builds it (``OPTIMLAB_NATIVE_BUILD_AFTER``).
+BUILD_AFTER_S = float(os.environ.get("OPTIMLAB_NATIVE_BUILD_AFTER", "20"))
+
+
+def stop(process: subprocess.Popen) -> None:
+    """End a child build that is still running (at this process's exit)."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
 
 
 def enabled() -> bool:
@@ -148,26 +163,40 @@ def load(path: Path) -> ModuleType:
 
 
 class Helper:
-    """The helper of this process: loaded, being built in another process, or unavailable."""
+    """The helper of this process: loaded, waiting to be built, being built, or unavailable.
+
+    A missing helper is built by a child process, and only once this process has been
+    stepping for :data:`BUILD_AFTER_S` seconds: a short script never pays for a build (it
+    would compete for the cores), a long run soon gains the helper. The child dies with this
+    process (a parent-death signal on Linux, and a terminate at exit), and a build it leaves
+    unfinished leaves no file behind.
+    """
 
     def __init__(self) -> None:
         self.module: ModuleType | None = None
         self.path: Path | None = None
         self.builder: subprocess.Popen | None = None
         self.next_look = 0.0
+        self.build_at: float | None = None
         self.reason: str | None = "not looked for yet"
         self.looked = False
         self.lock = threading.Lock()
 
     def get(self) -> ModuleType | None:
-        if self.module is not None or (self.looked and self.builder is None):
+        if self.module is not None or (self.looked and self.builder is None and self.build_at is None):
             return self.module
+        now = time.monotonic()
+        if self.looked and now < self.next_look:
+            return None
         with self.lock:  # optimizers stepping in several threads start one build, not several
             if not self.looked:
                 self.looked = True
                 self.first_look()
-            elif self.builder is not None and time.monotonic() >= self.next_look:
-                self.next_look = time.monotonic() + POLL_S
+            elif self.build_at is not None and now >= self.build_at:
+                self.build_at = None
+                self.start_build()
+            elif self.builder is not None:
+                self.next_look = now + POLL_S
                 if self.builder.poll() is not None:
                     self.builder = None
                     self.try_load("the build did not produce the helper")
@@ -181,17 +210,22 @@ class Helper:
         if self.path.exists():
             self.try_load("the cached helper did not load")
             return
-        # Detached: the build finishes (and renames its result into place) even if this
-        # process ends first.
+        self.build_at = time.monotonic() + BUILD_AFTER_S
+        self.next_look = self.build_at
+        self.reason = f"not built yet (a build starts after {BUILD_AFTER_S:g} s of steps)"
+
+    def start_build(self) -> None:
         package_root = str(Path(__file__).resolve().parents[2])  # this optimlab, installed or not
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
         try:
             self.builder = subprocess.Popen([sys.executable, "-m", "optimlab.engine.native", "--background"],
                                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                            stderr=subprocess.DEVNULL, start_new_session=True, env=env)
+                                            stderr=subprocess.DEVNULL, env=env,
+                                            preexec_fn=die_with_parent if sys.platform == "linux" else None)
         except OSError as error:  # never let the helper stop a step
             self.reason = f"the build could not start: {error}"
             return
+        atexit.register(stop, self.builder)
         self.reason = "being built"
         self.next_look = time.monotonic() + POLL_S
 
@@ -223,8 +257,11 @@ def main(argv: list[str] | None = None) -> int:
     """Build the helper now (if it is not in the cache) and say where it is."""
     argv = sys.argv[1:] if argv is None else argv
     quiet = "--background" in argv
-    if quiet and hasattr(os, "nice"):
-        os.nice(10)  # started by a training process: leave the cores to it
+    if quiet:
+        if hasattr(os, "nice"):
+            os.nice(19)  # started by a training process: leave the cores to it
+        # Ended with its parent (SIGTERM): unwind, so the build removes its lock and temporary files.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     try:
         path = build()
         load(path)

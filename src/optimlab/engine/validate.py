@@ -10,18 +10,25 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from optimlab.core import Transform, state_spec
+from optimlab import flags
+from optimlab.core import DENSE, SPARSE, Transform, state_spec
 from optimlab.engine.work import GroupStep
 
 
 def check(work: GroupStep) -> None:
     """Raise a clear error for anything the step cannot do, before any tensor is touched."""
+    layouts = work.transform.grad_layouts
     for p, g, state, name in zip(work.params, work.grads, work.states, work.names):
-        if g.is_sparse:
+        if g.is_sparse and SPARSE not in layouts:
             raise RuntimeError(
                 f"{work.owner}: parameter {name} has a sparse gradient, which this optimizer does "
-                "not support; use torch.optim.SparseAdam or a dense embedding (sparse=False)"
+                "not support; use optimlab.SparseAdam, SGD or Adagrad, or a dense embedding (sparse=False)"
             )
+        if not g.is_sparse and DENSE not in layouts:
+            raise RuntimeError(f"{work.owner}: parameter {name} has a dense gradient; this optimizer takes sparse "
+                               "gradients only (nn.Embedding(sparse=True)): use optimlab.Adam for dense ones")
+        if g.is_sparse:
+            flags.check_sparse_grad(work.owner, work.hyperparams, name, g)
         if g.shape != p.shape:
             raise RuntimeError(f"{work.owner}: gradient of parameter {name} has shape {tuple(g.shape)}, "
                                f"expected the parameter's shape {tuple(p.shape)}")

@@ -81,6 +81,20 @@ def collect(transform: Transform, group: Mapping[str, Any], state: Mapping[Tenso
     return GroupStep(transform, group, params, kept, states, LazyNames(positions, name_of), counts_steps, owner)
 
 
+def collect_plain(transform: Transform, group: Mapping[str, Any], state: Mapping[Tensor, State], counts_steps: bool,
+                  owner: str, name_of: Callable[[int], str]) -> GroupStep:
+    """:func:`collect` in plain loops, for a step that ``torch.compile`` records: no shortcut
+    that dynamo cannot follow (``operator.attrgetter``, the state table's answer cache)."""
+    params, grads, states, positions = [], [], [], []
+    for i, p in enumerate(group["params"]):
+        if p.grad is not None:
+            params.append(p)
+            grads.append(p.grad)
+            states.append(state[p])
+            positions.append(i)
+    return GroupStep(transform, group, params, grads, states, LazyNames(positions, name_of), counts_steps, owner)
+
+
 def transform_hyperparams(work: GroupStep) -> dict[str, Any]:
     """The group's values of the hyperparameters its transform reads."""
     return {k: work.hyperparams[k] for k in work.transform.hyperparams if k in work.hyperparams}
@@ -103,3 +117,17 @@ def plain_hyperparams(work: GroupStep) -> dict[str, Any]:
         return value
 
     return {k: plain(work.hyperparams[k]) for k in work.transform.hyperparams if k in work.hyperparams}
+
+
+def autograd_hyperparams(work: GroupStep) -> dict[str, Any]:
+    """The group's hyperparameters as a step recorded by autograd reads them: tensors stay
+    tensors (one-element ones made 0-d, as torch.optim squeezes them), so that the new
+    parameters are functions of them."""
+    def kept(value: Any) -> Any:
+        if isinstance(value, Tensor) and value.numel() == 1:
+            return value.reshape(())
+        if isinstance(value, tuple):
+            return tuple(kept(v) for v in value)
+        return value
+
+    return {k: kept(work.hyperparams[k]) for k in work.transform.hyperparams if k in work.hyperparams}

@@ -5,10 +5,11 @@ Problems (:mod:`~optimlab.lab.problems`) are trained by the one training loop
 (:mod:`~optimlab.lab.sweep`) organise and a SQLite store (:mod:`~optimlab.lab.store`) keeps.
 """
 
+from optimlab.lab.catalog import PROBLEMS, get_problem
 from optimlab.lab.data import DataNotFoundError, Dataset, Split, mnist
 from optimlab.lab.loop import Evaluation, Loop, StepRecord, StopReason, Target, TrainResult, train
 from optimlab.lab.metrics import accuracy, mean_loss
-from optimlab.lab.problems import PROBLEMS, Problem, get_problem
+from optimlab.lab.problems import Problem
 from optimlab.lab.runs import RunConfig, RunResult, execute
 from optimlab.lab.specs import UnknownNameError
 from optimlab.lab.store import Store

@@ -9,12 +9,18 @@ never taken for this one.
 
 Atomic: the file is written to a temporary file in the same folder, flushed to disk, then moved
 over the old one with ``os.replace`` (atomic on POSIX and Windows). A run killed at any moment,
-even while saving, leaves either the previous checkpoint or the new one, never half of one.
+even while saving, leaves either the previous checkpoint or the new one, never half of one; the
+temporary file a kill mid-save leaves (``.<name>.<random>.tmp``, never read as a checkpoint) is
+deleted when the run starts again. A file that is not a whole checkpoint of the run (empty,
+truncated, random bytes, another run's) is a :class:`CheckpointError` naming it, never a
+half-restored run.
 """
 
 from __future__ import annotations
 
+import glob
 import os
+import pickle
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -53,18 +59,69 @@ def snapshot(key: str, loop: Any, hooks: Sequence[Any], finished: bool = False) 
             "hooks": [h.state_dict() for h in stateful(hooks)], "loop": loop.state_dict()}
 
 
+class CheckpointError(ValueError):
+    """A file where a run's checkpoint should be is not one (empty, damaged, not a checkpoint,
+    another run's): the message names the file, says what is wrong and what to do."""
+
+
+#: What every checkpoint holds (:func:`snapshot`).
+KEYS = ("format", "key", "finished", "model", "optimizer", "scheduler", "hooks", "loop")
+#: The first bytes of a torch.save file: a zip archive.
+ZIP_MAGIC = b"PK\x03\x04"
+
+
+def unusable(path: Path, key: str, problem: str) -> CheckpointError:
+    return CheckpointError(f"{path} {problem}; expected the checkpoint of run {key} that optimlab writes there: "
+                           f"delete it to start the run over")
+
+
+def read(path: Path, key: str) -> Any:
+    """``torch.load`` of the file (tensors and plain values only: ``weights_only``), its failures
+    told as what is wrong with the file rather than as the unpickler's internals."""
+    with open(path, "rb") as file:
+        head = file.read(len(ZIP_MAGIC))
+    if not head:
+        raise unusable(path, key, "is empty")
+    if head != ZIP_MAGIC:
+        raise unusable(path, key, "is not a checkpoint (not a torch.save archive)")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:  # weights_only refused what it would have had to run
+        raise unusable(path, key, "holds objects other than tensors and plain values (refused unread)") from None
+    except Exception:  # the archive's reader fails in many ways (RuntimeError, EOFError, KeyError, ...)
+        raise unusable(path, key, "is damaged or truncated") from None
+
+
 def load(path: Path, key: str) -> dict[str, Any] | None:
-    """The checkpoint at ``path`` if it belongs to the run ``key`` (None if there is none)."""
+    """The checkpoint at ``path`` if it belongs to the run ``key`` (None if there is none);
+    :class:`CheckpointError` if the file is not a whole checkpoint of this run."""
     path = Path(path)
     if not path.exists():
         return None
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = read(path, key)
     if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a checkpoint of this version of optimlab; delete it to start over")
+        raise unusable(path, key, "is not a checkpoint of this version of optimlab")
+    missing = [name for name in KEYS if name not in state]
+    if missing:
+        raise unusable(path, key, f"lacks {', '.join(missing)}")
     if state["key"] != key:
-        raise ValueError(f"{path} is the checkpoint of run {state['key']}, not of run {key}; delete it or "
-                         f"choose another file")
+        raise CheckpointError(f"{path} is the checkpoint of run {state['key']}, not of run {key}; delete it or "
+                              f"choose another file")
     return state
+
+
+def temporaries(path: Path) -> list[Path]:
+    """The temporary files :func:`save_atomic` writes before it moves one over ``path``."""
+    path = Path(path)
+    return sorted(path.parent.glob(f".{glob.escape(path.name)}.*.tmp"))
+
+
+def remove_temporaries(path: Path) -> None:
+    """Delete the temporary files a writer of ``path`` killed mid-save left behind (a save that
+    finishes moves its own over ``path``). One process runs a given run at a time, so none of
+    them is being written now."""
+    for temporary in temporaries(path):
+        temporary.unlink(missing_ok=True)
 
 
 def restore(state: Mapping[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
@@ -91,6 +148,7 @@ class Checkpointer:
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise ValueError(f"Checkpointer: every must be an int >= 1 (steps), got {every!r}")
         self.path, self.key, self.every, self.hooks = Path(path), key, every, list(hooks)
+        remove_temporaries(self.path)
         self.saved = 0
         self.loop: Any = None  # the loop last seen, for a final save after training
 

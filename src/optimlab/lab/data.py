@@ -10,7 +10,8 @@ All of it is real data installed with packages, never downloaded at run time:
   ``mnist.pkl.gz``: the 60,000 training digits split into 50,000 train and 10,000 validation,
   plus the 10,000 test digits, as 28x28 images flattened to 784 floats in [0, 1]. Only the data
   file is read; the package itself is never imported (its modules need old numpy and
-  scikit-learn).
+  scikit-learn). The pickle is read by an unpickler that builds numpy arrays and nothing else: a
+  tampered file cannot run code.
 * Fashion-MNIST comes from the Debian package ``dataset-fashion-mnist`` (the four IDX files of
   Zalando's release, MIT licence): 60,000 training images (here the first 50,000 train, the
   last 10,000 validation) and 10,000 test images, laid out like MNIST.
@@ -26,8 +27,10 @@ import importlib.util
 import os
 import pickle
 import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -43,6 +46,11 @@ MNIST_FILE = Path("data") / "mnist.pkl.gz"
 
 class DataNotFoundError(FileNotFoundError):
     """A dataset's files are not installed; the message says how to install them."""
+
+
+class DataFileError(ValueError):
+    """A dataset's file is there but is not what it should be (damaged, truncated, tampered with);
+    the message names it and says what it should have held."""
 
 
 @dataclass(frozen=True, eq=False)  # eq would compare tensors elementwise
@@ -98,24 +106,56 @@ def mnist_path() -> Path:
     return package_file(MNIST_MODULE, MNIST_FILE, MNIST_PACKAGE, MNIST_INSTALL)
 
 
+#: Everything the MNIST pickle refers to by name: numpy arrays, rebuilt from their dtypes.
+MNIST_GLOBALS = frozenset({("numpy.core.multiarray", "_reconstruct"), ("numpy", "ndarray"), ("numpy", "dtype")})
+
+
+class RefusedGlobal(pickle.UnpicklingError):
+    """The pickle names a function or class outside the allowed ones."""
+
+
+class ArraysUnpickler(pickle.Unpickler):
+    """An unpickler that builds numpy arrays (in tuples, lists, numbers, strings) and nothing else.
+
+    ``pickle.load`` calls whatever function a file names, so a tampered data file could run any
+    code; this one looks up only :data:`MNIST_GLOBALS` and refuses every other name unread.
+    """
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in MNIST_GLOBALS:
+            return super().find_class(module, name)
+        raise RefusedGlobal(f"{module}.{name}")
+
+
 @functools.lru_cache(maxsize=2)
 def read_mnist(path: Path) -> tuple[Split, Split, Split]:
     """The (train, valid, test) splits of the pickle at ``path``, read once per process.
 
     The file is a Python 2 pickle of numpy arrays: ``encoding="latin1"`` reads its byte strings
-    as numpy wrote them (the default ASCII decoding fails on the array buffers).
+    as numpy wrote them (the default ASCII decoding fails on the array buffers). It is read by
+    :class:`ArraysUnpickler`: numpy arrays only, never code.
     """
-    with gzip.open(path, "rb") as file:
-        parts = pickle.load(file, encoding="latin1")
-    if len(parts) != 3:
-        raise ValueError(f"{path}: expected (train, valid, test), got {len(parts)} parts")
+    expected = (f"expected the MNIST data: (train, valid, test) pairs of numpy arrays; reinstall it with "
+                f"`{MNIST_INSTALL}`")
+    try:
+        with gzip.open(path, "rb") as file:
+            parts = ArraysUnpickler(file, encoding="latin1").load()
+    except RefusedGlobal as refused:
+        raise DataFileError(f"{path} asks to run {refused} while being read, which the MNIST data never does: "
+                            f"refused unread (it may have been tampered with); {expected}") from None
+    except (pickle.UnpicklingError, EOFError, gzip.BadGzipFile, zlib.error, ValueError, TypeError) as error:
+        raise DataFileError(f"{path} is damaged or truncated ({type(error).__name__}: {error}); {expected}") from None
+    pairs = parts if isinstance(parts, tuple) and len(parts) == 3 else ()
+    if not pairs or not all(isinstance(pair, tuple) and len(pair) == 2 and
+                            all(isinstance(array, np.ndarray) for array in pair) for pair in pairs):
+        raise DataFileError(f"{path} holds a {type(parts).__name__}; {expected}")
     splits = []
-    for name, (x, y) in zip(("train", "valid", "test"), parts):
+    for name, (x, y) in zip(("train", "valid", "test"), pairs):
         x = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
         y = torch.from_numpy(np.ascontiguousarray(y, dtype=np.int64))
         if x.ndim != 2 or x.shape[1] != 784 or y.shape != (len(x),):
-            raise ValueError(f"{path}: {name} has shapes {tuple(x.shape)} and {tuple(y.shape)}, "
-                             "expected (n, 784) and (n,)")
+            raise DataFileError(f"{path}: {name} has shapes {tuple(x.shape)} and {tuple(y.shape)}, "
+                                "expected (n, 784) and (n,)")
         splits.append(Split(x, y))
     return tuple(splits)
 
@@ -155,12 +195,12 @@ def read_idx(path: Path) -> np.ndarray:
     with gzip.open(path, "rb") as file:
         raw = file.read()
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
-        raise ValueError(f"{path}: not an IDX file of unsigned bytes (header {raw[:4].hex()})")
+        raise DataFileError(f"{path}: not an IDX file of unsigned bytes (header {raw[:4].hex()})")
     rank = raw[3]
     dims = struct.unpack(f">{rank}i", raw[4:4 + 4 * rank])
     data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * rank)
     if data.size != int(np.prod(dims)):
-        raise ValueError(f"{path}: header says {dims} ({int(np.prod(dims))} values), file has {data.size}")
+        raise DataFileError(f"{path}: header says {dims} ({int(np.prod(dims))} values), file has {data.size}")
     return data.reshape(dims)
 
 
@@ -170,7 +210,7 @@ def read_fashion(folder: Path) -> tuple[Split, Split, Split]:
     for part, (images, labels) in FASHION_FILES.items():
         x, y = read_idx(folder / images), read_idx(folder / labels)
         if x.ndim != 3 or x.shape[1:] != (28, 28) or y.shape != (len(x),):
-            raise ValueError(f"{folder}: {part} has shapes {x.shape} and {y.shape}, expected (n, 28, 28) and (n,)")
+            raise DataFileError(f"{folder}: {part} has shapes {x.shape} and {y.shape}, expected (n, 28, 28) and (n,)")
         parts[part] = (torch.from_numpy(x.reshape(len(x), 784).astype(np.float32) / 255.0),
                        torch.from_numpy(y.astype(np.int64)))
     (x, y), (tx, ty) = parts["train"], parts["test"]

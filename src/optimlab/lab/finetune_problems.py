@@ -45,6 +45,7 @@ from optimlab.finetune.precision import autocast_dtype
 from optimlab.lab import data as lab_data
 from optimlab.lab import pretrained
 from optimlab.lab.data import Dataset, Split
+from optimlab.lab.problems import Problem, accuracy
 from optimlab.lab.specs import format_spec
 
 #: The new head's name prefix in both models.
@@ -147,9 +148,7 @@ SENTIMENT_SIZES = {"train": 2000, "valid": 1000, "test": 1000, "max_length": 64,
 
 def finetune_sentiment(train: int = 2000, valid: int = 1000, test: int = 1000, max_length: int = 64, batch: int = 32,
                        head_scale: float = 10.0, layer_decay: float = 1.0, clip: float = 1.0, unfreeze: int = 0,
-                       patience: int = 0, accumulate: int = 1, autocast: str = "off") -> Any:
-    from optimlab.lab.problems import Problem, accuracy  # (problems imports this module to register it)
-
+                       patience: int = 0, accumulate: int = 1, autocast: str = "off") -> Problem:
     for name, value in (("train", train), ("valid", valid), ("test", test), ("batch", batch)):
         if value < 1:
             raise ValueError(f"finetune-sentiment: {name} must be >= 1, got {value!r}")
@@ -184,9 +183,7 @@ def fashion(train: int | None, valid: int | None, test: int | None = None) -> Da
 def finetune_fashion(train: int = 50_000, valid: int = 2000, test: int = 10_000, steps: int = 300,
                      head_scale: float = 10.0,
                      layer_decay: float = 1.0, clip: float = 1.0, unfreeze: int = 0, patience: int = 0,
-                     accumulate: int = 1, autocast: str = "off") -> Any:
-    from optimlab.lab.problems import Problem, accuracy
-
+                     accumulate: int = 1, autocast: str = "off") -> Problem:
     for name, value in (("train", train), ("valid", valid), ("test", test), ("steps", steps)):
         if value < 1:
             raise ValueError(f"finetune-fashion: {name} must be >= 1, got {value!r}")

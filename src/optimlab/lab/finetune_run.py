@@ -29,7 +29,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from optimlab.lab.problems import Problem, get_problem
+from optimlab.lab import checkpoint as checkpoints
+from optimlab.lab.arguments import (non_negative_float, non_negative_int, positive_float, positive_int,
+                                    sweep_name)
+from optimlab.lab.catalog import get_problem
+from optimlab.lab.problems import Problem
+from optimlab.lab.recommend import fmt_lr
 from optimlab.lab.runs import RunConfig, RunResult, execute
 from optimlab.lab.specs import format_spec, parse_spec
 from optimlab.lab.store import Store
@@ -89,6 +94,7 @@ def finetune(problem: str, optimizer: str = DEFAULT_OPTIMIZER, lr: float | None 
     sweep = sweep or f"finetune/{spec.name}"
     path = Path(checkpoint_dir) / f"{key}.pt"
     started = time.perf_counter()
+    checkpoints.remove_temporaries(path)  # left by a run killed while it saved a checkpoint
     if restart:
         path.unlink(missing_ok=True)
     elif key in store.done_keys():
@@ -98,14 +104,12 @@ def finetune(problem: str, optimizer: str = DEFAULT_OPTIMIZER, lr: float | None 
         return Outcome(config, key, None, stored, config.max_steps, time.perf_counter() - started)
     resumed_from = 0
     if path.exists():
-        from optimlab.lab.checkpoint import load
-
-        saved = load(path, key)
+        saved = checkpoints.load(path, key)
         resumed_from = int(saved["loop"]["steps"]) if saved is not None else 0
         log(f"resuming run {key} from step {resumed_from} ({path})")
     else:
         log(f"run {key}: {spec.description}")
-    log(f"{optimizer} lr {lr:g}, {config.max_steps} steps of batch {config.batch_size}, seed {seed}")
+    log(f"{optimizer} lr {fmt_lr(lr)}, {config.max_steps} steps of batch {config.batch_size}, seed {seed}")
     result = execute(config, progress=progress, threads=threads, checkpoint=path, checkpoint_every=checkpoint_every)
     wall = time.perf_counter() - started
     if result.stop_reason.value == "interrupted":
@@ -123,7 +127,7 @@ def summary(outcome: Outcome) -> str:
     row = outcome.stored or {}
     metric = row.get("metric", "accuracy")
     lines = [f"{row.get('problem', outcome.config.problem)}  {row.get('optimizer', outcome.config.optimizer)} "
-             f"lr {outcome.config.lr:g}: {row.get('stop_reason')} after {row.get('steps')} steps"]
+             f"lr {fmt_lr(outcome.config.lr)}: {row.get('stop_reason')} after {row.get('steps')} steps"]
 
     def number(value: Any) -> str:
         return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4f}"
@@ -152,27 +156,33 @@ def add_parser(subparsers: Any, formatter_class: Any = argparse.ArgumentDefaults
     parser.add_argument("--problem", default=DEFAULT_PROBLEM,
                         help="problem spec, e.g. finetune-sentiment:train=500 or finetune-fashion")
     parser.add_argument("--optimizer", default=DEFAULT_OPTIMIZER, help="optimizer name (as in compare)")
-    parser.add_argument("--lr", type=float, default=None, help="body learning rate (default: the measured one)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the new head and the batch order")
+    parser.add_argument("--lr", type=positive_float, default=None,
+                        help="body learning rate (default: the measured one)")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of the new head and the batch order")
     parser.add_argument("--schedule", default=None, help="schedule spec (default: warmup-linear:warmup=0.1)")
-    parser.add_argument("--weight-decay", type=float, default=None,
+    parser.add_argument("--weight-decay", type=non_negative_float, default=None,
                         help="weight decay of the decaying parameters (default: the optimizer's)")
-    parser.add_argument("--head-scale", type=float, default=None, help="head lr / body lr (problem default 10)")
-    parser.add_argument("--layer-decay", type=float, default=None, help="layer-wise lr decay in (0, 1] (1: off)")
-    parser.add_argument("--clip", type=float, default=None, help="gradient-norm cap (0: off; problem default 1)")
-    parser.add_argument("--unfreeze", type=int, default=None, help="gradual unfreezing: steps per stage (0: off)")
-    parser.add_argument("--patience", type=int, default=None, help="early stopping: evaluations (0: off)")
-    parser.add_argument("--accumulate", type=int, default=None, help="micro-batches per optimizer step")
+    parser.add_argument("--head-scale", type=positive_float, default=None,
+                        help="head lr / body lr (problem default 10)")
+    parser.add_argument("--layer-decay", type=positive_float, default=None,
+                        help="layer-wise lr decay in (0, 1] (1: off)")
+    parser.add_argument("--clip", type=non_negative_float, default=None,
+                        help="gradient-norm cap (0: off; problem default 1)")
+    parser.add_argument("--unfreeze", type=non_negative_int, default=None,
+                        help="gradual unfreezing: steps per stage (0: off)")
+    parser.add_argument("--patience", type=non_negative_int, default=None, help="early stopping: evaluations (0: off)")
+    parser.add_argument("--accumulate", type=positive_int, default=None, help="micro-batches per optimizer step")
     parser.add_argument("--autocast", choices=("off", "bf16", "auto"), default="auto",
                         help="bfloat16 autocast of the forward passes; auto: where the CPU computes bf16 natively "
                              "(AVX512-BF16, AMX), else off")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    parser.add_argument("--checkpoint-every", type=int, default=None,
+    parser.add_argument("--threads", type=positive_int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--checkpoint-every", type=positive_int, default=None,
                         help="steps between checkpoints (default: the evaluation interval)")
     parser.add_argument("--restart", action="store_true", help="discard a checkpoint or stored run, run again")
     parser.add_argument("--keep-checkpoint", action="store_true",
                         help="keep the final checkpoint (trained weights) after storing the run")
-    parser.add_argument("--sweep", default=None, help="sweep the run is stored in (default: finetune/<problem>)")
+    parser.add_argument("--sweep", type=sweep_name, default=None,
+                        help="sweep the run is stored in (default: finetune/<problem>)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     if paths:
         parser.add_argument("--db", type=Path, default=Path("out") / "optimlab.sqlite", help="results database")

@@ -15,12 +15,12 @@ problems (the quadratic and the 2-D functions) need none.
   cnn-fashion      2-layer conv net, Fashion-MNIST, batch 128               accuracy >= 0.87      1500
   quadratic        rotated quadratic, condition number cond (100)          f <= 1e-6 (f(w0)=1)   20 x cond
   rosenbrock       Rosenbrock's valley from (-1.2, 1), jittered by seed     f <= 1e-3             5000
-  finetune-sentiment  pretrained MiniLM + new head, Rotten Tomatoes, batch 32  accuracy >= 0.78   1 epoch
-  finetune-fashion    MNIST-pretrained CNN + new head, Fashion-MNIST           accuracy >= 0.87   300
 
 Budgets are optimizer steps. The MNIST and Fashion-MNIST models standardize their input pixels
-(:class:`Standardize`). Parameters are given as ``name:key=value,...`` (:func:`get_problem`), e.g.
-``quadratic:cond=1000`` or ``mlp-mnist:dropout=0.2,l2=0.0001``.
+(:class:`Standardize`). Parameters are given as ``name:key=value,...``, e.g.
+``quadratic:cond=1000`` or ``mlp-mnist:dropout=0.2,l2=0.0001``. The fine-tuning problems are in
+:mod:`optimlab.lab.finetune_problems`, which builds on this module; every problem, by name, is in
+:mod:`optimlab.lab.catalog` (:func:`~optimlab.lab.catalog.get_problem`).
 
 Each problem records, per optimizer of :mod:`optimlab.lab.zoo`, its best measured learning rate
 (``lrs``: the rate a sweep from seed 0 picked, by the sweep's own rule, from grids half a decade
@@ -46,10 +46,9 @@ from torch import Tensor, nn
 
 from optimlab.lab import data as lab_data
 from optimlab.lab.data import Dataset, Split
-from optimlab.lab.finetune_problems import finetune_fashion, finetune_sentiment
 from optimlab.lab.functions2d import Function2D, get_function
 from optimlab.lab.loop import LossFn, Penalty, Target
-from optimlab.lab.specs import bind, format_spec, parse_spec, unknown
+from optimlab.lab.specs import format_spec
 from optimlab.lab.zoo import get_optimizer, grid_around
 
 #: ``metric_fn(outputs, targets)`` -> the problem's metric, from the model's outputs on a whole split.
@@ -515,53 +514,6 @@ def rosenbrock() -> Problem:
                    max_steps=5000, batch_size=None, eval_every=10,
                    lrs={"sgd": 0.001, "momentum": 0.00316, "nesterov": 0.001, "adagrad": 0.316, "rmsprop": 0.001,
                         "adam": 0.0316, "adamw": 0.0316})
-
-
-#: Every problem's factory; keyword arguments are the problem's parameters.
-FACTORIES: dict[str, Callable[..., Problem]] = {
-    "linreg": linreg,
-    "linreg-diabetes": linreg_diabetes,
-    "logreg-cancer": logreg_cancer,
-    "mlp-digits": mlp_digits,
-    "softmax-mnist": softmax_mnist,
-    "mlp-mnist": mlp_mnist,
-    "cnn-fashion": cnn_fashion,
-    "quadratic": quadratic,
-    "rosenbrock": rosenbrock,
-    "finetune-sentiment": finetune_sentiment,  # optimlab.lab.finetune_problems
-    "finetune-fashion": finetune_fashion,
-}
-
-#: Every problem with its default parameters (cheap: no data is read until ``load()``).
-PROBLEMS: dict[str, Problem] = {name: factory() for name, factory in FACTORIES.items()}
-
-
-#: Problems with non-default parameters, by canonical spec: one object per spec.
-_VARIANTS: dict[str, Problem] = {}
-
-
-def get_problem(spec: str) -> Problem:
-    """The problem ``spec`` names: ``"mlp-mnist"`` or with parameters ``"quadratic:cond=1000"``.
-
-    Unknown names raise :class:`~optimlab.lab.specs.UnknownNameError` (a ``KeyError`` and a
-    ``ValueError``) listing the valid ones; unknown or ill-typed parameters raise
-    ``ValueError`` naming the valid parameters. ``Problem.name`` is the canonical spec, and
-    specs with the same canonical form give the same object.
-    """
-    name, params = parse_spec(spec, "problem")
-    if name not in FACTORIES:
-        raise unknown("problem", name, FACTORIES)
-    bound = bind(f"problem {name!r}", FACTORIES[name], params)
-    if not bound:
-        return PROBLEMS[name]
-    canonical = format_spec(name, bound)
-    if canonical not in _VARIANTS:
-        _VARIANTS[canonical] = FACTORIES[name](**bound)
-    return _VARIANTS[canonical]
-
-
-def problem_names() -> list[str]:
-    return list(FACTORIES)
 
 
 def describe(problem: Problem) -> dict[str, Any]:

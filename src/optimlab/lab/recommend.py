@@ -60,6 +60,13 @@ def fmt_steps(steps: float | None) -> str:
     return "n/a" if steps is None else f"{steps:.0f}"
 
 
+def fmt_lr(lr: float) -> str:
+    """A learning rate as it was given: the short form (``0.001``, ``1e-05``) when it reads back
+    as the same number, else every digit it needs (``0.0012345678``), never a rounded one."""
+    short = f"{lr:g}"
+    return short if float(short) == lr else repr(float(lr))
+
+
 def lrs_reaching_target(summary: Any) -> int:
     """Learning rates of the grid where the median run reached the target."""
     return sum(1 for p in summary.by_lr if p.steps_to_target is not None)
@@ -94,11 +101,11 @@ def recommendation(ranked: Sequence[Any], goal: Goal, within: float = 0.2) -> li
         sentences.append(
             f"{best.label} reached {goal.target_text} fastest: median {fmt_steps(best.steps_to_target)} steps "
             f"({fmt_seconds(best.seconds_to_target)} of training) over {plural(best.runs, 'seed')} at lr "
-            f"{best.best_lr:g}, "
+            f"{fmt_lr(best.best_lr)}, "
             f"ending with {goal.fmt(best.test_metric)} test {goal.metric}.")
         close = [s for s in reached[1:] if s.steps_to_target <= (1 + within) * best.steps_to_target]
         if close:
-            detail = ", ".join(f"{s.label} ({fmt_steps(s.steps_to_target)} steps, lr {s.best_lr:g})" for s in close)
+            detail = ", ".join(f"{s.label} ({fmt_steps(s.steps_to_target)} steps, lr {fmt_lr(s.best_lr)})" for s in close)
             sentences.append(f"Within {within:.0%} of it: {detail}.")
         slower = [s for s in reached[1:] if s not in close]
         if slower:
@@ -109,7 +116,7 @@ def recommendation(ranked: Sequence[Any], goal: Goal, within: float = 0.2) -> li
         sentences.append(
             f"No optimizer reached {goal.target_text}{budget}. The best median validation {goal.metric} was "
             f"{goal.fmt(best.best_valid)}, by {best.label}"
-            + (f" at lr {best.best_lr:g}." if best.best_lr is not None else "."))
+            + (f" at lr {fmt_lr(best.best_lr)}." if best.best_lr is not None else "."))
         missed = [s for s in missed if s is not best]
     if missed:
         parts = []
@@ -117,7 +124,7 @@ def recommendation(ranked: Sequence[Any], goal: Goal, within: float = 0.2) -> li
             if s.best_lr is None:
                 parts.append(f"{s.label} ({no_lr_text(s)})")
             else:
-                parts.append(f"{s.label} (best {goal.fmt(s.best_valid)} at lr {s.best_lr:g})")
+                parts.append(f"{s.label} (best {goal.fmt(s.best_valid)} at lr {fmt_lr(s.best_lr)})")
         sentences.append(f"Did not reach the target{budget}: {', '.join(parts)}.")
     swept = [s for s in ranked if len(s.by_lr) > 1]
     if reached and len(swept) > 1:

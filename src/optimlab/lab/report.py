@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from optimlab.lab import report_plots
-from optimlab.lab.recommend import Goal, fmt_seconds, fmt_steps, lrs_diverged, recommendation
+from optimlab.lab.recommend import Goal, fmt_lr, fmt_seconds, fmt_steps, lrs_diverged, recommendation
 from optimlab.lab.report_plots import Entry
 
 PLOTS = [
@@ -39,7 +39,7 @@ PLOTS = [
 def goal_of(result: Any, runs: Sequence[Mapping[str, Any]]) -> Goal:
     """The :class:`Goal` of a sweep: metric, direction and target from its summary, the step
     budget from its runs (None if they differ), the description from the problem registry."""
-    from optimlab.lab.problems import get_problem
+    from optimlab.lab.catalog import get_problem
 
     budgets = {r["max_steps"] for r in runs}
     try:
@@ -118,7 +118,7 @@ def ranked_rows(ranked: Sequence[Any], goal: Goal) -> list[dict[str, str]]:
         rows.append({
             "rank": str(rank),
             "optimizer": s.label,
-            "best lr": ("none" if s.by_lr else "not run") if s.best_lr is None else f"{s.best_lr:g}",
+            "best lr": ("none" if s.by_lr else "not run") if s.best_lr is None else fmt_lr(s.best_lr),
             "reached target": f"{reached}/{s.runs} seeds",
             "steps to target": "not reached" if s.steps_to_target is None else fmt_steps(s.steps_to_target),
             "seconds to target": fmt_seconds(s.seconds_to_target),
@@ -156,7 +156,7 @@ def run_rows(runs: Sequence[Mapping[str, Any]], goal: Goal, labels: Mapping[str,
     cells = []
     for r in sorted(runs, key=lambda r: (r["optimizer"], r["lr"], r["seed"])):
         cells.append("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in (
-            labels.get(r["optimizer"], r["optimizer"]), f"{r['lr']:g}", r["seed"], r["phase"] or "",
+            labels.get(r["optimizer"], r["optimizer"]), fmt_lr(r["lr"]), r["seed"], r["phase"] or "",
             r["stop_reason"], r["steps"], num(r["seconds"], ".2f"), num(r["steps_to_target"], "d"),
             goal.fmt(r["best_valid"]), goal.fmt(r["final_valid"]), goal.fmt(r["test_metric"]))) + "</tr>")
     return "\n".join(cells)

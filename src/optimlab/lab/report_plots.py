@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from optimlab.lab.recommend import Goal, no_lr_text, plural
+from optimlab.lab.recommend import Goal, fmt_lr, no_lr_text, plural
 from optimlab.lab.style import color_map, save_figure
 
 Curve = Sequence[Mapping[str, Any]]
@@ -181,7 +181,7 @@ def curves_figure(entries: Sequence[Entry], goal: Goal, x: str, path: Path) -> P
         if s.best_lr is None:
             ax_metric.plot([], [], color=color, linewidth=1.8, label=f"{s.label} ({no_lr_text(s)})")
             continue
-        name = f"{s.label}, lr {s.best_lr:g} ({plural(len(e.curves), 'seed')}" + (
+        name = f"{s.label}, lr {fmt_lr(s.best_lr)} ({plural(len(e.curves), 'seed')}" + (
             f", {e.diverged} diverged)" if e.diverged else ")")
         for ax, column in ((ax_loss, "train_loss"), (ax_metric, "valid_metric")):
             steps, xs, med, low, high = aggregate(e.curves, column, x)
@@ -241,7 +241,7 @@ def sensitivity_figure(entries: Sequence[Entry], goal: Goal, path: Path) -> Path
         s = e.summary
         color = colors[s.optimizer]
         ax.plot(lrs, values, "-o", color=color, linewidth=1.6, markersize=5,
-                label=f"{s.label} (" + (f"chosen lr {s.best_lr:g}" if s.best_lr is not None else no_lr_text(s)) + ")")
+                label=f"{s.label} (" + (f"chosen lr {fmt_lr(s.best_lr)}" if s.best_lr is not None else no_lr_text(s)) + ")")
         below = np.isfinite(values) & (values < bottom)
         for lr, v in zip(lrs[below], values[below]):
             ax.plot(lr, bottom, "v", color=color, markersize=9, clip_on=False, zorder=6)

@@ -28,7 +28,8 @@ import torch
 
 from optimlab.lab import checkpoint as checkpoints
 from optimlab.lab.loop import StopReason, TrainResult, train
-from optimlab.lab.problems import Problem, get_problem
+from optimlab.lab.catalog import get_problem
+from optimlab.lab.problems import Problem
 from optimlab.lab.schedule_specs import build_schedule, canonical_schedule
 from optimlab.lab.zoo import get_optimizer
 

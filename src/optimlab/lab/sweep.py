@@ -17,32 +17,39 @@ interpreter, no state shared with the caller), each with one torch thread: the m
 small, and one thread per run on each core beats several threads fighting over the same cores.
 Ctrl-C stops a sweep cleanly: runs not yet started are cancelled, runs in progress are
 abandoned (their workers ended), and every finished run stays stored; the returned result has
-``interrupted=True``.
+``interrupted=True``. A sweep killed outright (SIGKILL, a crash) takes its workers with it
+(:func:`die_with_parent`): none goes on running for nothing.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as futures
+import contextlib
+import ctypes
 import math
 import multiprocessing
+import multiprocessing.connection
 import os
 import signal
 import statistics
 import sys
+import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from optimlab.lab.loop import StopReason
-from optimlab.lab.problems import Problem, get_problem
+from optimlab.lab.catalog import get_problem
+from optimlab.lab.problems import Problem
+from optimlab.lab.recommend import fmt_lr
 from optimlab.lab.runs import RunConfig, RunResult, execute
 from optimlab.lab.schedule_specs import canonical_schedule
 from optimlab.lab.store import Store
-from optimlab.lab.zoo import CLASSIC, get_optimizer, round_lr
+from optimlab.lab.zoo import CLASSIC, get_optimizer
 
 GRID, BEST = "grid", "best"
 #: "Use the problem's value" for SweepSpec.batch_size and max_steps.
@@ -111,7 +118,7 @@ class SweepSpec:
                 raise ValueError(f"SweepSpec: lrs has no grid for {missing}; give one for each of {list(optimizers)}")
             fixed = {}
             for name in optimizers:
-                grid = tuple(sorted({round_lr(check_lr(lr)) for lr in grids[name]}))
+                grid = tuple(sorted({check_lr(lr) for lr in grids[name]}))  # exactly as given
                 if not grid:
                     raise ValueError(f"SweepSpec: the learning-rate grid of {name!r} is empty")
                 fixed[name] = grid
@@ -329,9 +336,83 @@ def summarize(store: Store, sweep: str) -> SweepResult:
 
 def _init_worker(threads: int) -> None:
     # The parent handles Ctrl-C (it ends the workers); a worker that got SIGINT too would print
-    # a traceback from wherever it was.
+    # a traceback from wherever it was. It started with SIGINT blocked (held_interrupts), so a Ctrl-C
+    # during its start-up is pending: ignoring SIGINT discards it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    die_with_parent()
     torch.set_num_threads(threads)
+
+
+#: prctl(2) option: the signal this process gets when its parent dies (linux/prctl.h).
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """End this worker process as soon as the sweep's process dies, even by SIGKILL, which leaves
+    it no chance to end its workers (they would otherwise finish their runs for nothing, holding
+    cores a resumed sweep needs).
+
+    On Linux the kernel kills the worker at its parent's death (``prctl(PR_SET_PDEATHSIG)``; the
+    parent is the thread that started the worker, here the sweep's, which lives as long as the
+    pool). Everywhere, a thread also watches the parent's sentinel, a pipe the operating system
+    closes when the parent dies: the portable way, which also covers a parent that died before
+    prctl took effect.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        except (OSError, AttributeError):  # no C library to call: the sentinel still works
+            pass
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(target=_exit_when_closed, args=(parent.sentinel,), name="optimlab-parent-watch",
+                         daemon=True).start()
+
+
+def _exit_when_closed(sentinel: Any) -> None:
+    multiprocessing.connection.wait([sentinel])
+    os._exit(1)  # no clean-up: the parent that would use this worker's result is gone
+
+
+#: The signals that stop a sweep (KeyboardInterrupt): Ctrl-C, and SIGTERM where the command line
+#: makes it one.
+INTERRUPTS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def held_interrupts() -> Iterator[None]:
+    """Hold a Ctrl-C (or a SIGTERM handled as one) back while the pool starts worker processes,
+    and deliver it right after.
+
+    Raised in the middle of ``submit``, the KeyboardInterrupt could land between a worker's start
+    and the pool's record of it: a worker the pool never ends, that the interpreter then waits for
+    at exit, forever. Held, it is delivered where the sweep handles it. SIGINT is also blocked
+    meanwhile, which the new workers inherit (so a Ctrl-C sent to the whole process group cannot
+    kill one with a traceback before its initializer ignores SIGINT) and so do the pool's threads
+    started now (so a later SIGINT always reaches the main thread, the one that acts on it).
+    """
+    if threading.current_thread() is not threading.main_thread():  # only the main thread gets KeyboardInterrupt
+        yield
+        return
+    held: list[int] = []
+    previous = {signum: signal.getsignal(signum) for signum in INTERRUPTS}
+    previous = {signum: handler for signum, handler in previous.items() if callable(handler)}  # Python's
+    for signum in previous:
+        signal.signal(signum, lambda number, frame: held.append(number))
+    blocked = hasattr(signal, "pthread_sigmask")
+    if blocked:
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if blocked:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # a SIGINT pending meanwhile arrives now
+        for signum in dict.fromkeys(held):
+            signal.raise_signal(signum)  # to the handler it was meant for
 
 
 def _work(config: dict[str, Any]) -> tuple[dict[str, Any], float]:
@@ -500,7 +581,7 @@ def note(bar: Any, plan: _Plan, config: RunConfig, result: RunResult) -> None:
         return
     outcome = result.stop_reason.value if result.steps_to_target is None else f"target @ {result.steps_to_target}"
     bar.total = plan.total  # an optimizer whose every rate diverged has no best phase
-    bar.set_postfix_str(f"{config.optimizer} lr={config.lr:g} seed={config.seed}: {outcome}", refresh=False)
+    bar.set_postfix_str(f"{config.optimizer} lr={fmt_lr(config.lr)} seed={config.seed}: {outcome}", refresh=False)
     bar.update(1)
 
 
@@ -529,9 +610,10 @@ def run_pool(plan: _Plan, workers: int, threads: int, bar: Any) -> None:
     running: dict[futures.Future, tuple[RunConfig, str]] = {}
     try:
         while plan.queue or running:
-            while plan.queue and len(running) < 2 * workers:
-                config, phase = plan.queue.popleft()
-                running[pool.submit(_work, config.to_dict())] = (config, phase)
+            with held_interrupts():  # submit starts the workers
+                while plan.queue and len(running) < 2 * workers:
+                    config, phase = plan.queue.popleft()
+                    running[pool.submit(_work, config.to_dict())] = (config, phase)
             done, _ = futures.wait(running, return_when=futures.FIRST_COMPLETED)
             for future in done:
                 config, phase = running.pop(future)

@@ -35,8 +35,8 @@ gradient per step, then ``optimizer.step()``) can drive it:
   search re-evaluates the loss at other points, which the loop cannot: it is refused at the
   first step that tries, with a message saying so.
 
-An optimizer the loop cannot drive at all would be listed in :data:`REFUSED` with the reason,
-and :func:`get_optimizer` names the reason.
+An optimizer the loop cannot drive at all is listed in :data:`REFUSED` with the reason, and
+:func:`get_optimizer` names the reason: ``sparseadam``, which takes only sparse gradients.
 """
 
 from __future__ import annotations
@@ -268,6 +268,8 @@ def from_registry(entry: Entry) -> OptimizerSpec | str:
     flags ask for), or why the lab's loop cannot drive it."""
     cls: Callable[..., torch.optim.Optimizer] = entry.cls
     label, kwargs = entry.name, dict(LOOP_KWARGS.get(entry.name, {}))
+    if entry.sparse_grads:
+        return "it takes sparse gradients only (embeddings with sparse=True); the lab's models give dense ones"
     if entry.needs_closure and entry.min_dim:
         return "its steps need a closure and it takes only some parameters: no combination for the lab's loop"
     if entry.needs_closure:

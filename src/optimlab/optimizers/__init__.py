@@ -6,7 +6,8 @@ mini-batch gradient descent are all :class:`SGD`: they differ in the batches fed
 Every optimizer is one entry of :data:`optimlab.optimizers.registry.REGISTRY`.
 
 ``foreach`` and ``fused`` are accepted (and stored, so checkpoints match torch's) but do not
-choose the code path: optimlab's engine chooses.
+choose the code path: optimlab's engine chooses. What each of torch's implementation flags
+(these two, ``differentiable``, ``capturable``) does here: :mod:`optimlab.flags`.
 """
 
 from optimlab.optimizers.adadelta import Adadelta
@@ -20,6 +21,7 @@ from optimlab.optimizers.muon import Muon
 from optimlab.optimizers.rmsprop import RMSprop
 from optimlab.optimizers.rprop import Rprop
 from optimlab.optimizers.sgd import SGD
+from optimlab.optimizers.sparse_adam import SparseAdam
 
 __all__ = ["ASGD", "LBFGS", "SGD", "Adadelta", "Adafactor", "Adagrad", "Adam", "AdamW", "Adamax", "Muon", "NAdam", "RAdam",
-           "RMSprop", "Rprop"]
+           "RMSprop", "Rprop", "SparseAdam"]

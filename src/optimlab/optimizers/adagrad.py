@@ -17,7 +17,9 @@ from optimlab.transforms import AddDecayedWeights, ScaleByAdagrad, ScaleByLearni
 class Adagrad(Optimizer):
     """Adagrad: per-coordinate steps ``lr * g / (sqrt(sum of g^2) + eps)`` (Duchi et al., 2011).
 
-    Same arguments and defaults as :class:`torch.optim.Adagrad` (dense gradients only).
+    Same arguments and defaults as :class:`torch.optim.Adagrad`. Sparse gradients (an
+    embedding's, ``nn.Embedding(sparse=True)``) update only the rows they name, as in torch,
+    which allows no ``weight_decay`` with them.
     """
 
     checks = {**COMMON_CHECKS, "lr_decay": checks.non_negative, "eps": checks.non_negative,
@@ -32,6 +34,14 @@ class Adagrad(Optimizer):
                         initial_accumulator_value=initial_accumulator_value, foreach=foreach, maximize=maximize,
                         differentiable=differentiable, fused=fused)
         super().__init__(params, defaults)
+
+    def step_groups(self) -> None:
+        for group in self.param_groups:
+            if group["weight_decay"] != 0 and any(p.grad is not None and p.grad.is_sparse for p in group["params"]):
+                # torch.optim.Adagrad's error: the decay would touch every row, the gradient names a few.
+                raise RuntimeError(f"{self.owner}: weight_decay option is not compatible with sparse gradients "
+                                   f"(weight_decay={group['weight_decay']!r})")
+        super().step_groups()
 
     def structure(self, group: Mapping[str, Any]) -> tuple:
         return group["maximize"], group["initial_accumulator_value"]

@@ -36,6 +36,19 @@ class Adam(Optimizer):
                         decoupled_weight_decay=decoupled_weight_decay)
         super().__init__(params, defaults)
 
+    def check_group(self, group: Mapping[str, Any]) -> None:
+        super().check_group(group)
+        betas = group.get("betas")
+        if isinstance(betas, (tuple, list)) and len(betas) == 2:
+            if isinstance(betas[0], Tensor) != isinstance(betas[1], Tensor):
+                raise ValueError(f"{self.owner}: betas must be either both numbers or both tensors, got {betas!r}")
+        # torch.optim.Adam's foreach loop reads tensor hyperparameters as numbers only when capturable.
+        if group.get("foreach") and not group.get("capturable"):
+            for name, value in (("lr", group.get("lr")), ("betas[0]", betas[0] if betas else None)):
+                if isinstance(value, Tensor):
+                    raise ValueError(f"{self.owner}: {name} as a Tensor is not supported for capturable=False and "
+                                     "foreach=True (torch.optim.Adam's rule, kept for drop-in behaviour)")
+
     def structure(self, group: Mapping[str, Any]) -> tuple:
         return group["maximize"], group["amsgrad"], group["decoupled_weight_decay"]
 

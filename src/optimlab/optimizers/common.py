@@ -26,7 +26,7 @@ COMMON_CHECKS = {
     "foreach": checks.optional_flag,
     "fused": checks.optional_flag,
     "capturable": checks.flag,
-    "differentiable": checks.unsupported_true,
+    "differentiable": checks.flag,
 }
 
 

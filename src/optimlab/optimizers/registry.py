@@ -29,6 +29,7 @@ from optimlab.optimizers.muon import Muon
 from optimlab.optimizers.rmsprop import RMSprop
 from optimlab.optimizers.rprop import Rprop
 from optimlab.optimizers.sgd import SGD
+from optimlab.optimizers.sparse_adam import SparseAdam
 
 #: Relative error (tests/helpers.py defines it) allowed against the reference after 50 steps.
 TOLERANCE = MappingProxyType({torch.float64: 1e-10, torch.float32: 1e-5})
@@ -64,6 +65,15 @@ class Entry:
     #: written into a group takes effect at the next step. False where ``lr`` only sets where the
     #: step sizes start (Rprop: each parameter's first step size, adapted from there).
     lr_scales_steps: bool = True
+    #: Gradients are sparse (SparseAdam: embeddings' rows); the tests feed sparse gradients.
+    sparse_grads: bool = False
+    #: torch's own error cases (optim_db's ``optim_error_inputs_func``, by description) that this
+    #: optimizer answers differently on purpose -> why.
+    error_differences: Mapping[str, str] = field(default_factory=dict)
+    #: torch's configurations (optim_db's ``optim_inputs_func``, by description) whose numbers
+    #: differ from torch's on purpose, beyond :attr:`tolerance` -> (relative error allowed after
+    #: a few steps, why).
+    rounding_differences: Mapping[str, tuple[float, str]] = field(default_factory=dict)
     #: The hyperparameters worth tuning, for the lab: name -> (low, high), searched on a log scale.
     search_space: Mapping[str, tuple[float, float]] = field(default_factory=lambda: {"lr": (1e-5, 1.0)})
 
@@ -75,6 +85,8 @@ class Entry:
         object.__setattr__(self, "configs", tuple(MappingProxyType(dict(c)) for c in self.configs))
         object.__setattr__(self, "tolerance", MappingProxyType(dict(self.tolerance)))
         object.__setattr__(self, "search_space", MappingProxyType(dict(self.search_space)))
+        object.__setattr__(self, "error_differences", MappingProxyType(dict(self.error_differences)))
+        object.__setattr__(self, "rounding_differences", MappingProxyType(dict(self.rounding_differences)))
 
     def twin(self) -> type[torch.optim.Optimizer] | None:
         """The torch.optim class this is a drop-in for, if the installed torch has it."""
@@ -163,7 +175,11 @@ ENTRIES: tuple[Entry, ...] = (
         dict(lr=torch.tensor(0.02, dtype=torch.float64), weight_decay=0.2, momentum=0.8),
         dict(lr=0.02, nesterov=False, momentum=0.0, weight_decay=0.0, adjust_lr_fn="match_rms_adamw"),
         dict(lr=0.02, ns_steps=6, ns_coefficients=(3.4, -4.7, 2.0), eps=1e-3, adjust_lr_fn="original"),
-    ), complex_params=False, min_dim=2, search_space={"lr": (1e-4, 0.1), "momentum": (0.8, 0.99)}),
+    ), complex_params=False, min_dim=2, search_space={"lr": (1e-4, 0.1), "momentum": (0.8, 0.99)},
+        error_differences={"only support 2D parameters": "a weight of more than two dimensions (a convolution "
+                           "kernel) is orthogonalized as the matrix (shape[0], -1)"},
+        rounding_differences={"Tensor lr": (1e-6, "torch rounds lr * ratio and 1 - lr * weight_decay to the float32 "
+                                            "tensor lr's dtype every step; optimlab computes them in double")}),
     Entry(LBFGS, "torch.optim.LBFGS", "Liu & Nocedal 1989; Nocedal & Wright 2006", (
         # A few iterations per step, so that the run is still converging when its state is saved.
         dict(),
@@ -173,6 +189,18 @@ ENTRIES: tuple[Entry, ...] = (
         dict(line_search_fn="strong_wolfe", max_iter=2, max_eval=10),
         dict(line_search_fn="strong_wolfe", history_size=2, max_iter=5, max_eval=6, tolerance_change=1e-6),
     ), needs_closure=True, single_group=True, one_vector=True, search_space={"lr": (1e-2, 1.0)}),
+    # Sparse gradients over the first dimension (an embedding's rows), some rows named twice,
+    # some gradients naming none.
+    Entry(SparseAdam, "torch.optim.SparseAdam", "Kingma & Ba 2015 (lazy on sparse rows, as torch.optim.SparseAdam)", (
+        dict(),
+        dict(lr=0.01, betas=(0.8, 0.99), eps=1e-6),
+        # A float64 tensor: torch rounds lr * sqrt(1 - beta2^t) / (1 - beta1^t) to the tensor's dtype,
+        # optimlab computes it in double (optim_db's float32 one: rounding_differences).
+        dict(lr=torch.tensor(0.01, dtype=torch.float64), maximize=True),
+    ), complex_params=False, min_dim=1, sparse_grads=True, search_space={"lr": (1e-4, 0.1)},
+        rounding_differences={"Tensor lr": (1e-6, "torch rounds the step size lr * sqrt(1 - beta2^t) / (1 - beta1^t) "
+                                            "to the float32 tensor lr's dtype every step; optimlab computes it in "
+                                            "double")}),
 )
 
 #: name -> entry, in the order of :data:`ENTRIES`.

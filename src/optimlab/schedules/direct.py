@@ -19,6 +19,8 @@ import copy
 from collections.abc import Iterable, Mapping, MutableMapping
 from typing import Any
 
+import torch
+
 from optimlab.schedules.base import Schedule, stateful_parts
 from optimlab.schedules.groups import Slot, read, slot_name, write
 
@@ -49,6 +51,28 @@ class DirectSchedules:
         self.t = 0
         self.groups: list[dict[Slot, Schedule]] = []
         self.written: list[dict[Slot, float]] = []
+        #: Steps recorded by torch.compile, not yet in ``t`` (see :meth:`count_compiled_step`).
+        self.compiled_steps = torch.zeros((), dtype=torch.int64)
+        self.unsettled = False
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.__dict__.setdefault("compiled_steps", torch.zeros((), dtype=torch.int64))
+        self.__dict__.setdefault("unsettled", False)
+
+    def count_compiled_step(self) -> None:
+        """Count a step that torch.compile records, when no schedule needs ``t`` in it: in a 0-d
+        tensor that the graph adds to, never in ``t`` itself, which the graph would be guarded
+        on (and recompiled for on every step). :meth:`settle` moves the count into ``t``."""
+        self.compiled_steps.add_(1)
+        self.unsettled = True
+
+    def settle(self) -> None:
+        """Steps counted by compiled steps, added to ``t`` (outside any compiled graph)."""
+        if self.unsettled:
+            self.t += int(self.compiled_steps.item())
+            self.compiled_steps.zero_()
+            self.unsettled = False
 
     def __bool__(self) -> bool:
         return any(self.groups)
@@ -96,6 +120,7 @@ class DirectSchedules:
         A schedule assigned into a group since the last step (``group["lr"] = cosine(...)``)
         is adopted: it replaces whatever scheduled that entry before.
         """
+        self.settle()
         pairs = list(zip(param_groups, self.groups, self.written))
         for index, (group, slots, written) in enumerate(pairs):
             for slot, schedule in found(group).items():
@@ -116,6 +141,7 @@ class DirectSchedules:
     def advance(self, param_groups: Iterable[MutableMapping[str, Any]]) -> None:
         """After a step: count it, and write the values for the next one, so ``param_groups``
         always show what the coming step will use (as after a scheduler's ``step()``)."""
+        self.settle()
         self.t += 1
         self._write(list(zip(param_groups, self.groups, self.written)))
 
@@ -127,6 +153,7 @@ class DirectSchedules:
 
     # -- checkpoints -------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
+        self.settle()
         return {"t": self.t, "stateful": [s.state_dict() for s in self.stateful()]}  # type: ignore[attr-defined]
 
     def checked_state_dict(self, state: Any, owner: str) -> dict[str, Any] | None:
@@ -151,6 +178,7 @@ class DirectSchedules:
         """Restore ``t`` and the stateful schedules (if ``state`` is not None) and take the loaded
         groups' values as the last written ones. Without ``state`` the count ``t`` is kept."""
         if state is not None:
+            self.settle()
             self.t = state["t"]
             for part, saved in zip(self.stateful(), state["stateful"]):
                 part.load_state_dict(saved)  # type: ignore[attr-defined]

@@ -15,6 +15,7 @@ value, so nothing drifts and a checkpoint restores them exactly.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -27,6 +28,11 @@ from optimlab.schedules.groups import ALIASES, Slot, check_slot, read, slot_name
 
 #: One scheduled value: (param group index, slot, schedule).
 Target = tuple[int, Slot, Schedule]
+
+
+#: Hyperparameters that no optimizer takes below zero: a schedule that would take one there is
+#: refused when it gets there (torch.optim checks its values only at construction).
+NON_NEGATIVE = frozenset({"lr", "weight_decay", "momentum", "dampening", "eps", "lr_decay", "initial_lr"})
 
 
 def _plain(value: Any) -> Any:
@@ -141,8 +147,16 @@ class Scheduler(LRScheduler):
 
     # -- internals ---------------------------------------------------------------------------
     def _write(self) -> None:
+        """Write every target's value for ``last_epoch``, all checked before any is written."""
         groups = self.optimizer.param_groups
-        for (g, slot, _), value in zip(self.targets, self.values(self.last_epoch)):
+        values = self.values(self.last_epoch)
+        for (g, slot, schedule), value in zip(self.targets, values):
+            low = 0.0 if slot[0] in NON_NEGATIVE else -math.inf
+            if not low <= value < math.inf:
+                expected = "a finite number >= 0" if low == 0.0 else "a finite number"
+                raise ValueError(f"Scheduler: param group {g}'s {slot_name(slot)} at step {self.last_epoch} would be "
+                                 f"{value!r} ({schedule!r}): it must be {expected}")
+        for (g, slot, _), value in zip(self.targets, values):
             write(groups[g], slot, value)
         self._last_lr = [_plain(group.get("lr")) for group in groups]
 
@@ -225,6 +239,9 @@ def _schedule(name: str, item: Any) -> Schedule:
     if isinstance(item, Schedule):
         return item
     if isinstance(item, (int, float)) and not isinstance(item, bool):
-        return Constant(item)
+        try:
+            return Constant(item)
+        except ValueError as error:
+            raise ValueError(f"Scheduler: {name!r}: {error}") from None
     raise TypeError(f"Scheduler: {name!r} must be a Schedule, a number, None, a tuple (for tuple "
                     f"hyperparameters) or a list (one per param group), got {type(item).__name__} {item!r}")

@@ -2,7 +2,7 @@
 
 from optimlab.transforms.adadelta import ScaleByAdadelta
 from optimlab.transforms.adam_variants import ScaleByAdamax, ScaleByNAdam, ScaleByRAdam
-from optimlab.transforms.adaptive import ScaleByAdagrad, ScaleByAdam, ScaleByRMS
+from optimlab.transforms.adaptive import ScaleByAdagrad, ScaleByAdam, ScaleByRMS, ScaleBySparseAdam
 from optimlab.transforms.averaging import IterateAveraging, ScaleByDecayingStepSize
 from optimlab.transforms.decay import AddDecayedWeights, DecoupledWeightDecay
 from optimlab.transforms.factored import ScaleByAdafactor
@@ -31,4 +31,5 @@ __all__ = [
     "ScaleByRAdam",
     "ScaleByRMS",
     "ScaleByRprop",
+    "ScaleBySparseAdam",
 ]

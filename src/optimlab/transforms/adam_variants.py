@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from optimlab.core import HyperParams, State, Transform, scalar_dtype, select
-from optimlab.transforms.adaptive import update_moments, zeros_like_param
+from optimlab.transforms.adaptive import maximum_, update_moments, zeros_like_param
 
 
 class ScaleByNAdam(Transform):
@@ -128,5 +128,5 @@ class ScaleByAdamax(Transform):
     def update(self, u: Tensor, param: Tensor, state: State, hp: HyperParams, step: Any) -> Tensor:
         beta1, beta2 = hp["betas"]
         exp_avg = state["exp_avg"].lerp_(u, 1 - beta1)
-        exp_inf = torch.maximum(state["exp_inf"].mul_(beta2), u.abs() + hp["eps"], out=state["exp_inf"])
+        exp_inf = maximum_(state["exp_inf"].mul_(beta2), u.abs() + hp["eps"])
         return exp_avg / exp_inf / (1 - beta1**step)

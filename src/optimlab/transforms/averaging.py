@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from optimlab.core import HyperParams, State, Transform, is_zero, scalar_dtype, select
+from optimlab.core import HyperParams, State, Transform, is_zero, saved, scalar_dtype, select
 
 
 class ScaleByDecayingStepSize(Transform):
@@ -77,7 +77,7 @@ class IterateAveraging(Transform):
         ax, mu = state["ax"], state["mu"]
         new_param = param + u
         # While mu is 1 the average is the iterate itself, copied exactly (as torch does).
-        ax.copy_(select(mu == 1, new_param, ax + (new_param - ax) * mu))
+        ax.copy_(select(mu == 1, new_param, ax + (new_param - ax) * saved(mu)))
         steps_averaged = step - hp["t0"]
         mu.fill_(1 / select(steps_averaged > 1, steps_averaged, 1))
         return u

@@ -15,13 +15,15 @@ from typing import Any
 
 from torch import Tensor
 
-from optimlab.core import HyperParams, State, Transform, is_zero
+from optimlab.core import DENSE, SPARSE, HyperParams, State, Transform, is_zero
 
 
 class AddDecayedWeights(Transform):
-    """Coupled weight decay / L2: ``u <- u + weight_decay * p``."""
+    """Coupled weight decay / L2: ``u <- u + weight_decay * p`` (dense, also for a sparse ``u``,
+    as torch.optim.SGD makes it)."""
 
     hyperparams = ("weight_decay",)
+    grad_layouts = frozenset({DENSE, SPARSE})
 
     def update(self, u: Tensor, param: Tensor, state: State, hp: HyperParams, step: Any) -> Tensor:
         wd = hp["weight_decay"]

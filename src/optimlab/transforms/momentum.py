@@ -28,14 +28,16 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from optimlab.core import HyperParams, State, Transform
+from optimlab.core import DENSE, SPARSE, HyperParams, State, Transform
 
 
 class Momentum(Transform):
-    """Heavy-ball / EMA / Nesterov momentum on the direction, torch.optim.SGD's buffer."""
+    """Heavy-ball / EMA / Nesterov momentum on the direction, torch.optim.SGD's buffer (sparse,
+    as torch's, while the directions are)."""
 
     hyperparams = ("momentum", "dampening")
     lazy_state = ("momentum_buffer",)
+    grad_layouts = frozenset({DENSE, SPARSE})
 
     def __init__(self, nesterov: bool = False) -> None:
         self.nesterov = nesterov

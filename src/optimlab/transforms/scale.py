@@ -6,11 +6,13 @@ from typing import Any
 
 from torch import Tensor
 
-from optimlab.core import HyperParams, State, Transform
+from optimlab.core import DENSE, SPARSE, HyperParams, State, Transform
 
 
 class Negate(Transform):
     """``u <- -u``: gradient *ascent*, i.e. ``maximize=True`` (maximize f == minimize -f)."""
+
+    grad_layouts = frozenset({DENSE, SPARSE})
 
     def update(self, u: Tensor, param: Tensor, state: State, hp: HyperParams, step: Any) -> Tensor:
         return -u
@@ -20,6 +22,7 @@ class ScaleByLearningRate(Transform):
     """``u <- -lr * u``: turn a descent direction into the step that is added to the parameter."""
 
     hyperparams = ("lr",)
+    grad_layouts = frozenset({DENSE, SPARSE})
 
     def update(self, u: Tensor, param: Tensor, state: State, hp: HyperParams, step: Any) -> Tensor:
         return u * -hp["lr"]

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from optimlab.core import HyperParams, State, Transform
+from optimlab.core import HyperParams, State, Transform, saved
 
 
 class ScaleByRprop(Transform):
@@ -41,7 +41,7 @@ class ScaleByRprop(Transform):
         if step_size is None:  # the first step; `ones * lr`, not full_like, traces with lr as a tensor
             step_size = state["step_size"] = torch.ones_like(u, memory_format=torch.preserve_format) * hp["lr"]
 
-        sign = (u * prev).sign()
+        sign = (u * saved(prev)).sign()
         # +1 -> eta_plus, -1 -> eta_minus, 0 -> 1, written `sign + 1`: that keeps the parameter's
         # dtype (torch writes the factors into `sign`) and, as there, NaN for a NaN gradient.
         factor = torch.where(sign > 0, eta_plus, torch.where(sign < 0, eta_minus, sign + 1))
