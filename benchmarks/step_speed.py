@@ -6,32 +6,46 @@ and writes param, exp_avg, exp_avg_sq, 28 bytes per parameter; SGD with momentum
 RMSprop move 20. No implementation can beat the time memory needs to move those bytes, so
 every row is also given as effective bandwidth (bytes / time) and as a fraction of the
 bandwidth of an in-place axpy (``y += a * x``, 12 bytes per element) measured in the same run.
+The bytes are counted from the state each optimizer keeps (read and written once per step,
+beside the parameter read and written and the gradient read): exact for elementwise math, a
+lower bound for the optimizers that do more per step (Muon's Newton-Schulz products, L-BFGS).
 
-Parameter sets (148 tensors each, GPT-2 shapes: token and position embeddings, 12 blocks of
-layernorms, qkv, projection and MLP weights and biases, a final layernorm):
+Every optimizer of :data:`optimlab.optimizers.registry.ENTRIES` that has a torch.optim twin is
+benchmarked, with torch's defaults (SGD with momentum 0.9: plain SGD keeps no state), on the
+parameters it takes (Muon: the matrices), with the gradients it takes (SparseAdam: sparse, every
+row named). Parameter sets (148 tensors each, GPT-2 shapes: token
+and position embeddings, 12 blocks of layernorms, qkv, projection and MLP weights and biases,
+a final layernorm):
 
 * ``1M``: d=64, vocab 6400, context 256 (1,025,920 parameters, many small tensors)
 * ``10M``: d=256, vocab 2048, context 512 (10,132,992 parameters)
 * ``124M``: GPT-2 small, d=768, vocab 50257, context 1024 (124,439,808 parameters)
 
-Gradients are random tensors assigned to ``.grad``, as autograd leaves them. For every
-optimizer, optimlab (its default path, no flags) is timed against torch.optim's for-loop
-(``foreach=False``), ``foreach=True`` and ``fused=True`` where torch has it, interleaved round
-by round in the same process so that they share the machine's noise; the median is reported
-with the spread between the quartiles. First-step latency (tracing and compiling included) is
-measured in fresh processes, once with an empty kernel cache (cold) and once with the cache
-that run filled (warm).
+Gradients are random tensors assigned to ``.grad``, as autograd leaves them (an optimizer that
+needs a closure, L-BFGS, gets one that returns a constant loss and leaves them: one iteration per
+step). For every optimizer, optimlab (its default path, no flags) is timed against torch.optim's
+implementations of it, in the same process, interleaved round by round so that they share the
+machine's noise: torch's for-loop (``foreach=False``, its default on a CPU) and ``foreach=True``
+where the class has the option, else its one default implementation, and ``fused=True`` where
+torch has it. The median is reported with the spread between the quartiles. First-step latency
+(tracing and compiling included) is measured, for the optimizers whose math the engine fuses, in
+fresh processes, once with an empty kernel cache (cold) and once with the cache that run filled
+(warm). The goals are those of the fused path: they are checked for those optimizers.
 
-    python benchmarks/step_speed.py --quick      # under a minute: checks the goals
+    python benchmarks/step_speed.py --quick      # fewer repeats: checks the goals
     python benchmarks/step_speed.py              # more repeats, every torch variant at 124M
+    python benchmarks/step_speed.py --quick --optimizers AdamW,NAdam --sizes 1M
     python benchmarks/step_speed.py --quick --device cuda   # on a GPU: against HBM bandwidth
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
+import inspect
 import json
+import math
 import os
 import platform
 import shutil
@@ -40,6 +54,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -49,19 +64,77 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT / "src") not in sys.path:
     sys.path.insert(0, str(ROOT / "src"))
 
-import optimlab  # noqa: E402
-from optimlab import engine# noqa: E402
+from optimlab import engine  # noqa: E402
+from optimlab.optimizers.registry import ENTRIES, Entry  # noqa: E402
 
 SIZES = {"1M": (64, 6400, 256), "10M": (256, 2048, 512), "124M": (768, 50257, 1024)}
 
-#: name -> (optimlab class, torch class, keyword arguments for both, bytes moved per parameter)
-OPTIMIZERS = {
-    "SGD(momentum)": (optimlab.SGD, torch.optim.SGD, dict(lr=1e-3, momentum=0.9), 20),
-    "Adagrad": (optimlab.Adagrad, torch.optim.Adagrad, dict(lr=1e-2), 20),
-    "RMSprop": (optimlab.RMSprop, torch.optim.RMSprop, dict(lr=1e-3), 20),
-    "Adam": (optimlab.Adam, torch.optim.Adam, dict(lr=1e-3), 28),
-    "AdamW": (optimlab.AdamW, torch.optim.AdamW, dict(lr=1e-3, weight_decay=0.01), 28),
-}
+#: Options beyond torch's defaults, and the label the rows carry: SGD with momentum (plain SGD
+#: keeps no state, and is not what a benchmark of optimizer steps is about).
+SETTINGS: dict[str, tuple[str, dict[str, Any]]] = {"SGD": ("SGD(momentum)", {"momentum": 0.9})}
+
+
+@dataclass(frozen=True)
+class Bench:
+    """A registry entry as the benchmark runs it: its label, its options, its classes."""
+
+    label: str
+    entry: Entry
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ours(self) -> type[torch.optim.Optimizer]:
+        return self.entry.cls
+
+    @property
+    def theirs(self) -> type[torch.optim.Optimizer]:
+        twin = self.entry.twin()
+        assert twin is not None, f"{self.entry.name} has no torch twin"
+        return twin
+
+    def takes(self, params: list[torch.nn.Parameter]) -> list[torch.nn.Parameter]:
+        """The parameters it steps, with the gradients it takes: all, or those of ``min_dim``
+        dimensions or more (Muon: matrices); for an optimizer of sparse gradients (SparseAdam),
+        the same tensors as parameters of their own whose gradients are sparse over the first
+        dimension, every row named (an embedding's step touches no more)."""
+        taken = [p for p in params if p.dim() >= self.entry.min_dim]
+        if not self.entry.sparse_grads:
+            return taken
+        sparse = []
+        for p in taken:
+            q = torch.nn.Parameter(p.detach())  # the same storage
+            q.grad = p.grad.to_sparse(1)
+            sparse.append(q)
+        return sparse
+
+    @functools.cached_property
+    def elementwise(self) -> bool:
+        """Whether its math is elementwise, what the engine fuses into one kernel (and what the
+        goals are about); not the optimizers on whole tensors (Muon, Adafactor) or with steps of
+        their own (L-BFGS, which builds no transform)."""
+        probe = torch.nn.Parameter(torch.zeros((4,) * max(1, self.entry.min_dim)))
+        optimizer = self.ours([probe], **self.kwargs)
+        try:
+            return optimizer.transform_for(optimizer.param_groups[0]).kind == "elementwise"
+        except NotImplementedError:
+            return False
+
+    def stepper(self, optimizer: torch.optim.Optimizer) -> Any:
+        """``optimizer.step``, with a closure where one is needed: a constant loss, the
+        gradients left as assigned."""
+        if not self.entry.needs_closure:
+            return optimizer.step
+        loss = torch.zeros((), device=device)
+        return lambda: optimizer.step(lambda: loss)
+
+
+def bench_of(entry: Entry) -> Bench:
+    label, kwargs = SETTINGS.get(entry.name, (entry.name, {}))
+    return Bench(label, entry, dict(kwargs))
+
+
+#: label -> what to run: every registry entry with a torch twin, in the registry's order.
+OPTIMIZERS: dict[str, Bench] = {b.label: b for b in map(bench_of, ENTRIES) if b.entry.twin() is not None}
 
 AXPY_BYTES = 12  # read x, read y, write y
 
@@ -93,17 +166,44 @@ def make_params(size: str, seed: int = 0) -> list[torch.nn.Parameter]:
     return params
 
 
-def torch_variants(cls: type, kwargs: dict) -> dict[str, dict]:
-    """torch.optim's implementations of this optimizer that exist here (fused is not everywhere)."""
-    variants = {"torch for-loop": dict(kwargs, foreach=False), "torch foreach": dict(kwargs, foreach=True)}
-    probe = torch.nn.Parameter(torch.zeros(4, device=device))
-    probe.grad = torch.zeros(4, device=device)
-    try:
-        cls([probe], **kwargs, fused=True).step()
-        variants["torch fused"] = dict(kwargs, fused=True)
-    except (RuntimeError, TypeError, ValueError):
-        pass
+def torch_variants(bench: Bench) -> dict[str, dict]:
+    """torch.optim's implementations of this optimizer that exist here: its for-loop and foreach
+    where the class has the option (else its one default implementation), and fused where it
+    runs (fused is not everywhere)."""
+    cls, kwargs = bench.theirs, bench.kwargs
+    options = inspect.signature(cls).parameters
+    if "foreach" in options:
+        variants = {"torch for-loop": dict(kwargs, foreach=False), "torch foreach": dict(kwargs, foreach=True)}
+    else:
+        variants = {"torch default": dict(kwargs)}
+    if "fused" in options:
+        probe = torch.nn.Parameter(torch.zeros((4,) * max(1, bench.entry.min_dim), device=device))
+        probe.grad = torch.zeros_like(probe)
+        try:
+            cls([probe], **kwargs, fused=True).step()
+            variants["torch fused"] = dict(kwargs, fused=True)
+        except (RuntimeError, TypeError, ValueError):
+            pass
     return variants
+
+
+def state_bytes(optimizer: torch.optim.Optimizer) -> int:
+    """Bytes of every state tensor ``optimizer`` holds (in lists too: L-BFGS's history)."""
+    def size(value: Any) -> int:
+        if isinstance(value, torch.Tensor):
+            return value.numel() * value.element_size()
+        if isinstance(value, (list, tuple)):
+            return sum(map(size, value))
+        return 0
+
+    return sum(size(value) for state in optimizer.state.values() for value in state.values())
+
+
+def bytes_per_param(optimizer: torch.optim.Optimizer, params: list[torch.nn.Parameter]) -> float:
+    """Bytes a step moves per parameter element: the parameter read and written and its gradient
+    read, and the state ``optimizer`` keeps (after a step: all of it made) read and written."""
+    param_bytes = sum(p.numel() * p.element_size() for p in params)
+    return (3 * param_bytes + 2 * state_bytes(optimizer)) / sum(p.numel() for p in params)
 
 
 def quartiles(times: list[float]) -> tuple[float, float, float]:
@@ -123,34 +223,50 @@ ORDER_BLOCK = {"blocked": 5, "interleaved": 1, "consecutive": None}
 
 
 def bench_size(size: str, names: list[str], reps: int, warmup: int, quick: bool, log: Any,
-               order: str = "blocked") -> list[dict]:
+               order: str = "blocked", budget: float = math.inf) -> list[dict]:
+    """Rows for each optimizer of ``names`` on the ``size`` set: optimlab and torch's variants,
+    ``reps`` timed steps each after ``warmup`` (fewer where they would take over ``budget``
+    seconds per optimizer)."""
     params = make_params(size)
-    n = sum(p.numel() for p in params)
-    x, y = torch.randn(n, device=device), torch.randn(n, device=device)
+    x, y = (torch.randn(sum(p.numel() for p in params), device=device) for _ in range(2))
     rows = []
     for name in names:
-        ours, theirs, kwargs, nbytes = OPTIMIZERS[name]
-        candidates: dict[str, Any] = {"optimlab": ours(params, **kwargs)}
-        variants = torch_variants(theirs, kwargs)
+        bench = OPTIMIZERS[name]
+        taken = bench.takes(params)
+        n = sum(p.numel() for p in taken)
+        candidates: dict[str, Any] = {"optimlab": bench.ours(taken, **bench.kwargs)}
+        variants = torch_variants(bench)
         if quick and size == "124M":  # memory and time: only torch's fastest here
-            fastest = "torch fused" if "torch fused" in variants else "torch foreach"
+            fastest = next(label for label in ("torch fused", "torch foreach", "torch default") if label in variants)
             variants = {fastest: variants[fastest]}
         for label, options in variants.items():
-            candidates[label] = theirs(params, **options)
-        steps = {label: opt.step for label, opt in candidates.items()}
+            candidates[label] = bench.theirs(taken, **options)
+        steps = {label: bench.stepper(opt) for label, opt in candidates.items()}
         steps["axpy"] = lambda: y.add_(x, alpha=1e-9)
+        # Warm-up: state made, kernels built; a step slower than a quarter of the budget is
+        # warmed up once. Its time sizes the rounds below.
+        step_seconds = 0.0
         for step in steps.values():
+            seconds = 0.0
             for _ in range(warmup):
+                start = time.perf_counter()
                 step()
-        sync()
+                sync()
+                seconds = time.perf_counter() - start
+                if seconds > budget / 4:
+                    break
+            step_seconds += seconds
+        nbytes = bytes_per_param(candidates["optimlab"], taken)
         times: dict[str, list[float]] = {label: [] for label in steps}
         # Rounds in which every candidate runs `block` steps in a row: all of them see the same
         # machine noise. block=1 interleaves single steps, so every step starts with caches
         # full of another candidate's data, as a step does after a backward pass; a larger block
         # times steps that follow steps of the same optimizer, the data still in cache where
-        # they fit (the 1M set: 20-28 MB against a 32 MB L3).
-        block = ORDER_BLOCK[order] or reps
-        for _ in range(max(1, reps // block)):
+        # they fit (the 1M set: 20-28 MB against a 32 MB L3). Rounds (and, for steps of seconds,
+        # blocks) are cut to what fits in the budget, one round of one step each at least.
+        most = budget / max(step_seconds, 1e-9)  # steps of every candidate that fit in the budget
+        block = int(max(1, min(ORDER_BLOCK[order] or reps, most)))
+        for _ in range(int(max(1, min(reps // block, most / block)))):
             for label, step in steps.items():
                 for _ in range(block):
                     start = clock()
@@ -158,13 +274,14 @@ def bench_size(size: str, names: list[str], reps: int, warmup: int, quick: bool,
                     sync()
                     times[label].append(clock() - start)
         axpy_low, axpy, axpy_high = quartiles(times["axpy"])
-        axpy_gbs = AXPY_BYTES * n / axpy / 1e9
+        axpy_gbs = AXPY_BYTES * x.numel() / axpy / 1e9
         medians = {label: quartiles(ts)[1] for label, ts in times.items() if label != "axpy"}
         torch_best = min(t for label, t in medians.items() if label.startswith("torch"))
         for label in candidates:
             low, median, high = quartiles(times[label])
             gbs = nbytes * n / median / 1e9
-            rows.append(dict(size=size, params=n, tensors=len(params), optimizer=name, impl=label, ms=median * 1e3,
+            rows.append(dict(size=size, params=n, tensors=len(taken), optimizer=name, impl=label, ms=median * 1e3,
+                             bytes_per_param=nbytes,
                              spread_pct=100 * (high - low) / median, gbs=gbs, axpy_gbs=axpy_gbs,
                              axpy_ms=axpy * 1e3, axpy_spread_pct=100 * (axpy_high - axpy_low) / axpy,
                              vs_torch_best=torch_best / median, of_axpy=gbs / axpy_gbs,
@@ -189,13 +306,13 @@ def first_steps_child(names: list[str], size: str) -> None:
     """Runs in a fresh process: time the first two steps of each optimizer (import excluded)."""
     results = {}
     for name in names:
-        ours, _, kwargs, _ = OPTIMIZERS[name]
-        params = make_params(size)
-        opt = ours(params, **kwargs)
+        bench = OPTIMIZERS[name]
+        params = bench.takes(make_params(size))
+        step = bench.stepper(bench.ours(params, **bench.kwargs))
         times = []
         for _ in range(3):
             start = time.perf_counter()
-            opt.step()
+            step()
             sync()
             times.append(time.perf_counter() - start)
         results[name] = times
@@ -232,8 +349,10 @@ def first_steps(names: list[str], size: str, log: Any) -> dict:
 
 # -- goals -----------------------------------------------------------------------------------------
 def goals(rows: list[dict], first: dict[str, dict] | None) -> list[tuple[str, bool, str]]:
+    """The fused path's goals, for the optimizers whose math it fuses (:attr:`Bench.elementwise`)."""
     checks = []
-    ours = {(r["size"], r["optimizer"]): r for r in rows if r["impl"] == "optimlab"}
+    ours = {(r["size"], r["optimizer"]): r for r in rows
+            if r["impl"] == "optimlab" and OPTIMIZERS[r["optimizer"]].elementwise}
     if device.type == "cuda":  # the GPU goals: memory speed at 124M, AdamW no slower than torch's fused
         for (size, name), r in sorted(ours.items()):
             if size == "124M":
@@ -309,6 +428,9 @@ def main() -> int:
     parser.add_argument("--sizes", default="1M,10M,124M")
     parser.add_argument("--optimizers", default=",".join(OPTIMIZERS))
     parser.add_argument("--reps", type=int, default=None, help="timed rounds per size (default by size)")
+    parser.add_argument("--budget", type=float, default=None,
+                        help="seconds of timed steps per optimizer and size, beyond which fewer are timed "
+                             "(default 60, 20 with --quick: only Muon's steps of seconds reach it)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("--order", choices=list(ORDER_BLOCK), default="blocked",
                         help="blocked: 5 steps of a candidate in a row (warm caches); interleaved: one step "
@@ -339,6 +461,8 @@ def main() -> int:
             parser.error("--device cuda: torch sees no CUDA device here")
         if args.clock == "cpu":
             parser.error("--clock cpu times the host thread; on CUDA use the wall clock")
+    if args.budget is not None and not args.budget > 0:
+        parser.error(f"--budget: a positive number of seconds, got {args.budget:g}")
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.clock == "cpu":
@@ -366,12 +490,13 @@ def main() -> int:
             parser.error(f"--sizes: unknown size {size!r}; known: {', '.join(SIZES)}")
         reps = args.reps or default_reps[size]
         rows += bench_size(size, names, reps, warmup=3 if size != "124M" else 2, quick=args.quick, log=log,
-                           order=args.order)
+                           order=args.order, budget=args.budget or (20.0 if args.quick else 60.0))
     first: dict[str, dict] = {}
-    if not args.no_first_step:
+    fused = [name for name in names if OPTIMIZERS[name].elementwise]  # the others compile nothing
+    if not args.no_first_step and fused:
         for size in (["1M"] if args.quick else ["1M", "124M"]):
             log(f"\nfirst steps in a fresh process ({size} set; seconds; import of torch and optimlab excluded):")
-            first[size] = first_steps(names, size, log)
+            first[size] = first_steps(fused, size, log)
     checks = goals(rows, first)
     log("\ngoals:")
     for label, ok, value in checks:

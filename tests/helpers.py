@@ -16,17 +16,20 @@ from __future__ import annotations
 
 import collections
 import copy
+import inspect
 import io
+import math
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
+import pytest
 import torch
 from torch import Tensor
 
 import optimlab
+from optimlab.optimizers.registry import ENTRIES, REGISTRY, Entry
 
-NAMES = ("SGD", "Adagrad", "RMSprop", "Adam", "AdamW")
 TINY = float(np.finfo(np.float64).tiny)
 
 #: Layouts of a parameter tensor: how its memory is laid out relative to its shape.
@@ -36,6 +39,83 @@ LAYOUTS = ("contiguous", "transposed", "strided")
 def twins(name: str) -> tuple[type, type]:
     """``(optimlab.<name>, torch.optim.<name>)``."""
     return getattr(optimlab, name), getattr(torch.optim, name)
+
+
+# -- the registry, as the tests use it --------------------------------------------------------
+def names(where: Callable[[Entry], bool] = lambda entry: True) -> list[str]:
+    """The registry's optimizers (in its order) for which ``where(entry)`` holds."""
+    return [entry.name for entry in ENTRIES if where(entry)]
+
+
+def takes(name: str, option: str) -> bool:
+    """Whether optimizer ``name``'s constructor has the argument ``option`` (e.g. ``maximize``)."""
+    return option in inspect.signature(REGISTRY[name].cls).parameters
+
+
+def config_cases() -> list[Any]:
+    """``pytest.param(name, index)`` for every configuration of every registry entry."""
+    return [pytest.param(entry.name, index, id=f"{entry.name}-{index}")
+            for entry in ENTRIES for index in range(len(entry.configs))]
+
+
+def rich_config(name: str) -> dict[str, Any]:
+    """The registry configuration of ``name`` that sets the most options (the first of those):
+    the tests that run one configuration per optimizer run this one, so that it keeps state."""
+    return dict(max(REGISTRY[name].configs, key=len))
+
+
+def default_lr(cls: type) -> Any:
+    return inspect.signature(cls).parameters["lr"].default
+
+
+def lr_of(name: str, config: dict[str, Any]) -> float:
+    """The learning rate ``config`` runs ``name`` at (its own or the constructor's default), as a float."""
+    return float(config.get("lr", default_lr(REGISTRY[name].cls)))
+
+
+def fit_shape(name: str, shape: Sequence[int]) -> tuple[int, ...]:
+    """``shape`` made one that optimizer ``name`` and its torch twin take: trailing dimensions of 2
+    added up to its ``min_dim`` (SparseAdam: a scalar becomes a vector of 2), and for an optimizer
+    of matrices (``min_dim`` 2: Muon, whose torch twin takes nothing else) the dimensions beyond
+    the second merged into it (a vector of 4 becomes 4 x 2, 2 x 3 x 4 becomes 2 x 12; optimlab's
+    N-d parameters, beyond torch's, are tested in tests/test_muon.py)."""
+    shape, dims = tuple(shape), REGISTRY[name].min_dim
+    if len(shape) < dims:
+        return shape + (2,) * (dims - len(shape))
+    if dims >= 2 and len(shape) > dims:
+        return shape[:dims - 1] + (math.prod(shape[dims - 1:]),)
+    return shape
+
+
+def fit_specs(name: str, specs: Iterable[tuple[Sequence[int], str]]) -> list[tuple[tuple[int, ...], str]]:
+    """``(shape, layout)`` specs with every shape fitted to the optimizer (:func:`fit_shape`)."""
+    return [(fit_shape(name, shape), layout) for shape, layout in specs]
+
+
+def dtypes_for(name: str, *dtypes: torch.dtype) -> list[torch.dtype]:
+    """``dtypes``, and their complex counterparts where optimizer ``name`` takes complex parameters."""
+    complex_ones = [d.to_complex() for d in dtypes] if REGISTRY[name].complex_params else []
+    return [*dtypes, *complex_ones]
+
+
+def entry_of(optimizer: torch.optim.Optimizer) -> Entry | None:
+    """The registry entry of ``optimizer`` (optimlab's, or its torch twin), if it has one."""
+    return REGISTRY.get(type(optimizer).__name__)
+
+
+def needs_closure(optimizer: torch.optim.Optimizer) -> bool:
+    """Whether ``optimizer`` (optimlab's or its torch twin) steps only with a closure (L-BFGS)."""
+    entry = entry_of(optimizer)
+    return entry is not None and entry.needs_closure
+
+
+def as_fed(optimizer: torch.optim.Optimizer, grads: Sequence[Tensor | None]) -> list[Tensor | None]:
+    """``grads`` as ``optimizer`` takes them: sparse over the first dimension (an embedding's rows)
+    for an optimizer of sparse gradients (``sparse_grads``: SparseAdam), else as they are."""
+    entry = entry_of(optimizer)
+    if entry is None or not entry.sparse_grads:
+        return list(grads)
+    return [None if g is None else g.to_sparse(1) for g in grads]
 
 
 # -- errors ---------------------------------------------------------------------------------
@@ -194,19 +274,74 @@ def set_grads(params: Sequence[Tensor], grads: Sequence[Tensor | None]) -> None:
         p.grad = None if g is None else g.clone()
 
 
+def as_real(x: Tensor) -> Tensor:
+    return torch.view_as_real(x) if x.is_complex() else x
+
+
+def loss_with_grads(params: Sequence[Tensor], grads: Sequence[Tensor | None]) -> Callable[[], Tensor]:
+    """A closure for an optimizer that re-evaluates the loss (L-BFGS): it clears the gradients
+    and back-propagates ``sum <g_i, p_i> + |p_i|^2 / 2`` over the parameters whose ``g_i`` is
+    given, so a parameter whose gradient is None gets none. At the parameters it starts from the
+    gradient is ``g_i + p_i``: the step's own gradients, and a loss bounded below for line searches."""
+    def closure() -> Tensor:
+        for p in params:
+            p.grad = None
+        with torch.enable_grad():
+            loss = sum(((as_real(g) * as_real(p)).sum() + 0.5 * (as_real(p) ** 2).sum()
+                        for p, g in zip(params, grads, strict=True) if g is not None), torch.zeros((), dtype=torch.float64))
+            if loss.requires_grad:  # else every gradient is None this step
+                loss.backward()
+        contiguous_grads(params)
+        return loss
+
+    return closure
+
+
+def contiguous_grads(params: Iterable[Tensor]) -> None:
+    """Make every gradient contiguous, in a closure for torch.optim.LBFGS: it flattens gradients
+    with view(-1), which fails on the gradient autograd gives a transposed parameter (its
+    strides); optimlab's takes both."""
+    for p in params:
+        if p.grad is not None:
+            p.grad = p.grad.contiguous()
+
+
+def step_with(optimizer: torch.optim.Optimizer, params: Sequence[Tensor], grads: Sequence[Tensor | None]) -> Any:
+    """One step on ``grads``: set as the parameters' gradients, or, for an optimizer that needs a
+    closure, through :func:`loss_with_grads`. Returns what ``step`` returns."""
+    if needs_closure(optimizer):
+        return optimizer.step(loss_with_grads(params, grads))
+    set_grads(params, as_fed(optimizer, grads))
+    return optimizer.step()
+
+
 def run_steps(optimizer: torch.optim.Optimizer, params: Sequence[Tensor], sequence: Grads,
               after_step: Callable[[int], Any] | None = None) -> None:
-    """Feed each step's gradients to ``params`` and step; ``after_step(t)`` runs after step t (from 1)."""
+    """One :func:`step_with` per step's gradients; ``after_step(t)`` runs after step t (from 1)."""
     for t, grads in enumerate(sequence, start=1):
-        set_grads(params, grads)
-        optimizer.step()
+        step_with(optimizer, params, grads)
         if after_step is not None:
             after_step(t)
 
 
-def two_groups(params: Sequence[Tensor], split: int, override: dict[str, Any]) -> list[dict[str, Any]]:
-    """Group 0 takes the constructor's defaults, group 1 overrides them with ``override``."""
+def two_groups(params: Sequence[Tensor], split: int | None, override: dict[str, Any]) -> list[dict[str, Any]]:
+    """Group 0 takes the constructor's defaults, group 1 overrides them with ``override``;
+    ``split=None``: one group of every parameter (``override`` must then be empty)."""
+    if split is None:
+        assert not override, f"one group cannot take the overrides {override}"
+        return [{"params": list(params)}]
     return [{"params": list(params[:split])}, {"params": list(params[split:]), **override}]
+
+
+def split_of(name: str, params: Sequence[Tensor], split: int) -> int | None:
+    """Where :func:`two_groups` splits ``params`` for optimizer ``name``: ``split``, kept within
+    1..len-1; None (one group) for an optimizer that takes a single group (L-BFGS)."""
+    return None if REGISTRY[name].single_group else min(max(split, 1), len(params) - 1)
+
+
+def half_lr(name: str, config: dict[str, Any]) -> dict[str, Any]:
+    """Group 1's override in two-group runs: half the learning rate (nothing for one group)."""
+    return {} if REGISTRY[name].single_group else {"lr": lr_of(name, config) * 0.5}
 
 
 def states_in_order(optimizer: torch.optim.Optimizer) -> list[dict[str, Any]]:
@@ -223,14 +358,34 @@ class Run:
 
     @classmethod
     def build(cls, optimizer_cls: type, params: Sequence[Tensor], hp: dict[str, Any], override: dict[str, Any],
-              split: int) -> Run:
-        """``optimizer_cls`` on copies of ``params``: group 0 with ``hp``, group 1 ``override``."""
+              split: int | None) -> Run:
+        """``optimizer_cls`` on copies of ``params``: group 0 with ``hp``, group 1 ``override``
+        (one group if ``split`` is None)."""
         params = clone_params(params)
         return cls(optimizer_cls(two_groups(params, split, override), **hp), params)
 
     def steps(self, sequence: Grads) -> Run:
         run_steps(self.optimizer, self.params, sequence, after_step=self._after_step)
         return self
+
+
+def worst_difference(mine: Any, theirs: Any, scale: float | None, where: str) -> float:
+    """The largest relative difference (:func:`rel_error`, ``scale`` for tensors) between two state
+    values of any structure: tensors (dtype and shape must agree), lists and tuples of them,
+    floats; anything else (counters, flags) must be equal."""
+    if isinstance(theirs, Tensor):
+        assert isinstance(mine, Tensor), f"{where}: {type(mine).__name__} where the reference has a tensor"
+        assert mine.dtype == theirs.dtype, f"{where}: dtype {mine.dtype} != {theirs.dtype}"
+        assert mine.shape == theirs.shape, f"{where}: shape {tuple(mine.shape)} != {tuple(theirs.shape)}"
+        return rel_error(mine, theirs, scale)
+    if isinstance(theirs, (list, tuple)):
+        assert isinstance(mine, (list, tuple)) and len(mine) == len(theirs), f"{where}: {mine!r} != {theirs!r}"
+        return max((worst_difference(a, b, scale, f"{where}[{i}]") for i, (a, b) in enumerate(zip(mine, theirs))),
+                   default=0.0)
+    if isinstance(theirs, float):
+        return rel_error(torch.tensor(float(mine)), torch.tensor(theirs))
+    assert mine == theirs, f"{where}: {mine!r} != {theirs!r}"
+    return 0.0
 
 
 def compare_runs(key: str, mine: Run, theirs: Run, sequence: Grads, tol: float, final_tol: float | None = None) -> None:
@@ -250,11 +405,11 @@ def compare_runs(key: str, mine: Run, theirs: Run, sequence: Grads, tol: float, 
             continue  # never stepped: torch.optim.Adagrad has state from the start, optimlab none yet
         assert s_mine.keys() == s_theirs.keys(), f"parameter {i}: state keys {sorted(s_mine)} != {sorted(s_theirs)}"
         for k in s_theirs:
-            assert s_mine[k].dtype == s_theirs[k].dtype, f"state {k!r}: {s_mine[k].dtype} != {s_theirs[k].dtype}"
             if k == "step":
-                assert torch.equal(s_mine[k], s_theirs[k]), f"parameter {i}: step {s_mine[k]} != {s_theirs[k]}"
+                assert same(s_mine[k], s_theirs[k]), f"parameter {i}: step {s_mine[k]} != {s_theirs[k]}"
             else:
-                worst = max(worst, rel_error(s_mine[k], s_theirs[k], theirs.scale["state", i, k]))
+                where = f"parameter {i} state {k!r}"
+                worst = max(worst, worst_difference(s_mine[k], s_theirs[k], theirs.scale["state", i, k], where))
     record(f"{key} state", worst)
     assert worst <= tol, f"state differs by {worst:.3e} > {tol:.0e}"
 

@@ -109,6 +109,10 @@ VARIANTS: list[tuple[str, dict[str, Any]]] = [
 ]
 
 
+#: The optimizers :func:`hyperparams` draws for (tests/test_parity_torch.py's deep draw).
+DRAWN: tuple[str, ...] = tuple(dict.fromkeys(name for name, _ in VARIANTS))
+
+
 def variant_id(variant: tuple[str, dict[str, Any]]) -> str:
     name, flags = variant
     return name + "".join(f"-{k}={v}" for k, v in flags.items())

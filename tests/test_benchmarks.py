@@ -24,22 +24,49 @@ def run(script: str, *args: str) -> subprocess.CompletedProcess:
 
 
 def test_step_speed_runs_and_writes_its_table(tmp_path: Path) -> None:
+    """Two fused-path optimizers (with their goals) and L-BFGS (a closure, torch's one implementation)."""
     out = tmp_path / "speed.json"
-    done = run("step_speed.py", "--sizes", "1M", "--optimizers", "SGD(momentum),AdamW", "--reps", "2",
+    done = run("step_speed.py", "--sizes", "1M", "--optimizers", "SGD(momentum),AdamW,LBFGS", "--reps", "2",
                "--no-first-step", "--threads", "1", "--json", str(out), "--markdown", str(tmp_path / "speed.md"))
     assert done.returncode == 0, done.stderr
     result = json.loads(out.read_text())
     impls = {(r["optimizer"], r["impl"]) for r in result["rows"]}
-    assert {("SGD(momentum)", "optimlab"), ("SGD(momentum)", "torch fused"), ("AdamW", "torch foreach")} <= impls
+    assert {("SGD(momentum)", "optimlab"), ("SGD(momentum)", "torch fused"), ("AdamW", "torch foreach"),
+            ("LBFGS", "optimlab"), ("LBFGS", "torch default")} <= impls
     assert all(r["ms"] > 0 and r["gbs"] > 0 for r in result["rows"])
     assert {g["goal"] for g in result["goals"]} == {"1M SGD(momentum): >= 2x faster than torch fused",
                                                     "1M AdamW: >= 2x faster than torch fused"}
     assert "| 1M | AdamW | **optimlab** |" in (tmp_path / "speed.md").read_text()
 
 
+def test_every_registry_optimizer_with_a_torch_twin_is_benchmarked() -> None:
+    from optimlab.optimizers.registry import ENTRIES
+
+    assert [bench.entry for bench in step_speed.OPTIMIZERS.values()] == [e for e in ENTRIES if e.twin() is not None]
+    for bench in step_speed.OPTIMIZERS.values():
+        assert set(step_speed.torch_variants(bench)) & {"torch for-loop", "torch default"}
+
+
+def test_bytes_per_parameter_come_from_the_state_kept() -> None:
+    """float32: 4 bytes x (parameter read and written, gradient read, each state tensor read and
+    written): SGD with momentum 20, AdamW 28 (as the module says); Muon's matrices only."""
+    params = step_speed.make_params("1M")
+    moved = {}
+    for label in ("SGD(momentum)", "AdamW", "Muon"):
+        bench = step_speed.OPTIMIZERS[label]
+        taken = bench.takes(params)
+        optimizer = bench.ours(taken, **bench.kwargs)
+        assert step_speed.bytes_per_param(optimizer, taken) == 12  # no state before the first step
+        bench.stepper(optimizer)()
+        moved[label] = step_speed.bytes_per_param(optimizer, taken)
+        assert all(p.dim() >= bench.entry.min_dim for p in taken) and taken
+    assert moved == {"SGD(momentum)": 20, "AdamW": pytest.approx(28, rel=1e-3), "Muon": 20}
+    assert len(step_speed.OPTIMIZERS["Muon"].takes(params)) < len(params)
+
+
 def test_step_speed_refuses_what_it_cannot_measure() -> None:
     for args, message in ((["--device", "tpu"], "--device"), (["--optimizers", "Lion"], "unknown optimizer"),
-                          (["--clock", "cpu"], "--threads 1")):
+                          (["--clock", "cpu"], "--threads 1"), (["--budget", "0"], "--budget")):
         done = run("step_speed.py", "--sizes", "1M", "--no-first-step", *args)
         assert done.returncode == 2 and message in done.stderr, done.stderr
     if not torch.cuda.is_available():

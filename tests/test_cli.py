@@ -58,7 +58,7 @@ def test_help_everywhere(capsys, command):
     (["compare", "--problem", "mlp-cifar"], "unknown problem 'mlp-cifar'; valid names: linreg, "),
     (["compare", "--optimizers", "sgd,lion"], "unknown optimizer 'lion'; valid names: sgd, momentum, "),
     (["compare", "--schedule", "exp"], "unknown schedule 'exp'; valid names: constant, cosine"),
-    (["lr-find", "--optimizer", "lbfgs"], "unknown optimizer 'lbfgs'; valid names: sgd"),
+    (["lr-find", "--optimizer", "lion"], "unknown optimizer 'lion'; valid names: sgd"),
     (["lr-find", "--lr-min", "1", "--lr-max", "0.1"], "--lr-max (0.1) must be larger than --lr-min (1)"),
     (["trajectories", "--optimizers", "adam", "--lr", "sgd=0.1"], "'sgd' is not among the optimizers drawn"),
     (["trajectories", "--start", "1"], "--start must be two numbers 'x,y'"),

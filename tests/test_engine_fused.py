@@ -17,30 +17,35 @@ import torch
 
 import optimlab
 from optimlab import engine
-from tests.helpers import adam_on_each_path
+from optimlab.core import state_spec
+from optimlab.optimizers.registry import ENTRIES
+from tests.helpers import adam_on_each_path, fit_shape, rich_config, step_with
 
-#: (optimizer, constructor arguments): every structural variant of every optimizer.
-CONFIGS = [
-    ("SGD", dict(lr=0.1)),
-    ("SGD", dict(lr=0.1, momentum=0.9)),
-    ("SGD", dict(lr=0.1, momentum=0.9, dampening=0.5, weight_decay=0.01)),
-    ("SGD", dict(lr=0.1, momentum=0.9, nesterov=True, maximize=True)),
-    ("Adagrad", dict(lr=0.1)),
-    ("Adagrad", dict(lr=0.1, lr_decay=0.01, weight_decay=0.1, initial_accumulator_value=0.2, eps=1e-6)),
-    ("RMSprop", dict(lr=0.01)),
-    ("RMSprop", dict(lr=0.01, centered=True, momentum=0.5, weight_decay=0.1, maximize=True)),
-    ("Adam", dict(lr=0.01)),
-    ("Adam", dict(lr=0.01, amsgrad=True, weight_decay=0.1)),
-    ("Adam", dict(lr=0.01, betas=(0.5, 0.9), maximize=True, decoupled_weight_decay=True, weight_decay=0.1)),
-    ("AdamW", dict(lr=0.01)),
-    ("AdamW", dict(lr=0.01, amsgrad=True, weight_decay=0.0)),
-]
+
+def kind_of(name: str, kwargs: dict) -> str | None:
+    """The kind of math (:data:`optimlab.core.KINDS`) ``name`` runs with ``kwargs``; None for an
+    optimizer that runs whole steps of its own and builds no transform (L-BFGS)."""
+    optimizer = getattr(optimlab, name)([torch.zeros(fit_shape(name, (3,)), requires_grad=True)], **kwargs)
+    try:
+        return optimizer.transform_for(optimizer.param_groups[0]).kind
+    except NotImplementedError:
+        return None
+
+
+#: (optimizer, constructor arguments): every configuration of every registry entry, split by
+#: whether the fused path takes it (elementwise math) or not (tensor math, whole steps of its own).
+EVERY = [(entry.name, dict(config)) for entry in ENTRIES for config in entry.configs]
+CONFIGS = [config for config in EVERY if kind_of(*config) == "elementwise"]
+NOT_FUSED = [config for config in EVERY if kind_of(*config) != "elementwise"]
 SHAPES = [(5, 3), (7,), (), (1,), (40,), (2, 3, 4)]
 #: The fused path rounds exactly where torch does (half types after every operation), so it
 #: agrees with eager to a unit or two in the last place; sqrt is the usual difference (torch's
 #: vectorised sqrt is not always correctly rounded).
+#: In float16 a unit of difference in one step can grow to three over the run where a value
+#: nearly cancels (measured: Adadelta with eps=1e-4, 2.5 units, the fused run the closer of the
+#: two to float64).
 TOL = {torch.float32: dict(rtol=2e-6, atol=1e-7), torch.float64: dict(rtol=1e-13, atol=1e-15),
-       torch.bfloat16: dict(rtol=1.6e-2, atol=1e-5), torch.float16: dict(rtol=2e-3, atol=1e-6)}
+       torch.bfloat16: dict(rtol=1.6e-2, atol=1e-5), torch.float16: dict(rtol=3e-3, atol=1e-6)}
 STEPS = 6
 
 
@@ -71,13 +76,16 @@ def grad_for(p: torch.Tensor, step: int, index: int) -> torch.Tensor | None:
 
 def train(opt: torch.optim.Optimizer, params: list[torch.Tensor], steps: int, start: int = 0) -> None:
     for step in range(start, start + steps):
-        for i, p in enumerate(params):
-            p.grad = grad_for(p, step, i)
-        opt.step()
+        step_with(opt, params, [grad_for(p, step, i) for i, p in enumerate(params)])
+
+
+def params_for(name: str, dtype: torch.dtype) -> list[torch.nn.Parameter]:
+    """The parameters of :data:`SHAPES`, fitted to the optimizer (Muon: matrices)."""
+    return make_params(dtype, shapes=[fit_shape(name, shape) for shape in SHAPES])
 
 
 def run(name: str, kwargs: dict, path: str, dtype: torch.dtype, steps: int = STEPS) -> tuple[list, Any]:
-    params = make_params(dtype)
+    params = params_for(name, dtype)
     opt = getattr(optimlab, name)(params, **kwargs)
     with engine.using(path):
         train(opt, params, steps)
@@ -104,12 +112,40 @@ CASES = ([(c, torch.float32) for c in CONFIGS] + [(c, torch.float64) for c in CO
 
 @pytest.mark.parametrize("config, dtype", CASES, ids=[f"{config_id(c)}-{str(d)[6:]}" for c, d in CASES])
 def test_fused_equals_eager(config: tuple[str, dict], dtype: torch.dtype) -> None:
+    """The fused path must run for the parameters whose state the kernel takes (:func:`kernel_takes`)."""
     name, kwargs = config
     reference = run(name, kwargs, "eager", dtype)
     before = fused_count()
     fast = run(name, kwargs, "auto", dtype)
-    assert fused_count() > before, "the fused path did not run"
+    params, optimizer = fast
+    if any(kernel_takes(optimizer, p) for p in params):
+        assert fused_count() > before, "the fused path did not run"
     assert_same(*fast, *reference, TOL[dtype])
+
+
+def kernel_takes(optimizer: torch.optim.Optimizer, param: torch.Tensor) -> bool:
+    """Whether the fused kernel takes ``param``'s state: all of it (as its transform declares it,
+    :func:`optimlab.core.state_spec`) shaped like the parameter and in its dtype. 0-d state of a
+    dtype of its own beside it (NAdam's ``mu_product``, ASGD's ``eta`` and ``mu``, float32 as
+    torch keeps them) is not taken yet: such parameters step on the eager path (docs/algorithms.md)."""
+    transform = optimizer.transform_for(optimizer.param_groups[0])
+    return all(shape == tuple(param.shape) and dtype == param.dtype
+               for shape, dtype in state_spec(transform, param).values())
+
+
+@pytest.mark.parametrize("config", NOT_FUSED, ids=config_id)
+def test_what_is_not_elementwise_is_not_fused(config: tuple[str, dict]) -> None:
+    """The other side: math on whole tensors (Muon, Adafactor) runs eagerly on the default path,
+    and whole steps of an optimizer's own (L-BFGS) do not go through the engine at all; either
+    way the results are the eager path's, bit for bit."""
+    name, kwargs = config
+    reference = run(name, kwargs, "eager", torch.float32)
+    before = dict(engine.path_counts)
+    default = run(name, kwargs, "auto", torch.float32)
+    ran = {path: count - before.get(path, 0) for path, count in engine.path_counts.items()}
+    assert ran.get("fused", 0) == 0
+    assert (ran.get("eager", 0) > 0) == (kind_of(name, kwargs) is not None)
+    assert_same(*default, *reference, dict(rtol=0, atol=0))
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=config_id)
@@ -117,7 +153,7 @@ def test_fused_equals_torch(config: tuple[str, dict]) -> None:
     """The fused path against torch.optim's for-loop implementation, in float64."""
     name, kwargs = config
     params, opt = run(name, kwargs, "auto", torch.float64)
-    twin_params = make_params(torch.float64)
+    twin_params = params_for(name, torch.float64)
     twin = getattr(torch.optim, name)(twin_params, **kwargs, foreach=False)
     train(twin, twin_params, STEPS)
     for a, b in zip(params, twin_params):
@@ -143,13 +179,9 @@ def test_skipped_parameters_keep_their_step_count() -> None:
     assert opt.state[params[0]]["step"].item() == 4
 
 
-ROUND_TRIPS = [
-    ("SGD", dict(lr=0.1, momentum=0.9)),
-    ("Adagrad", dict(lr=0.1, lr_decay=0.01, weight_decay=0.1, initial_accumulator_value=0.2)),
-    ("RMSprop", dict(lr=0.01, centered=True, weight_decay=0.1)),
-    ("Adam", dict(lr=0.01, amsgrad=True)),
-    ("AdamW", dict(lr=0.01)),
-]
+#: Each optimizer the fused path takes, in its richest configuration.
+ROUND_TRIPS = [(entry.name, rich_config(entry.name)) for entry in ENTRIES
+               if kind_of(entry.name, rich_config(entry.name)) == "elementwise"]
 
 
 @pytest.mark.parametrize("config", ROUND_TRIPS, ids=config_id)
@@ -174,7 +206,7 @@ def test_state_dict_round_trips(config: tuple[str, dict]) -> None:
         torch.testing.assert_close(a, b, rtol=2e-5, atol=1e-6)
 
     # torch.optim -> optimlab (fused)
-    params = make_params(torch.float32)
+    params = params_for(name, torch.float32)
     twin = getattr(torch.optim, name)(params, **kwargs, foreach=False)
     train(twin, params, STEPS)
     ours = getattr(optimlab, name)(params, **kwargs)

@@ -12,8 +12,7 @@ import torch
 from torch import Tensor
 
 import optimlab
-from tests.helpers import record, rel_error, through_bytes
-from tests.test_registry import worst_difference
+from tests.helpers import record, rel_error, through_bytes, worst_difference
 
 
 def test_one_parameter_group_only() -> None:

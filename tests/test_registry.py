@@ -21,7 +21,6 @@ within the entry's tolerance (relative error as tests/helpers.py defines it).
 from __future__ import annotations
 
 import importlib
-import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -34,6 +33,8 @@ from optimlab.optimizers.registry import ENTRIES, REGISTRY, Entry
 from tests.helpers import (
     PathScale,
     clone_params,
+    contiguous_grads,
+    default_lr,
     grad_sequence,
     make_params,
     rel_error,
@@ -42,6 +43,7 @@ from tests.helpers import (
     states_in_order,
     through_bytes,
     two_groups,
+    worst_difference,
 )
 
 STEPS = 50
@@ -62,10 +64,6 @@ def param_specs(entry: Entry) -> list[tuple[tuple[int, ...], str]]:
         return [((4, 5), "contiguous"), ((6, 3), "transposed"), ((3, 4), "strided")]
     specs = [((), "contiguous"), ((3,), "contiguous"), ((4, 5), "transposed"), ((2, 3, 4), "strided")]
     return [(shape, layout) for shape, layout in specs if len(shape) >= entry.min_dim]
-
-
-def default_lr(cls: type) -> float:
-    return inspect.signature(cls).parameters["lr"].default
 
 
 def groups_of(entry: Entry, params: list[Tensor], config: dict[str, Any]) -> Any:
@@ -101,10 +99,7 @@ class Driver:
             loss = sum(((w.to(p.real.dtype) * (p - c.to(p.dtype)).abs() ** 2).sum() + 0.05 * (p.abs() ** 4).sum())
                        for p, c, w in zip(params, self.targets, self.weights))
             loss.backward()
-            for p in params:
-                # torch.optim.LBFGS flattens gradients with view(-1), which fails on the gradient
-                # autograd gives a transposed parameter (its strides); optimlab's takes both.
-                p.grad = p.grad.contiguous()
+            contiguous_grads(params)
             return loss
 
         optimizer.step(closure)
@@ -120,23 +115,6 @@ def run(make: Callable[[list[Tensor]], torch.optim.Optimizer], params: list[Tens
             for i, p in enumerate(params):
                 scale.update(("param", i), p)
     return optimizer
-
-
-def worst_difference(mine: Any, theirs: Any, scale: float | None, where: str) -> float:
-    """The largest relative difference between two state values of any structure."""
-    if isinstance(theirs, Tensor):
-        assert isinstance(mine, Tensor), f"{where}: {type(mine).__name__} where the reference has a tensor"
-        assert mine.dtype == theirs.dtype, f"{where}: dtype {mine.dtype} != {theirs.dtype}"
-        assert mine.shape == theirs.shape, f"{where}: shape {tuple(mine.shape)} != {tuple(theirs.shape)}"
-        return rel_error(mine, theirs, scale)
-    if isinstance(theirs, (list, tuple)):
-        assert isinstance(mine, (list, tuple)) and len(mine) == len(theirs), f"{where}: {mine!r} != {theirs!r}"
-        return max((worst_difference(a, b, scale, f"{where}[{i}]") for i, (a, b) in enumerate(zip(mine, theirs))),
-                   default=0.0)
-    if isinstance(theirs, float):
-        return rel_error(torch.tensor(float(mine)), torch.tensor(theirs))
-    assert mine == theirs, f"{where}: {mine!r} != {theirs!r}"
-    return 0.0
 
 
 def compare(mine: torch.optim.Optimizer, theirs: torch.optim.Optimizer, my_params: list[Tensor],

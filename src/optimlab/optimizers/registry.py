@@ -57,6 +57,14 @@ class Entry:
     needs_closure: bool = False
     #: torch's twin allows one parameter group only (L-BFGS).
     single_group: bool = False
+    #: Steps all parameters as one flat vector, its state on the first parameter (L-BFGS), rather
+    #: than each parameter on its own: a missing gradient counts as zeros, it does not skip the
+    #: parameter, and the other parameters have no state.
+    one_vector: bool = False
+    #: Every step is proportional to the group's current ``lr``: ``lr=0`` stands still, and an lr
+    #: written into a group takes effect at the next step. False where ``lr`` only sets where the
+    #: step sizes start (Rprop: each parameter's first step size, adapted from there).
+    lr_scales_steps: bool = True
     #: Gradients are sparse (SparseAdam: embeddings' rows); the tests feed sparse gradients.
     sparse_grads: bool = False
     #: torch's own error cases (optim_db's ``optim_error_inputs_func``, by description) that this
@@ -141,7 +149,7 @@ ENTRIES: tuple[Entry, ...] = (
         dict(lr=2e-4, etas=(0.5, 1.5)),
         dict(step_sizes=(2e-6, 100), maximize=True),
         dict(lr=0.1, step_sizes=(0.01, 0.2)),
-    ), search_space={"lr": (1e-5, 0.1)}),
+    ), lr_scales_steps=False, search_space={"lr": (1e-5, 0.1)}),
     Entry(NAdam, "torch.optim.NAdam", "Dozat 2016", (
         dict(lr=0.01),
         dict(lr=0.01, betas=(0.8, 0.99), momentum_decay=6e-3, weight_decay=0.1),
@@ -180,7 +188,7 @@ ENTRIES: tuple[Entry, ...] = (
         dict(lr=torch.tensor(0.1), tolerance_grad=1e-6, max_iter=4, max_eval=30),
         dict(line_search_fn="strong_wolfe", max_iter=2, max_eval=10),
         dict(line_search_fn="strong_wolfe", history_size=2, max_iter=5, max_eval=6, tolerance_change=1e-6),
-    ), needs_closure=True, single_group=True, search_space={"lr": (1e-2, 1.0)}),
+    ), needs_closure=True, single_group=True, one_vector=True, search_space={"lr": (1e-2, 1.0)}),
     # Sparse gradients over the first dimension (an embedding's rows), some rows named twice,
     # some gradients naming none.
     Entry(SparseAdam, "torch.optim.SparseAdam", "Kingma & Ba 2015 (lazy on sparse rows, as torch.optim.SparseAdam)", (
