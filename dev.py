@@ -80,8 +80,8 @@ def setup() -> None:
         sh(*pip, "--no-deps", TRITON)
     # The fused path's compiled check helper (~15 s, once per machine and torch version); steps
     # run without it, only slower on many small tensors, if there is no C++ compiler.
-    print("+ python -m optimlab.engine.native", flush=True)
-    subprocess.run([str(PYTHON), "-m", "optimlab.engine.native"], cwd=ROOT)
+    print("+ python -m optimlab.engine.native_build", flush=True)
+    subprocess.run([str(PYTHON), "-m", "optimlab.engine.native_build"], cwd=ROOT)
     STAMP.write_text(fingerprint())
 
 

@@ -204,7 +204,7 @@ def test_a_missing_helper_is_built_by_a_child_once_the_process_has_stepped_a_whi
     assert helper.get() is None and helper.reason.startswith("not built yet") and not started
     assert helper.get() is None and helper.reason == "being built"
     (command, options), = started
-    assert command == [sys.executable, "-m", "optimlab.engine.native", "--background"]
+    assert command == [sys.executable, "-m", "optimlab.engine.native_build", "--background"]
     assert "start_new_session" not in options, "the build belongs to this process"
     assert options["preexec_fn"] is engine.cpu.die_with_parent
     package_root = str(Path(engine.native.__file__).resolve().parents[2])
@@ -236,7 +236,7 @@ def native_builds() -> list[int]:
             command = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"optimlab.engine.native" in command and b"--background" in command:
+        if b"optimlab.engine.native_build" in command and b"--background" in command:
             found.append(int(entry.name))
     return found
 

@@ -11,7 +11,7 @@ kept in the kernel cache (``$OPTIMLAB_CACHE_DIR`` or ``~/.cache/optimlab``) unde
 source, torch's and Python's versions and the flags. The build takes ~15 s, so it never runs in
 the step: a process that has stepped for a while without it builds it in a child process that
 dies with it (:class:`Helper`), and picks it up when it is there. ``python -m
-optimlab.engine.native`` builds it and waits (set-up does that); ``OPTIMLAB_NATIVE=0`` turns the
+optimlab.engine.native_build`` builds it and waits (set-up does that); ``OPTIMLAB_NATIVE=0`` turns the
 helper off.
 """
 
@@ -218,7 +218,7 @@ class Helper:
         package_root = str(Path(__file__).resolve().parents[2])  # this optimlab, installed or not
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
         try:
-            self.builder = subprocess.Popen([sys.executable, "-m", "optimlab.engine.native", "--background"],
+            self.builder = subprocess.Popen([sys.executable, "-m", "optimlab.engine.native_build", "--background"],
                                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                             stderr=subprocess.DEVNULL, env=env,
                                             preexec_fn=die_with_parent if sys.platform == "linux" else None)
@@ -274,6 +274,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"optimlab native helper: {path}")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())
