@@ -210,3 +210,58 @@ def test_kernels_are_cached_on_disk(tmp_path: Any, monkeypatch: Any) -> None:
     engine.cpu._loaded.pop(source)
     monkeypatch.setenv("CC", str(tmp_path / "no-compiler"))  # a warm cache needs no compiler
     assert engine.cpu.build(source).path == kernel.path
+
+
+class RunningProduct(optimlab.Transform):
+    """0-d per-tensor state in a dtype of its own, as NAdam's ``mu_product``: a float32 product
+    of numbers computed in float64 from the step count and a hyperparameter."""
+
+    hyperparams = ("lr",)
+
+    def init(self, param: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"product": torch.ones((), dtype=torch.float32, device=param.device)}
+
+    def update(self, u: torch.Tensor, param: torch.Tensor, state: Any, hp: Any, step: Any) -> torch.Tensor:
+        factor = 1 - 0.5 * 0.97 ** (step * hp["lr"])  # a Python number on the eager path
+        product = state["product"].mul_(factor).double()
+        return u * (1 - product) * -hp["lr"]
+
+
+class RunningProductOptimizer(optimlab.Adagrad):
+    def build_transform(self, group: Any) -> optimlab.Transform:
+        return RunningProduct()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_zero_d_state_is_per_tensor_and_numbers_never_widen_it(dtype: torch.dtype) -> None:
+    """A float32 0-d state multiplied in place by a number is multiplied in float32 (the number
+    rounded first), as on the eager path where the number is a Python float; a float64 0-d
+    tensor would have widened the product. The fused path keeps one value per tensor."""
+    def run_on(path: str) -> tuple[list, list]:
+        params = [torch.nn.Parameter(torch.linspace(-1, 1, n, dtype=dtype)) for n in (9, 40)]
+        opt = RunningProductOptimizer(params, lr=0.3)
+        products = []
+        with engine.using(path):
+            for _ in range(6):
+                for p in params:
+                    p.grad = torch.ones_like(p)
+                opt.step()
+                products.append([opt.state[p]["product"].item() for p in params])
+        return [p.detach() for p in params], products
+
+    before = engine.path_counts["fused"]
+    fast = run_on("auto")
+    assert engine.path_counts["fused"] - before == 12
+    eager = run_on("eager")
+    assert fast[1] == eager[1]
+    for a, b in zip(fast[0], eager[0]):
+        assert torch.equal(a, b)
+
+
+def test_per_element_values_are_never_written_into_zero_d_state() -> None:
+    def update(u: torch.Tensor, p: torch.Tensor, s: dict, hp: dict, t: Any) -> torch.Tensor:
+        s["product"].copy_(u.sum())
+        return u
+    with pytest.raises(Unsupported):
+        trace(Lambda(update), {"lr": 0.1}, torch.float32, {"step": torch.tensor(1.0), "product": torch.ones(())},
+              counts_steps=True, per_tensor=frozenset({"product"}))

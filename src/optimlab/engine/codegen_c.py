@@ -4,7 +4,9 @@ The kernel takes all tensors of a group at once through an array of data pointer
 :class:`~optimlab.engine.trace.Roles`), splits the group's elements evenly over OpenMP threads,
 computes each tensor's scalars (``1 - beta2 ** step``, reciprocals of divisors) once per
 tensor, runs the vector section once per element (each input loaded once, each output stored
-once), and increments each parameter's ``state['step']`` itself. Operations are written from
+once), and increments each parameter's ``state['step']`` itself. 0-d state (NAdam's
+``mu_product``) is updated by one thread, in a pass over the tensors before the others start;
+that pass keeps the old values, which every thread's copy of the scalar section reads. Operations are written from
 the one table, :mod:`optimlab.engine.expressions`, in C's :class:`CDialect`: each in its result
 dtype, scalar operands cast to it as torch casts Python numbers and 0-d tensors; scalar-only
 math in double precision, as the eager path's Python floats.
@@ -26,7 +28,7 @@ from optimlab.engine.expressions import (
 from optimlab.engine.trace import Node, Program, Roles
 
 #: Bump when the generated code changes meaning (old cached kernels are then ignored).
-CODEGEN_VERSION = 5
+CODEGEN_VERSION = 6
 
 #: Below this many elements in a call the kernel stays on one thread (waking threads costs more).
 PARALLEL_MIN_ELEMENTS = 32768
@@ -121,6 +123,9 @@ class Section:
     def __init__(self) -> None:
         self.names: dict[int, str | None] = {}  # node -> C name (None: a literal, written where used)
         self.pointers: list[str] = []  # per tensor: its data pointers
+        self.held: list[str] = []      # per tensor, in the threads: 0-d state as it was before the step
+        self.tensor_loads: list[str] = []   # per tensor, in the 0-d state pass: its 0-d state, kept
+        self.tensor_stores: list[str] = []  # per tensor, in the 0-d state pass: new 0-d state
         self.scalars: list[str] = []   # per tensor: values the same for all its elements
         self.loads: list[str] = []     # per element: inputs
         self.vectors: list[str] = []   # per element: computed values
@@ -141,6 +146,16 @@ def inputs(program: Program, roles: Roles, out: Section) -> None:
             if index in used:
                 load = f"{LOAD[dtype]}(R{role}[i])" if dtype in LOAD else f"R{role}[i]"
                 out.loads.append(f"            const {ctype} v{index} = {load};")
+            out.names[index] = f"v{index}"
+        elif key[0] == "tensor_state":
+            role = roles.index(key)
+            dtype = roles.dtypes[role]
+            slot = f"held[{roles.tensor_state_keys.index(key[1])} * nt + t]"
+            load = f"*({STORAGE[dtype]}*)ptrs[{role} * nt + t]"
+            load = f"{LOAD[dtype]}({load})" if dtype in LOAD else load
+            out.tensor_loads.append(f"        const {CTYPE[dtype]} v{index} = {load};\n"
+                                    f"        {slot} = (double)v{index};")
+            out.held.append(f"        const {CTYPE[dtype]} v{index} = ({CTYPE[dtype]}){slot};")
             out.names[index] = f"v{index}"
         else:
             out.names[index] = {"step": "step", "step_tensor": "step_value"}.get(key[0]) or f"hp[{key[1]}]"
@@ -194,10 +209,28 @@ def operation(nodes: list[Node], index: int, out: Section) -> None:
 def stores(program: Program, roles: Roles, out: Section) -> None:
     for key, index in program.writes:
         role = roles.index(key)
+        dtype = roles.dtypes[role]
         value = out.names[index]
-        if roles.dtypes[role] in STORE:
-            value = f"{STORE[roles.dtypes[role]]}({value})"
-        out.stores.append(f"            R{role}[i] = {value};")
+        if CTYPE[dtype] != CTYPE[program.nodes[index].dtype]:
+            value = f"(({CTYPE[dtype]}){value})"
+        if dtype in STORE:
+            value = f"{STORE[dtype]}({value})"
+        if key[0] == "tensor_state":
+            out.tensor_stores.append(f"        *({STORAGE[dtype]}*)ptrs[{role} * nt + t] = {value};")
+        else:
+            out.stores.append(f"            R{role}[i] = {value};")
+
+
+def tensor_state_pass(out: Section, step_read: str, count: int) -> str:
+    """The serial pass that updates 0-d state (after the step counts): per tensor, keep the old
+    values in ``held``, compute the scalars, store the new values. Empty without 0-d state."""
+    if not count:
+        return "    double* held = NULL;"
+    return (f"""
+    double* held = (double*)malloc(sizeof(double) * (size_t)({count} * nt));
+    if (!held) {{ free(start); return 1; }}
+    for (int64_t t = 0; t < nt; ++t) {{  /* 0-d state, once per tensor */
+{step_read}""" + "\n".join(out.tensor_loads + out.scalars + out.tensor_stores) + "\n    }")
 
 
 def step_count(roles: Roles) -> tuple[str, str]:
@@ -228,7 +261,7 @@ $description
 #endif
 $helpers
 static void run_range(int64_t nt, void* const* ptrs, const int64_t* numel, const int64_t* start,
-                      const double* hp, int64_t begin, int64_t end)
+                      const double* hp, const double* held, int64_t begin, int64_t end)
 {
     /* First tensor touching [begin, end): binary search over the prefix sums of sizes. */
     int64_t low = 0, high = nt - 1;
@@ -241,7 +274,8 @@ static void run_range(int64_t nt, void* const* ptrs, const int64_t* numel, const
         int64_t hi = (end < start[t] + numel[t] ? end : start[t] + numel[t]) - start[t];
         if (hi <= lo) continue;
         const int64_t n = hi - lo;
-$step_read$scalars
+$step_read$held
+$scalars
 $pointers
         for (int64_t i = 0; i < n; ++i) {
 $loads
@@ -259,18 +293,21 @@ int optimlab_step(int64_t nt, void* const* ptrs, const int64_t* numel, const dou
     start[0] = 0;
     for (int64_t t = 0; t < nt; ++t) start[t + 1] = start[t] + numel[t];
     const int64_t total = start[nt];$step_increment
+$tensor_state_pass
 #ifdef _OPENMP
     if (nthreads > 1 && total >= $parallel_min) {
         #pragma omp parallel num_threads((int)nthreads)
         {
             const int64_t k = omp_get_thread_num(), parts = omp_get_num_threads();
-            run_range(nt, ptrs, numel, start, hp, total * k / parts, total * (k + 1) / parts);
+            run_range(nt, ptrs, numel, start, hp, held, total * k / parts, total * (k + 1) / parts);
         }
+        free(held);
         free(start);
         return 0;
     }
 #endif
-    run_range(nt, ptrs, numel, start, hp, 0, total);
+    run_range(nt, ptrs, numel, start, hp, held, 0, total);
+    free(held);
     free(start);
     return 0;
 }
@@ -288,8 +325,10 @@ def generate(program: Program, roles: Roles) -> str:
             operation(program.nodes, index, out)
     stores(program, roles, out)
     increment, read = step_count(roles)
+    tensor_pass = tensor_state_pass(out, read, len(roles.tensor_state_keys))
     return KERNEL.substitute(
         version=CODEGEN_VERSION, helpers=HELPERS, parallel_min=PARALLEL_MIN_ELEMENTS,
         description="\n".join(" * " + line for line in program.describe().splitlines()),
-        step_read=read, step_increment=increment, scalars="\n".join(out.scalars), pointers="\n".join(out.pointers),
+        step_read=read, step_increment=increment, tensor_state_pass=tensor_pass, held="\n".join(out.held),
+        scalars="\n".join(out.scalars), pointers="\n".join(out.pointers),
         loads="\n".join(out.loads), vectors="\n".join(out.vectors), stores="\n".join(out.stores))

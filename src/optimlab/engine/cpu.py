@@ -250,8 +250,10 @@ def traced_kernel(kernels: weakref.WeakKeyDictionary, transform: Transform, hype
     found = cache.get(key)
     if found is None:
         _, sig, counts_steps = key
+        # A signature's fourth part, where there is one, lists its 0-d per-tensor state (fused CPU).
+        per_tensor = frozenset(k for k, _ in sig[3]) if len(sig) > 3 else frozenset()
         try:
-            program = trace(transform, hyperparams, sig[0], state, counts_steps)
+            program = trace(transform, hyperparams, sig[0], state, counts_steps, per_tensor)
             found = make(program, Roles(program, sig[0], counts_steps))
         except (Unsupported, NeedsEagerStep, BuildError) as reason:
             found = reason

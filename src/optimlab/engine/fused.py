@@ -66,8 +66,10 @@ def dense_like(t: torch.Tensor, param: torch.Tensor) -> bool:
 
 class StateEntry:
     """A parameter's state, checked in full for the kernel: its tensors in the kernel's order
-    (state keys sorted, then the step count) and their addresses; ``sig`` is None if the
-    kernel cannot use it."""
+    (:class:`~optimlab.engine.trace.Roles`: parameter-shaped state by key, 0-d state by key, the
+    step count) and their addresses; ``sig`` is None if the kernel cannot use it. 0-d state of a
+    parameter with elements is per-tensor state (NAdam's ``mu_product``, ASGD's ``eta``), in any
+    float dtype; the state of a 0-d parameter is all parameter-shaped."""
 
     __slots__ = ("state", "keys", "tensors", "pointers", "shape", "sig")
 
@@ -79,19 +81,27 @@ class StateEntry:
         step_dtype = None
         if not isinstance(state, dict):
             return
+        per_tensor = []
         for key, value in state.items():
             if key == "step":
                 if not (counts_steps and type(value) is torch.Tensor and value.dim() == 0
                         and value.dtype in _step_dtypes and value.is_cpu):
                     return
                 step_dtype = value.dtype
-            elif not (type(value) is torch.Tensor and value.dtype is dtype and value.shape == self.shape
-                      and value.is_cpu and value.layout is _strided and dense_like(value, param)):
+            elif not (type(value) is torch.Tensor and value.is_cpu and value.layout is _strided):
                 return
-        self.keys = sorted(k for k in state if k != "step") + (["step"] if step_dtype is not None else [])
+            elif value.dim() == 0 and param.dim() != 0:
+                if value.dtype not in _float_dtypes:
+                    return
+                per_tensor.append((key, value.dtype))
+            elif not (value.dtype is dtype and value.shape == self.shape and dense_like(value, param)):
+                return
+        per_tensor.sort()
+        like_param = sorted(k for k in state if k != "step" and (k, state[k].dtype) not in per_tensor)
+        self.keys = like_param + [k for k, _ in per_tensor] + (["step"] if step_dtype is not None else [])
         self.tensors = [state[k] for k in self.keys]
         self.pointers = [t.data_ptr() for t in self.tensors]
-        self.sig = (dtype, tuple(sorted(state)), step_dtype)
+        self.sig = (dtype, tuple(sorted(state)), step_dtype, tuple(per_tensor))
 
     def still_valid(self, state: dict, param: torch.Tensor) -> bool:
         if (self.sig is None or len(state) != len(self.tensors) or param.shape != self.shape

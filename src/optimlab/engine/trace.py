@@ -7,10 +7,11 @@ operations over
 
 * *vector* values, one per element of the parameter (the parameter, its gradient, its state
   tensors and everything computed from them), and
-* *scalar* values, one per tensor (hyperparameters, the step count, and what the math derives
-  from them, such as ``1 - beta2 ** step``),
+* *scalar* values, one per tensor (hyperparameters, the step count, 0-d state such as NAdam's
+  ``mu_product``, and what the math derives from them, such as ``1 - beta2 ** step``),
 
-plus the state tensors (and the parameter) it writes. A code generator turns the program into
+plus the state tensors (and the parameter) it writes: parameter-shaped ones element by element,
+0-d ones ("per-tensor state") once per tensor. A code generator turns the program into
 a kernel; the kernel is then exactly the transform's math, operation by operation.
 
 Anything the recorder does not understand (a view, a reduction, a data-dependent branch, an
@@ -42,6 +43,12 @@ from optimlab.engine.ops import ATEN
 TRACE_LENGTH = 7
 
 FLOAT_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
+HALF_DTYPES = (torch.bfloat16, torch.float16)
+
+#: Operations whose result dtype is the one asked for, not a promotion of their operands'
+#: (``where`` included: on the eager path a branch on numbers is a Python ``if``, and its
+#: result is written into state of a known dtype).
+DTYPE_GIVEN = ("copy", "fill", "where")
 STEP_DTYPES = (torch.float32, torch.float64)
 
 
@@ -67,8 +74,9 @@ class Program:
     """A traced update: nodes in execution order, the inputs they read, the tensors they write."""
 
     nodes: list[Node]
-    #: input key -> node index. Keys: ("param",), ("grad",), ("state", name), ("step",) for the
-    #: step number as a Python float, ("hp", i) for the i-th runtime hyperparameter.
+    #: input key -> node index. Keys: ("param",), ("grad",), ("state", name) for a state tensor
+    #: shaped like the parameter, ("tensor_state", name) for 0-d per-tensor state, ("step",) for
+    #: the step number as a Python float, ("hp", i) for the i-th runtime hyperparameter.
     inputs: dict[tuple, int]
     #: (input key, node index): the tensor named by key receives the node's value.
     writes: list[tuple[tuple, int]]
@@ -111,8 +119,34 @@ class Recorder(TorchDispatchMode):
         self.keep: list[Tensor] = []        # keeps traced tensors alive so ids stay unique
         self.aliased: set[int] = set()      # ids of tensors that share memory with another
         self.inputs: dict[tuple, int] = {}  # input key -> its node
+        self.numbers: set[int] = set()      # nodes that are Python numbers on the eager path
 
     # values --------------------------------------------------------------------------------
+    def eager_dtype(self, out: Tensor, args: tuple[int, ...]) -> torch.dtype:
+        """The dtype the eager path computes an operation in.
+
+        Hyperparameters and the step count are Python numbers there, traced as float64 0-d
+        tensors here; so are the values computed from them alone. Numbers never widen a tensor
+        (a float32 0-d ``mu_product.mul_(mu)`` with a float ``mu`` multiplies in float32), where a
+        float64 0-d tensor would. Values with elements decide their own dtype, as recorded.
+        """
+        if out.dim() != 0:
+            if out.dtype in HALF_DTYPES and any(not self.nodes[i].vector and i not in self.numbers
+                                                and self.nodes[i].dtype not in (None, out.dtype, torch.bool)
+                                                for i in args):
+                # torch first rounds such a 0-d tensor (ASGD's float64 eta) to the half type;
+                # the kernel computes with it in float.
+                raise Unsupported(f"a {out.dtype} operation reads 0-d state of another dtype")
+            return out.dtype
+        tensors = [self.nodes[i].dtype for i in args if i not in self.numbers
+                   and self.nodes[i].dtype is not None and self.nodes[i].dtype.is_floating_point]
+        if not tensors:
+            return out.dtype
+        dtype = tensors[0]
+        for other in tensors[1:]:
+            dtype = torch.promote_types(dtype, other)
+        return dtype
+
     def add(self, node: Node) -> int:
         self.nodes.append(node)
         return len(self.nodes) - 1
@@ -122,6 +156,8 @@ class Recorder(TorchDispatchMode):
         of the parameter) or a per-tensor scalar."""
         t = torch.empty(TRACE_LENGTH if vector else (), dtype=dtype, device="meta")
         self.inputs[key] = self.add(Node("input", dtype=dtype, vector=vector, key=key))
+        if key[0] in ("hp", "step"):
+            self.numbers.add(self.inputs[key])
         self.bind(t, self.inputs[key])
         return t
 
@@ -136,14 +172,20 @@ class Recorder(TorchDispatchMode):
             if index is not None:
                 return index
             if x.device.type != "meta" and x.dim() == 0 and not x.is_complex():
-                return self.add(Node("const", dtype=x.dtype, value=x.item()))
+                # a constant the math made (select's torch.as_tensor(5.0)): a number on the eager path
+                index = self.add(Node("const", dtype=x.dtype, value=x.item()))
+                self.numbers.add(index)
+                return index
             raise Unsupported(f"the update reads a tensor of shape {tuple(x.shape)} that is neither "
                               "the parameter, its gradient, its state nor a scalar")
         if isinstance(x, bool):
-            return self.add(Node("const", value=x))
-        if isinstance(x, (int, float)):
-            return self.add(Node("const", value=float(x)))
-        raise Unsupported(f"the update passes a {type(x).__name__} ({x!r}) to a tensor operation")
+            index = self.add(Node("const", value=x))
+        elif isinstance(x, (int, float)):
+            index = self.add(Node("const", value=float(x)))
+        else:
+            raise Unsupported(f"the update passes a {type(x).__name__} ({x!r}) to a tensor operation")
+        self.numbers.add(index)
+        return index
 
     def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         kwargs = kwargs or {}
@@ -174,7 +216,15 @@ class Recorder(TorchDispatchMode):
         if out.dtype not in FLOAT_DTYPES + (torch.bool,):
             raise Unsupported(f"aten.{name} gives {out.dtype}")
         op, operands = rule(bound)
-        index = self.add(Node(op, tuple(self.value_of(x) for x in operands), out.dtype, out.dim() != 0))
+        args = tuple(self.value_of(x) for x in operands)
+        computed = out.dtype if op in DTYPE_GIVEN or out.dtype is torch.bool else self.eager_dtype(out, args)
+        if computed != out.dtype and not in_place:
+            raise Unsupported(f"aten.{name} on 0-d values gives {out.dtype} here and {computed} on the eager path")
+        index = self.add(Node(op, args, computed, out.dim() != 0))
+        if all(i in self.numbers for i in args):
+            self.numbers.add(index)
+        if computed != out.dtype:  # written back into ``self``: one rounding, as torch casts it
+            index = self.add(Node("copy", (index,), out.dtype, out.dim() != 0))
         written = bound["self"] if in_place else bound.get("out")
         if isinstance(written, Tensor):
             if id(written) in self.aliased:
@@ -186,10 +236,11 @@ class Recorder(TorchDispatchMode):
 
 # -- tracing a transform -----------------------------------------------------------------------
 def trace(transform: Transform, hyperparams: Mapping[str, Any], param_dtype: torch.dtype,
-          state: Mapping[str, Any], counts_steps: bool) -> Program:
+          state: Mapping[str, Any], counts_steps: bool, per_tensor: frozenset[str] = frozenset()) -> Program:
     """Record ``param += transform.update(grad, param, state, hp, step)`` for one parameter.
 
-    ``state`` is one parameter's current state (only keys and dtypes are used). Raises
+    ``state`` is one parameter's current state (only keys and dtypes are used); the keys in
+    ``per_tensor`` name its 0-d entries (one value per tensor, not per element). Raises
     :class:`Unsupported` when the math cannot be a kernel of this kind, and
     :class:`NeedsEagerStep` when the update would add state entries.
     """
@@ -199,7 +250,7 @@ def trace(transform: Transform, hyperparams: Mapping[str, Any], param_dtype: tor
     rec = Recorder()
     param = rec.input(("param",), param_dtype, vector=True)
     grad = rec.input(("grad",), param_dtype, vector=True)
-    traced_state, state_dtypes = traced_state_of(rec, state)
+    traced_state, state_dtypes = traced_state_of(rec, state, per_tensor)
     if counts_steps and "step" not in state:
         raise Unsupported("the step count is missing from the state")
     step = rec.input(("step",), torch.float64, vector=False) if counts_steps else None
@@ -216,8 +267,10 @@ def trace(transform: Transform, hyperparams: Mapping[str, Any], param_dtype: tor
     return Program(rec.nodes, rec.inputs, writes, names, state_dtypes)
 
 
-def traced_state_of(rec: Recorder, state: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, torch.dtype]]:
-    """Inputs standing for a parameter's state: vectors for its tensors, a scalar for its step count."""
+def traced_state_of(rec: Recorder, state: Mapping[str, Any],
+                    per_tensor: frozenset[str]) -> tuple[dict[str, Any], dict[str, torch.dtype]]:
+    """Inputs standing for a parameter's state: vectors for its tensors, scalars for its step
+    count and its ``per_tensor`` (0-d) entries."""
     traced: dict[str, Any] = {}
     dtypes: dict[str, torch.dtype] = {}
     for key, value in state.items():
@@ -227,6 +280,8 @@ def traced_state_of(rec: Recorder, state: Mapping[str, Any]) -> tuple[dict[str, 
             traced[key] = rec.input(("step_tensor",), value.dtype, vector=False)
         elif not isinstance(value, Tensor) or value.dtype not in FLOAT_DTYPES or value.is_sparse:
             raise Unsupported(f"state {key!r} is not a dense float tensor")
+        elif key in per_tensor:
+            traced[key] = rec.input(("tensor_state", key), value.dtype, vector=False)
         else:
             traced[key] = rec.input(("state", key), value.dtype, vector=True)
         dtypes[key] = value.dtype
@@ -246,10 +301,14 @@ def written(rec: Recorder, param: Tensor, grad: Tensor, originals: dict[str, Any
         if traced_state[key] is not tensor:
             raise Unsupported(f"the update replaces state {key!r} with a new tensor")
     writes: list[tuple[tuple, int]] = []
-    targets = [(("param",), param)] + [(("state", k), t) for k, t in originals.items() if k != "step"]
+    targets = [(("param",), param)] + [(("state", k), t) for k, t in originals.items()
+                                       if k != "step" and ("state", k) in rec.inputs]
+    targets += [(("tensor_state", k), t) for k, t in originals.items() if ("tensor_state", k) in rec.inputs]
     for key, tensor in targets:
         index = rec.current[id(tensor)]
         if index != rec.inputs[key]:
+            if key[0] == "tensor_state" and rec.nodes[index].vector:
+                raise Unsupported(f"the update writes per-element values into 0-d state {key[1]!r}")
             writes.append((key, index))
     read_only = [(("grad",), grad)] + ([(("step_tensor",), originals["step"])] if "step" in originals else [])
     for key, tensor in read_only:
@@ -259,12 +318,16 @@ def written(rec: Recorder, param: Tensor, grad: Tensor, originals: dict[str, Any
 
 
 class Roles:
-    """Where each tensor of a parameter sits in the pointer array, and its dtype."""
+    """Where each tensor of a parameter sits in the pointer array, and its dtype: the parameter,
+    its gradient, its parameter-shaped state, its 0-d state (each sorted by key), its step count."""
 
     def __init__(self, program: Program, param_dtype: torch.dtype, counts_steps: bool) -> None:
         self.state_keys = sorted(k for (kind, *rest) in program.inputs for k in rest if kind == "state")
-        self.names = ["param", "grad"] + [f"state:{k}" for k in self.state_keys]
-        self.dtypes = [param_dtype, param_dtype] + [program.state_dtypes[k] for k in self.state_keys]
+        self.tensor_state_keys = sorted(k for (kind, *rest) in program.inputs for k in rest if kind == "tensor_state")
+        self.names = (["param", "grad"] + [f"state:{k}" for k in self.state_keys]
+                      + [f"tensor_state:{k}" for k in self.tensor_state_keys])
+        self.dtypes = [param_dtype, param_dtype] + [program.state_dtypes[k]
+                                                    for k in self.state_keys + self.tensor_state_keys]
         self.step_dtype = program.state_dtypes.get("step") if counts_steps else None
         if counts_steps:
             self.names.append("step")
@@ -273,4 +336,6 @@ class Roles:
     def index(self, key: tuple) -> int:
         if key[0] == "state":
             return 2 + self.state_keys.index(key[1])
+        if key[0] == "tensor_state":
+            return 2 + len(self.state_keys) + self.tensor_state_keys.index(key[1])
         return {"param": 0, "grad": 1}[key[0]]
