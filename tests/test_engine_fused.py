@@ -18,6 +18,7 @@ import torch
 import optimlab
 from optimlab import engine
 from optimlab.core import state_spec
+from optimlab.engine.segments import segments_of
 from optimlab.optimizers.registry import ENTRIES
 from tests.helpers import adam_on_each_path, fit_shape, rich_config, step_with
 
@@ -171,18 +172,27 @@ def test_zero_d_state_steps_once_per_tensor_on_every_thread(name: str, kwargs: d
     assert_same(*fast, *reference, dict(rtol=0, atol=0) if name == "ASGD" else TOL[dtype])
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("config", NOT_FUSED, ids=config_id)
-def test_what_is_not_elementwise_is_not_fused(config: tuple[str, dict]) -> None:
-    """The other side: math on whole tensors (Muon, Adafactor) runs eagerly on the default path,
-    and whole steps of an optimizer's own (L-BFGS) do not go through the engine at all; either
-    way the results are the eager path's, bit for bit."""
+def test_chains_of_mixed_kinds_fuse_their_elementwise_parts(config: tuple[str, dict], dtype: torch.dtype) -> None:
+    """The other side: a chain that mixes math on whole tensors with elementwise links (Muon's
+    Newton-Schulz between momentum and weight decay, Adafactor's factored moments before weight
+    decay) runs its elementwise parts on the kernel and the rest as torch ops on the true shapes
+    (:mod:`optimlab.engine.segments`); whole steps of an optimizer's own (L-BFGS) do not go
+    through the engine at all. Either way the results are the eager path's, bit for bit."""
     name, kwargs = config
-    reference = run(name, kwargs, "eager", torch.float32)
+    reference = run(name, kwargs, "eager", dtype)
     before = dict(engine.path_counts)
-    default = run(name, kwargs, "auto", torch.float32)
+    default = run(name, kwargs, "auto", dtype)
     ran = {path: count - before.get(path, 0) for path, count in engine.path_counts.items()}
-    assert ran.get("fused", 0) == 0
-    assert (ran.get("eager", 0) > 0) == (kind_of(name, kwargs) is not None)
+    params, optimizer = default
+    sparse = next(entry for entry in ENTRIES if entry.name == name).sparse_grads  # the kernel takes dense ones
+    in_segments = kind_of(name, kwargs) is not None and not sparse and segments_of(
+        optimizer.transform_for(optimizer.param_groups[0])) is not None
+    assert (ran.get("segments", 0) > 0) == in_segments
+    assert (ran.get("fused", 0) > 0) == in_segments
+    # the rest: eagerly (SparseAdam's sparse rows), or not in the engine at all (L-BFGS)
+    assert (ran.get("eager", 0) > 0) == (not in_segments and kind_of(name, kwargs) is not None)
     assert_same(*default, *reference, dict(rtol=0, atol=0))
 
 

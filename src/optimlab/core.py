@@ -27,10 +27,12 @@ Three kinds of transform (:attr:`Transform.kind`), by what their math reads:
 
 * ``"elementwise"``: each output element from the same element of ``u``, the parameter and
   state shaped like it, and per-tensor scalars (0-d state, hyperparameters, the step). The
-  engine fuses runs of these into one kernel.
+  engine fuses runs of these into one kernel, also inside a chain that mixes kinds. The math
+  is traced on a vector of the elements, so it must not read the parameter's shape.
 * ``"tensor"``: the whole tensor on its true shape: norms, reductions, matrix products,
-  reshapes (Muon's Newton-Schulz, Adafactor's factored moments, LAMB's trust ratio). Its state
-  may have any shape (factored rows and columns, its own matrices). Run as torch operations.
+  reshapes, anything read from the shape (Muon's Newton-Schulz and its shape-dependent lr,
+  Adafactor's factored moments, LAMB's trust ratio). Its state may have any shape (factored
+  rows and columns, its own matrices). Run as torch operations.
 * ``"group"``: every parameter of the group at once (global norms, Prodigy's d): implement
   :meth:`Transform.update_group` instead of :meth:`Transform.update`.
 

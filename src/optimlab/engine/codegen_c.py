@@ -234,12 +234,13 @@ def tensor_state_pass(out: Section, step_read: str, count: int) -> str:
 
 
 def step_count(roles: Roles) -> tuple[str, str]:
-    """The kernel's ``state['step'] += 1`` pass (once per tensor, before the threads start) and
-    the lines that read a tensor's new count; empty when the optimizer keeps no step count."""
+    """The kernel's ``state['step'] += 1`` pass (once per tensor, before the threads start; none
+    where the engine advanced the counts) and the lines that read a tensor's new count; empty when
+    the optimizer keeps no step count."""
     if roles.step_dtype is None:
         return "", ""
     role, ctype = len(roles.names) - 1, CTYPE[roles.step_dtype]
-    increment = f"""
+    increment = "" if not roles.advances_steps else f"""
     for (int64_t t = 0; t < nt; ++t) {{  /* state['step'] += 1, once per tensor */
         {ctype}* s = ({ctype}*)ptrs[{role} * nt + t];
         *s = *s + ({ctype})1;

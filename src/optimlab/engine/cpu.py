@@ -42,7 +42,7 @@ import torch
 from optimlab.core import Transform
 from optimlab.engine.codegen_c import CTYPE, generate
 from optimlab.engine.errors import NeedsEagerStep, Unsupported
-from optimlab.engine.trace import Roles, trace
+from optimlab.engine.trace import STEP, Roles, trace
 
 
 class BuildError(RuntimeError):
@@ -232,29 +232,32 @@ _kernels: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def kernel_for(transform: Transform, hyperparams: Mapping[str, Any], structure: tuple, sig: tuple,
-               state: Mapping[str, Any], counts_steps: bool) -> Compiled | Exception:
+               state: Mapping[str, Any], counts_steps: bool, form: str = STEP) -> Compiled | Exception:
     """The kernel for a transform on parameters of one signature (traced once, built once), or
-    the reason there is none (:class:`Unsupported`, :class:`NeedsEagerStep`, :class:`BuildError`)."""
+    the reason there is none (:class:`Unsupported`, :class:`NeedsEagerStep`, :class:`BuildError`).
+    ``form``: what the kernel does with the update (:data:`optimlab.engine.trace.STEP`, ...)."""
     return traced_kernel(_kernels, transform, hyperparams, (structure, sig, counts_steps), state,
-                         lambda program, roles: Compiled(build(generate(program, roles)), roles))
+                         lambda program, roles: Compiled(build(generate(program, roles)), roles), form)
 
 
 def traced_kernel(kernels: weakref.WeakKeyDictionary, transform: Transform, hyperparams: Mapping[str, Any],
-                  key: tuple, state: Mapping[str, Any], make: Any) -> Any:
+                  key: tuple, state: Mapping[str, Any], make: Any, form: str = STEP) -> Any:
     """``make(program, roles)`` for the transform's traced program, once per ``key`` (hyperparameter
-    structure, signature, counts_steps) and transform, kept in ``kernels``; or the reason there
-    is none (:class:`Unsupported`, :class:`NeedsEagerStep`, :class:`BuildError`), kept too."""
+    structure, signature, counts_steps), form and transform, kept in ``kernels``; or the reason
+    there is none (:class:`Unsupported`, :class:`NeedsEagerStep`, :class:`BuildError`), kept too."""
     cache = kernels.get(transform)
     if cache is None:
         cache = kernels[transform] = {}
+    if form != STEP:
+        key = key + (form,)
     found = cache.get(key)
     if found is None:
-        _, sig, counts_steps = key
+        _, sig, counts_steps = key[:3]
         # A signature's fourth part, where there is one, lists its 0-d per-tensor state (fused CPU).
         per_tensor = frozenset(k for k, _ in sig[3]) if len(sig) > 3 else frozenset()
         try:
-            program = trace(transform, hyperparams, sig[0], state, counts_steps, per_tensor)
-            found = make(program, Roles(program, sig[0], counts_steps))
+            program = trace(transform, hyperparams, sig[0], state, counts_steps, per_tensor, form)
+            found = make(program, Roles(program, sig[0], counts_steps, form))
         except (Unsupported, NeedsEagerStep, BuildError) as reason:
             found = reason
         except Exception as error:  # noqa: BLE001 - never let building a kernel stop training

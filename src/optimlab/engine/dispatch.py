@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from optimlab.core import ELEMENTWISE
-from optimlab.engine import compiled, fused, shards, triton
+from optimlab.engine import compiled, fused, segments, shards, triton
 from optimlab.engine.eager import initialize, run_eager
 from optimlab.engine.paths import get_path, path_counts
 from optimlab.engine.validate import check
@@ -50,11 +50,13 @@ def plan(work: GroupStep) -> Callable[[], None]:
     merely belongs to another path.
     """
     path = get_path()
-    # Norms, matrices, whole groups: torch ops on the true shapes; a step recorded by autograd
+    # Norms, matrices, whole groups: torch ops on the true shapes, but the elementwise parts of a
+    # chain that mixes kinds on the kernel (segments); a step recorded by autograd
     # (differentiable=True): torch ops, which autograd records.
     if work.transform.kind != ELEMENTWISE or work.hyperparams.get("differentiable"):
         check(work)
-        return lambda: run_eager(work)
+        in_segments = segments.plan(work) if path in ("auto", "fused") else None
+        return in_segments or (lambda: run_eager(work))
     triton_chosen = triton.chosen(path)
     if triton_chosen:
         steady = triton.steady_step(work)  # a group whose last step was one Triton launch

@@ -347,7 +347,7 @@ def add_fresh(work: Any, batches: dict[tuple, Batch], fresh: list[int]) -> list[
     """Put parameters whose state was just created into batches; returns those that fit none."""
     sub = type(work)(work.transform, work.hyperparams, [work.params[i] for i in fresh],
                      [work.grads[i] for i in fresh], [work.states[i] for i in fresh],
-                     [work.names[i] for i in fresh], work.counts_steps, work.owner)
+                     [work.names[i] for i in fresh], work.counts_steps, work.owner, form=work.form)
     more_batches, _, other = prepare(sub, initialized=True)
     for sig, more in more_batches.items():
         batch = batches.get(sig)
@@ -381,7 +381,8 @@ def run_group(work: Any, hyperparams: dict[str, Any], batches: dict[tuple, Batch
                     warn_once(f"optimlab: {work.transform!r} runs on the eager path: {reason}")
                     return [i for batch in batches.values() for i in batch.indices]
             structure, values = found
-            compiled = kernel_for(work.transform, hyperparams, structure, sig, batch.states[0], work.counts_steps)
+            compiled = kernel_for(work.transform, hyperparams, structure, sig, batch.states[0], work.counts_steps,
+                                  work.form)
             if isinstance(compiled, Exception):
                 if isinstance(compiled, BuildError):
                     warn_once(f"optimlab: the fused CPU step is unavailable, using the eager path: {compiled}")

@@ -45,6 +45,15 @@ TRACE_LENGTH = 7
 FLOAT_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
 HALF_DTYPES = (torch.bfloat16, torch.float16)
 
+#: What a program does with the update ``u`` it computes (its *form*):
+#: ``STEP``: ``param += u`` and the step counts advance in the kernel (a whole elementwise chain);
+#: ``DIRECTION``: ``u`` is written to the state entry :data:`DIRECTION_KEY`, for the next part of a
+#: chain that mixes kinds (:mod:`optimlab.engine.segments`), and the counts are only read;
+#: ``FINAL``: ``param += u``, the counts only read (the last part of such a chain).
+STEP, DIRECTION, FINAL = "step", "direction", "final"
+#: The state entry a ``DIRECTION`` program writes: a buffer the engine owns, never a user's state.
+DIRECTION_KEY = "(direction)"
+
 #: Operations whose result dtype is the one asked for, not a promotion of their operands'
 #: (``where`` included: on the eager path a branch on numbers is a Python ``if``, and its
 #: result is written into state of a known dtype).
@@ -236,8 +245,10 @@ class Recorder(TorchDispatchMode):
 
 # -- tracing a transform -----------------------------------------------------------------------
 def trace(transform: Transform, hyperparams: Mapping[str, Any], param_dtype: torch.dtype,
-          state: Mapping[str, Any], counts_steps: bool, per_tensor: frozenset[str] = frozenset()) -> Program:
-    """Record ``param += transform.update(grad, param, state, hp, step)`` for one parameter.
+          state: Mapping[str, Any], counts_steps: bool, per_tensor: frozenset[str] = frozenset(),
+          form: str = STEP) -> Program:
+    """Record ``param += transform.update(grad, param, state, hp, step)`` for one parameter (or,
+    in the ``DIRECTION`` form, ``state[DIRECTION_KEY] = update(...)``).
 
     ``state`` is one parameter's current state (only keys and dtypes are used); the keys in
     ``per_tensor`` name its 0-d entries (one value per tensor, not per element). Raises
@@ -258,7 +269,11 @@ def trace(transform: Transform, hyperparams: Mapping[str, Any], param_dtype: tor
     originals = dict(traced_state)
     try:
         with rec, torch.no_grad():
-            param.add_(transform.update(grad, param, traced_state, hp, step))
+            u = transform.update(grad, param, traced_state, hp, step)
+            if form == DIRECTION:
+                traced_state[DIRECTION_KEY].copy_(u)
+            else:
+                param.add_(u)
     except Unsupported:
         raise
     except Exception as error:  # noqa: BLE001 - any failure while recording means "not supported"
@@ -321,7 +336,9 @@ class Roles:
     """Where each tensor of a parameter sits in the pointer array, and its dtype: the parameter,
     its gradient, its parameter-shaped state, its 0-d state (each sorted by key), its step count."""
 
-    def __init__(self, program: Program, param_dtype: torch.dtype, counts_steps: bool) -> None:
+    def __init__(self, program: Program, param_dtype: torch.dtype, counts_steps: bool, form: str = STEP) -> None:
+        #: The kernel advances the step counts (else the engine already has, and it reads them).
+        self.advances_steps = form == STEP
         self.state_keys = sorted(k for (kind, *rest) in program.inputs for k in rest if kind == "state")
         self.tensor_state_keys = sorted(k for (kind, *rest) in program.inputs for k in rest if kind == "tensor_state")
         self.names = (["param", "grad"] + [f"state:{k}" for k in self.state_keys]

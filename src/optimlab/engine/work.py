@@ -31,6 +31,9 @@ class GroupStep:
     #: ``(state table, its version)`` when every state dict here is counted by that table
     #: (:mod:`optimlab.engine.state`): the same token on a later step means no state changed.
     state_token: tuple | None = None
+    #: What a kernel does with the update: ``"step"`` (``param += u``, counts advanced in the
+    #: kernel), or a part of a chain of mixed kinds (:data:`optimlab.engine.trace.DIRECTION`, ...).
+    form: str = "step"
 
 
 class LazyNames(Sequence[str]):
@@ -104,7 +107,7 @@ def subset(work: GroupStep, indices: Sequence[int]) -> GroupStep:
     """The same group step restricted to some of its parameters."""
     pick = lambda items: [items[i] for i in indices]  # noqa: E731
     return GroupStep(work.transform, work.hyperparams, pick(work.params), pick(work.grads), pick(work.states),
-                     pick(work.names), work.counts_steps, work.owner)
+                     pick(work.names), work.counts_steps, work.owner, form=work.form)
 
 
 def plain_hyperparams(work: GroupStep) -> dict[str, Any]:

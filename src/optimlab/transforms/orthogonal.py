@@ -83,9 +83,14 @@ class Orthogonalize(Transform):
 
 
 class ScaleByAdjustedLearningRate(Transform):
-    """``u <- -lr * ratio * u``, ``ratio`` from the matrix shape (:func:`lr_ratio`)."""
+    """``u <- -lr * ratio * u``, ``ratio`` from the matrix shape (:func:`lr_ratio`).
+
+    Of the tensor kind: the ratio is read from the parameter's true shape, which elementwise math
+    (traced on a vector of the elements) never sees.
+    """
 
     hyperparams = ("lr",)
+    kind = TENSOR
 
     def __init__(self, adjust_lr_fn: str | None = None) -> None:
         self.adjust_lr_fn = adjust_lr_fn
