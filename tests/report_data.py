@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import math
 
-from optimlab.lab.loop import StopReason
-from optimlab.lab.runs import CurvePoint, RunConfig, RunResult
-from optimlab.lab.store import Store
+from optimlab.lab.running.runs import CurvePoint, RunConfig, RunResult
+from optimlab.lab.running.store import Store
+from optimlab.lab.training.loop import StopReason
 
 PROBLEM = "mlp-mnist"
 TARGET = 0.97

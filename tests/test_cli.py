@@ -149,7 +149,7 @@ def test_a_damaged_database_is_one_line_and_left_as_it_was(capsys, tmp_path, arg
 def test_damage_met_while_reading_is_told_the_same_way(capsys, tmp_path, monkeypatch):
     # Damage the check on opening cannot see (an index out of step with its table) shows when a
     # page is read: the command still ends with the one line.
-    from optimlab.lab.store import Store
+    from optimlab.lab.running.store import Store
 
     db = tmp_path / "r.sqlite"
     assert run(capsys, "compare", *LINREG, "--db", str(db), "--sweep", "lin")[0] == 0
@@ -184,7 +184,7 @@ def test_learning_rates_are_kept_exactly_as_typed(capsys, tmp_path):
 
 
 def test_fmt_lr_shows_every_digit_a_rate_has():
-    from optimlab.lab.recommend import fmt_lr
+    from optimlab.lab.training.zoo import fmt_lr
 
     assert [fmt_lr(v) for v in (0.001, 1e-05, 1.0, 0.0012345, 0.00123456789, 3.16e-05)] == [
         "0.001", "1e-05", "1", "0.0012345", "0.00123456789", "3.16e-05"]
@@ -213,7 +213,7 @@ def test_a_sweep_name_with_separators_gets_a_folder_under_out(capsys, tmp_path):
 
 
 def test_a_tampered_data_file_is_one_line_and_runs_nothing(capsys, tmp_path, monkeypatch):
-    from optimlab.lab import data
+    from optimlab.lab.training import data
     from tests.test_lab_problems import RunsCode, gzipped_pickle
 
     marker = tmp_path / "ran"
@@ -228,8 +228,8 @@ def test_a_tampered_data_file_is_one_line_and_runs_nothing(capsys, tmp_path, mon
 
 def test_every_problem_name_gives_a_file_name_of_its_own():
     # lr-find names its plot after the problem, compare its default sweep (and report folder).
-    from optimlab.lab.arguments import folder_name
-    from optimlab.lab.catalog import PROBLEMS, get_problem
+    from optimlab.lab.problems.catalog import PROBLEMS, get_problem
+    from optimlab.lab.running.arguments import folder_name
 
     names = [*PROBLEMS, get_problem("quadratic:cond=1e3,dim=4").name, get_problem("mlp-mnist:dropout=0.2").name,
              get_problem("finetune-fashion:steps=12,autocast=bf16").name]

@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 
 from optimlab import cli
-from optimlab.lab.store import Store
+from optimlab.lab.running.store import Store
 from tests.processes import group, wait_until
 from tests.test_lab_finetune_problems import needs_fashion
 
@@ -68,7 +68,7 @@ if __name__ == "__main__":
     import torch
 
     from optimlab import cli
-    from optimlab.lab.store import Store
+    from optimlab.lab.running.store import Store
 
     owner, name, flush = {
         "in a run's transaction": (Store, "_link", False),  # its rows written, not committed

@@ -14,10 +14,10 @@ import torch
 
 from optimlab.finetune.precision import bf16_native
 from optimlab.lab import Store, get_problem
-from optimlab.lab import checkpoint
-from optimlab.lab.checkpoint import CheckpointError, save_atomic
-from optimlab.lab.finetune_run import problem_spec
-from optimlab.lab.runs import RunConfig
+from optimlab.lab.running import checkpoint
+from optimlab.lab.running.checkpoint import CheckpointError, save_atomic
+from optimlab.lab.running.finetune_run import problem_spec
+from optimlab.lab.running.runs import RunConfig
 from tests.test_lab_finetune_problems import needs_fashion
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from optimlab.lab import DataNotFoundError, RunConfig, execute, get_problem
-from optimlab.lab import pretrained
-from optimlab.lab.data import fashion_dir
-from optimlab.lab.finetune_problems import HEAD_SCALE
+from optimlab.lab.problems import pretrained
+from optimlab.lab.problems.finetune import HEAD_SCALE
+from optimlab.lab.training.data import fashion_dir
 
 #: The test suite's size of the sentiment problem: 8 steps of 32 snippets of up to 32 tokens.
 SMALL_SENTIMENT = "finetune-sentiment:train=256,valid=128,test=128,max_length=32"
@@ -99,7 +99,7 @@ def test_sentiment_run_trains_head_and_body_through_the_lab():
 
 @needs_fashion
 def test_pretrained_cnn_reads_digits_and_transfers_to_fashion():
-    from optimlab.lab.data import mnist
+    from optimlab.lab.training.data import mnist
 
     try:
         digits = mnist().test
@@ -137,7 +137,7 @@ def test_problem_parameters_are_checked():
 
 def test_runs_with_dropout_do_not_depend_on_the_process_random_state():
     # the sentiment model has dropout; so does mlp-mnist:dropout=0.5, which is cheaper to run
-    from optimlab.lab.data import mnist
+    from optimlab.lab.training.data import mnist
 
     try:
         mnist()
@@ -166,8 +166,8 @@ def test_a_problem_trained_under_autocast_is_evaluated_under_it():
 @needs_fashion
 def test_lr_find_sweeps_a_finetuning_problem_with_its_recipe():
     from optimlab.finetune import GradientClipping
-    from optimlab.lab.lr_find import range_test
-    from optimlab.lab.zoo import get_optimizer
+    from optimlab.lab.report.lr_find import range_test
+    from optimlab.lab.training.zoo import get_optimizer
 
     problem = get_problem("finetune-fashion:train=2000,valid=100,test=100,steps=20")
     model = problem.build_model(0)

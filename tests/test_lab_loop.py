@@ -13,8 +13,16 @@ import torch.nn.functional as F
 from torch import nn
 
 import optimlab
-from optimlab.lab import DataNotFoundError, Split, StopReason, accuracy, mean_loss, mnist, train
-from optimlab.lab import data as lab_data
+from optimlab.lab import (
+    DataNotFoundError,
+    Split,
+    StopReason,
+    accuracy,
+    mean_loss,
+    mnist,
+    train,
+)
+from optimlab.lab.training import data as lab_data
 
 
 def line_data(n: int = 10) -> Split:
@@ -238,8 +246,8 @@ def test_softmax_regression_learns_on_a_slice_of_mnist():
 
 # -- stop reasons: target, divergence by explosion, Ctrl-C; time; progress bar -----------------
 
-from optimlab.lab import loop as lab_loop  # noqa: E402
-from optimlab.lab.loop import Target  # noqa: E402
+from optimlab.lab.training import loop as lab_loop  # noqa: E402
+from optimlab.lab.training.loop import Target  # noqa: E402
 
 
 def weight(model):

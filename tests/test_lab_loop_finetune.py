@@ -10,9 +10,14 @@ import torch.nn.functional as F
 from torch import nn
 
 import optimlab
-from optimlab.finetune import EarlyStopping, GradientClipping, GradualUnfreezing, trainable_count
+from optimlab.finetune import (
+    EarlyStopping,
+    GradientClipping,
+    GradualUnfreezing,
+    trainable_count,
+)
 from optimlab.lab import Split, StopReason, train
-from optimlab.lab.loop import Loop
+from optimlab.lab.training.loop import Loop
 
 
 def classification(n: int = 40, features: int = 6, seed: int = 0) -> Split:

@@ -11,7 +11,12 @@ from torch import nn
 
 import optimlab
 from optimlab.lab import Split
-from optimlab.lab.lr_find import exponential_lrs, plot_range_test, range_test, smooth
+from optimlab.lab.report.lr_find import (
+    exponential_lrs,
+    plot_range_test,
+    range_test,
+    smooth,
+)
 
 
 def noisy_line(n: int = 64) -> Split:

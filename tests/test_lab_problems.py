@@ -10,19 +10,26 @@ import pytest
 import torch
 
 import optimlab
-from optimlab.lab import data as lab_data
-from optimlab.lab.functions2d import FUNCTIONS, get_function
-from optimlab.lab.catalog import PROBLEMS, get_problem
-from optimlab.lab.problems import (
+from optimlab.lab.problems.catalog import PROBLEMS, get_problem
+from optimlab.lab.problems.functions2d import FUNCTIONS, get_function
+from optimlab.lab.problems.problem import (
     FASHION_STATS,
     L2,
     MNIST_STATS,
     Problem,
     Standardize,
 )
-from optimlab.lab.runs import RunConfig, execute
-from optimlab.lab.specs import UnknownNameError, format_spec, parse_spec
-from optimlab.lab.zoo import CLASSIC, OPTIMIZERS, get_optimizer, grid_around, log_grid, make_optimizer
+from optimlab.lab.running.runs import RunConfig, execute
+from optimlab.lab.training import data as lab_data
+from optimlab.lab.training.specs import UnknownNameError, format_spec, parse_spec
+from optimlab.lab.training.zoo import (
+    CLASSIC,
+    OPTIMIZERS,
+    get_optimizer,
+    grid_around,
+    log_grid,
+    make_optimizer,
+)
 
 SMALL = ["linreg", "linreg-diabetes", "logreg-cancer", "mlp-digits", "quadratic", "rosenbrock"]
 
@@ -336,32 +343,39 @@ def test_learning_rate_grids():
 
 
 def lab_imports() -> dict[str, set[str]]:
-    """The lab's modules and the lab modules each imports (lazy imports too), from their source."""
+    """The lab's modules (``"problems.catalog"``: dotted, under ``optimlab.lab``) and the lab modules
+    each imports (lazy imports too), from their source."""
     import ast
     from pathlib import Path
 
     import optimlab.lab
 
     folder = Path(optimlab.lab.__file__).parent
-    names = {path.stem for path in folder.glob("*.py") if path.stem != "__init__"}
+    names = {".".join(path.relative_to(folder).with_suffix("").parts) for path in folder.rglob("*.py")
+             if path.stem != "__init__"}
     graph: dict[str, set[str]] = {}
     for name in names:
         found = set()
-        for node in ast.walk(ast.parse((folder / f"{name}.py").read_text())):
-            if isinstance(node, ast.ImportFrom) and node.module == "optimlab.lab":
-                found.update(alias.name for alias in node.names if alias.name in names)
-            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("optimlab.lab."):
-                found.add(node.module.split(".")[2])
+        for node in ast.walk(ast.parse((folder / f"{name.replace('.', '/')}.py").read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("optimlab.lab"):
+                package = node.module.removeprefix("optimlab.lab").removeprefix(".")
+                found.update(f"{package}.{alias.name}".lstrip(".") for alias in node.names)
+                found.add(package)
             elif isinstance(node, ast.Import):
-                found.update(a.name.split(".")[2] for a in node.names if a.name.startswith("optimlab.lab."))
+                found.update(a.name.removeprefix("optimlab.lab.") for a in node.names
+                             if a.name.startswith("optimlab.lab."))
         graph[name] = found & names
     return graph
 
 
+#: The lab's parts, each importing only the ones before it.
+LAB_PARTS = ("training", "problems", "running", "report")
+
+
 def test_the_lab_modules_import_one_way():
     graph = lab_imports()
-    assert {"problems", "finetune_problems"} <= graph["catalog"]
-    assert "problems" in graph["finetune_problems"]
+    assert {"problems.problem", "problems.finetune"} <= graph["problems.catalog"]
+    assert "problems.problem" in graph["problems.finetune"]
 
     def reaches(start: str, goal: str, seen: set[str]) -> bool:
         return any(nxt == goal or (nxt not in seen and not seen.add(nxt) and reaches(nxt, goal, seen))
@@ -371,12 +385,34 @@ def test_the_lab_modules_import_one_way():
     assert circles == [], f"lab modules in an import circle: {circles}"
 
 
+def test_the_lab_parts_import_only_the_parts_before_them():
+    graph = lab_imports()
+    assert {name.partition(".")[0] for name in graph} == set(LAB_PARTS)
+    upward = sorted(f"{name} imports {used}" for name, uses in graph.items() for used in uses
+                    if LAB_PARTS.index(used.partition(".")[0]) > LAB_PARTS.index(name.partition(".")[0]))
+    assert upward == [], f"lab modules importing a later part: {upward}"
+    assert "training.loop" in graph["problems.problem"]  # the check sees imports across parts
+
+
 def test_run_keys_stay_those_stored_by_earlier_versions():
     # A key names stored results: a change that moves code around must not change it, or every
     # stored run of the problem would be run again. (Change a problem's definition on purpose and
     # its keys change with it: then update these.)
     assert RunConfig.for_problem("linreg", "sgd", 0.1).key() == "352638fe6723f930"
     assert RunConfig.for_problem("mlp-digits", "sgd", 0.1).key() == "bfc51f44e9032b8f"
+
+
+def test_fingerprints_name_functions_by_the_modules_the_stored_keys_were_made_with():
+    import importlib
+
+    from optimlab.lab.problems.problem import KEYED_MODULE_NAMES, qualified
+
+    for module, keyed in KEYED_MODULE_NAMES.items():
+        importlib.import_module(module)  # each entry names a module that exists
+        assert keyed.count(".") == 2 and keyed.startswith("optimlab.lab."), keyed
+    assert qualified(lab_data.mnist) == "optimlab.lab.data.mnist"
+    assert qualified(Standardize) == "optimlab.lab.problems.Standardize"
+    assert qualified(torch.nn.functional.mse_loss) == "torch.nn.functional.mse_loss"  # other modules as they are
 
 
 class RunsCode:

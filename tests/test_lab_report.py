@@ -8,10 +8,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from optimlab.lab.recommend import Goal, recommendation
-from optimlab.lab.report import ranked_rows, text_table, write_report
-from optimlab.lab.store import Store
-from optimlab.lab.sweep import summarize
+from optimlab.lab.report.recommend import Goal, recommendation
+from optimlab.lab.report.sweep_report import ranked_rows, text_table, write_report
+from optimlab.lab.running.store import Store
+from optimlab.lab.running.sweep import summarize
 from tests import report_data as rd
 
 PLOTS = ("curves_steps.png", "curves_seconds.png", "steps_to_target.png", "lr_sensitivity.png")
@@ -145,7 +145,7 @@ def test_a_complete_sweep_has_no_warning(report):
 def test_accuracy_axes_label_at_least_three_levels_inside_the_data(low, high):
     import numpy as np
 
-    from optimlab.lab.report_plots import metric_axis, pyplot
+    from optimlab.lab.report.plots import metric_axis, pyplot
 
     plt = pyplot()
     figure, ax = plt.subplots()

@@ -7,13 +7,17 @@ import math
 import pytest
 import torch
 
-from optimlab.lab.loop import Evaluation, StepRecord, StopReason, TrainResult
-from optimlab.lab.catalog import get_problem
-from optimlab.lab.runs import RunConfig, RunResult, execute, summarize
-from optimlab.lab.schedule_specs import SCHEDULES, build_schedule, canonical_schedule, register_schedule
-from optimlab.lab.specs import UnknownNameError
-from optimlab.lab.zoo import make_optimizer
-
+from optimlab.lab.problems.catalog import get_problem
+from optimlab.lab.running.runs import RunConfig, RunResult, execute, summarize
+from optimlab.lab.running.schedule_specs import (
+    SCHEDULES,
+    build_schedule,
+    canonical_schedule,
+    register_schedule,
+)
+from optimlab.lab.training.loop import Evaluation, StepRecord, StopReason, TrainResult
+from optimlab.lab.training.specs import UnknownNameError
+from optimlab.lab.training.zoo import make_optimizer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -111,7 +115,7 @@ def test_the_curve_averages_the_training_loss_between_evaluations():
 
 
 def test_optimizer_kwargs_reach_the_optimizer(monkeypatch):
-    from optimlab.lab import runs
+    from optimlab.lab.running import runs
 
     built = []
     real = runs.get_optimizer

@@ -9,9 +9,9 @@ import sqlite3
 
 import pytest
 
-from optimlab.lab.loop import StopReason
-from optimlab.lab.runs import CurvePoint, RunConfig, RunResult
-from optimlab.lab.store import RUN_FIELDS, SCHEMA_VERSION, Store, StoreError
+from optimlab.lab.running.runs import CurvePoint, RunConfig, RunResult
+from optimlab.lab.running.store import RUN_FIELDS, SCHEMA_VERSION, Store, StoreError
+from optimlab.lab.training.loop import StopReason
 
 
 def result(steps: int = 30, reached: int | None = 20, diverged: bool = False, best: float | None = 0.98) -> RunResult:

@@ -13,10 +13,19 @@ from pathlib import Path
 import pytest
 
 import optimlab
-from optimlab.lab.runs import RunConfig
-from optimlab.lab.specs import UnknownNameError
-from optimlab.lab.store import Store
-from optimlab.lab.sweep import BEST, GRID, SweepSpec, held_interrupts, median, pick_best, run_sweep, summarize
+from optimlab.lab.running.runs import RunConfig
+from optimlab.lab.running.store import Store
+from optimlab.lab.running.sweep import (
+    BEST,
+    GRID,
+    SweepSpec,
+    held_interrupts,
+    median,
+    pick_best,
+    run_sweep,
+    summarize,
+)
+from optimlab.lab.training.specs import UnknownNameError
 from tests.processes import children, group, wait_until
 
 SRC = str(Path(optimlab.__file__).resolve().parents[1])
@@ -219,8 +228,8 @@ import sys
 import threading
 from pathlib import Path
 
-from optimlab.lab.store import Store
-from optimlab.lab.sweep import SweepSpec, run_sweep
+from optimlab.lab.running.store import Store
+from optimlab.lab.running.sweep import SweepSpec, run_sweep
 
 
 def pause_after(count, marker):

@@ -9,9 +9,14 @@ import pytest
 import torch
 
 import optimlab
-from optimlab.lab.functions2d import get_function
-from optimlab.lab.loop import StopReason
-from optimlab.lab.trajectories import animate_trajectories, plot_trajectories, run_trajectories, run_trajectory
+from optimlab.lab.problems.functions2d import get_function
+from optimlab.lab.report.trajectories import (
+    animate_trajectories,
+    plot_trajectories,
+    run_trajectories,
+    run_trajectory,
+)
+from optimlab.lab.training.loop import StopReason
 
 
 def sgd(lr):

@@ -12,10 +12,18 @@ from torch import nn
 
 import optimlab
 from optimlab import cli
-from optimlab.lab.data import Split
-from optimlab.lab.loop import StopReason, train
-from optimlab.lab.specs import UnknownNameError
-from optimlab.lab.zoo import CLASSIC, OPTIMIZERS, REFUSED, LoopClosure, WithAdamW, get_optimizer, registry_name
+from optimlab.lab.training.data import Split
+from optimlab.lab.training.loop import StopReason, train
+from optimlab.lab.training.specs import UnknownNameError
+from optimlab.lab.training.zoo import (
+    CLASSIC,
+    OPTIMIZERS,
+    REFUSED,
+    LoopClosure,
+    WithAdamW,
+    get_optimizer,
+    registry_name,
+)
 from optimlab.optimizers.registry import ENTRIES, REGISTRY
 from tests.helpers import grad_sequence, same, snapshot, values
 

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from optimlab.lab.report import write_report
-from optimlab.lab.store import Store
-from optimlab.lab.style import COLORS
+from optimlab.lab.report.style import COLORS
+from optimlab.lab.report.sweep_report import write_report
+from optimlab.lab.running.store import Store
 from tests import report_data as rd
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -11,7 +11,7 @@ Exit status: 0 success, 1 failure (missing data, unusable database, a run that f
 (143 SIGTERM, which stops a command the same way).
 
 The lab's modules that do the work (and matplotlib) are imported inside the commands that use them;
-the argument types (:mod:`optimlab.lab.arguments`) are imported here, for the parser.
+the argument types (:mod:`optimlab.lab.running.arguments`) are imported here, for the parser.
 """
 
 from __future__ import annotations
@@ -27,9 +27,16 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from optimlab.lab.arguments import (folder_name, lr_list, names_list, non_negative_int, positive_float, positive_int,
-                                    sweep_name)
-from optimlab.lab.recommend import fmt_lr
+from optimlab.lab.running.arguments import (
+    folder_name,
+    lr_list,
+    names_list,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    sweep_name,
+)
+from optimlab.lab.training.zoo import fmt_lr
 
 DEFAULT_DB = Path("out") / "optimlab.sqlite"
 DEFAULT_OUT = Path("out")
@@ -65,7 +72,7 @@ def checked(lookup: Callable[[str], Any], name: str) -> Any:
 
 
 def open_store(path: Path, must_exist: bool = False):
-    from optimlab.lab.store import Store, StoreError
+    from optimlab.lab.running.store import Store, StoreError
 
     if must_exist and not path.exists():
         raise Failure(f"no results database at {path}; run `optimlab compare` first or pass --db")
@@ -76,7 +83,7 @@ def open_store(path: Path, must_exist: bool = False):
 
 
 def print_table(rows: Sequence[dict[str, str]]) -> None:
-    from optimlab.lab.report import text_table
+    from optimlab.lab.report.sweep_report import text_table
 
     print(text_table(rows))
 
@@ -99,12 +106,12 @@ def default_sweep_name(problem: str, settings: dict[str, Any]) -> str:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from optimlab.lab import zoo
-    from optimlab.lab.catalog import get_problem
-    from optimlab.lab.recommend import recommendation
-    from optimlab.lab.report import goal_of, ranked_rows, write_report
-    from optimlab.lab.schedule_specs import canonical_schedule
-    from optimlab.lab.sweep import SweepSpec, run_sweep
+    from optimlab.lab.problems.catalog import get_problem
+    from optimlab.lab.report.recommend import recommendation
+    from optimlab.lab.report.sweep_report import goal_of, ranked_rows, write_report
+    from optimlab.lab.running.schedule_specs import canonical_schedule
+    from optimlab.lab.running.sweep import SweepSpec, run_sweep
+    from optimlab.lab.training import zoo
 
     problem = checked(get_problem, args.problem)
     optimizers = names_list(args.optimizers) if args.optimizers else list(zoo.CLASSIC)
@@ -167,9 +174,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
 # -- lr-find -----------------------------------------------------------------------------------
 
 def cmd_lr_find(args: argparse.Namespace) -> int:
-    from optimlab.lab import zoo
-    from optimlab.lab.lr_find import plot_range_test, range_test
-    from optimlab.lab.catalog import get_problem
+    from optimlab.lab.problems.catalog import get_problem
+    from optimlab.lab.report.lr_find import plot_range_test, range_test
+    from optimlab.lab.training import zoo
 
     problem = checked(get_problem, args.problem)
     spec = checked(zoo.get_optimizer, args.optimizer)
@@ -216,15 +223,15 @@ def parse_lr_overrides(items: Sequence[str], optimizers: Sequence[str]) -> tuple
 
 
 def cmd_trajectories(args: argparse.Namespace) -> int:
-    from optimlab.lab import zoo
-    from optimlab.lab.functions2d import get_function
-    from optimlab.lab.trajectories import (
+    from optimlab.lab.problems.functions2d import get_function
+    from optimlab.lab.report.trajectories import (
         DEFAULT_OPTIMIZERS,
         DEFAULTS,
         animate_trajectories,
         plot_trajectories,
         run_trajectories,
     )
+    from optimlab.lab.training import zoo
 
     function = checked(get_function, args.function)
     optimizers = names_list(args.optimizers) if args.optimizers else list(DEFAULT_OPTIMIZERS)
@@ -264,7 +271,7 @@ def cmd_trajectories(args: argparse.Namespace) -> int:
 # -- runs and report ---------------------------------------------------------------------------
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from optimlab.lab.store import FORMATS
+    from optimlab.lab.running.store import FORMATS
 
     with open_store(args.db, must_exist=True) as store:
         sweeps = store.sweeps()
@@ -303,8 +310,8 @@ def fmt_metric(value: float | None) -> str:
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
-    from optimlab.lab import finetune_run
-    from optimlab.lab.zoo import get_optimizer
+    from optimlab.lab.running import finetune_run
+    from optimlab.lab.training.zoo import get_optimizer
 
     spec = checked(finetune_run.command_spec, args)
     checked(get_optimizer, args.optimizer)
@@ -315,7 +322,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from optimlab.lab.report import write_report
+    from optimlab.lab.report.sweep_report import write_report
 
     with open_store(args.db, must_exist=True) as store:
         sweeps = [s["name"] for s in store.sweeps()]
@@ -450,7 +457,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_paths(report)
     report.set_defaults(handler=cmd_report, command_parser=report)
 
-    from optimlab.lab.finetune_run import add_parser as add_finetune_parser
+    from optimlab.lab.running.finetune_run import add_parser as add_finetune_parser
 
     finetune = add_finetune_parser(commands, formatter_class=Formatter, paths=False)
     add_paths(finetune)
@@ -498,7 +505,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"optimlab {args.command}: error: {error}", file=sys.stderr)
         return 1
     except sqlite3.DatabaseError as error:  # damage the check on opening could not see, met while reading
-        from optimlab.lab.store import unusable
+        from optimlab.lab.running.store import unusable
 
         told = unusable(getattr(args, "db", "the results database"), error, untouched=False)
         print(f"optimlab {args.command}: error: {told}", file=sys.stderr)
@@ -513,8 +520,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def known_failure(error: Exception) -> bool:
     """A failure the lab tells in one line of its own that names the file: data not installed or
     not what it should be, a checkpoint that is not one, a file that cannot be read or written."""
-    from optimlab.lab.checkpoint import CheckpointError
-    from optimlab.lab.data import DataFileError, DataNotFoundError
+    from optimlab.lab.running.checkpoint import CheckpointError
+    from optimlab.lab.training.data import DataFileError, DataNotFoundError
 
     return isinstance(error, (DataNotFoundError, DataFileError, CheckpointError, OSError))
 

@@ -9,12 +9,23 @@
 * :class:`Recipe`: all of the above as one set of choices (:mod:`.recipe`).
 
 Gradient accumulation and autocast are options of the lab's training loop
-(:func:`optimlab.lab.loop.train`), which also runs the hooks here. This package needs only
+(:func:`optimlab.lab.training.loop.train`), which also runs the hooks here. This package needs only
 torch; the pretrained models and data of the fine-tuning problems are in :mod:`optimlab.lab`.
 """
 
-from optimlab.finetune.freeze import GradualUnfreezing, freeze, top_down_stages, trainable_count, unfreeze
-from optimlab.finetune.groups import describe_groups, no_decay, param_groups, transformer_depth
+from optimlab.finetune.freeze import (
+    GradualUnfreezing,
+    freeze,
+    top_down_stages,
+    trainable_count,
+    unfreeze,
+)
+from optimlab.finetune.groups import (
+    describe_groups,
+    no_decay,
+    param_groups,
+    transformer_depth,
+)
 from optimlab.finetune.hooks import EarlyStopping, GradientClipping
 from optimlab.finetune.precision import autocast_dtype, bf16_native
 from optimlab.finetune.recipe import Recipe

@@ -93,7 +93,7 @@ class GradualUnfreezing:
     """Unfreeze ``stages[k]`` at step ``k * every`` (stage 0 at once); everything else starts frozen.
 
     ``step()`` after each optimizer step (as a scheduler); ``stage`` is the number of stages
-    unfrozen so far. As a hook of the lab's training loop (:func:`optimlab.lab.loop.train`),
+    unfrozen so far. As a hook of the lab's training loop (:func:`optimlab.lab.training.loop.train`),
     ``after_step`` calls ``step()``. ``state_dict()`` / ``load_state_dict()`` restore the
     position (and the ``requires_grad`` flags) when a run resumes from a checkpoint.
     """

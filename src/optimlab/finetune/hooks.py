@@ -1,7 +1,7 @@
 """Gradient clipping and early stopping: small objects usable in any loop, and as hooks of the lab's.
 
 Each works on its own (``clip(model)`` after ``backward()``; ``stopper.update(value)`` after an
-evaluation), and has the method the lab's training loop (:func:`optimlab.lab.loop.train`, its
+evaluation), and has the method the lab's training loop (:func:`optimlab.lab.training.loop.train`, its
 ``hooks=``) calls: ``before_step(loop)`` between backward and the optimizer step,
 ``after_evaluation(loop, evaluation)`` after each evaluation (True stops the run).
 """

@@ -3,7 +3,7 @@
 A checkpoint holds everything a run needs to go on as if it had never stopped: the model's
 weights, the optimizer's and the scheduler's state, the state of the loop's hooks (gradual
 unfreezing, early stopping, clipping counts) and the loop's own position
-(:meth:`optimlab.lab.loop.Loop.state_dict`: step, shuffling and dropout RNG, records,
+(:meth:`optimlab.lab.training.loop.Loop.state_dict`: step, shuffling and dropout RNG, records,
 evaluations, seconds). It is tagged with the run's key, so a checkpoint of another run is
 never taken for this one.
 
@@ -52,7 +52,7 @@ def stateful(hooks: Sequence[Any]) -> list[Any]:
 
 
 def snapshot(key: str, loop: Any, hooks: Sequence[Any], finished: bool = False) -> dict[str, Any]:
-    """The checkpoint of ``loop`` (a :class:`~optimlab.lab.loop.Loop`) for the run ``key``."""
+    """The checkpoint of ``loop`` (a :class:`~optimlab.lab.training.loop.Loop`) for the run ``key``."""
     return {"format": FORMAT, "key": key, "finished": finished, "model": loop.model.state_dict(),
             "optimizer": loop.optimizer.state_dict(),
             "scheduler": None if loop.scheduler is None else loop.scheduler.state_dict(),

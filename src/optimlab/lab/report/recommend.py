@@ -1,7 +1,7 @@
 """The report's words: metric formatting and a plain-language recommendation built from numbers.
 
-Every sentence comes from a sweep's summary (:class:`optimlab.lab.sweep.SweepResult`, ranked by
-:meth:`~optimlab.lab.sweep.SweepResult.ranking`): who reached the target fastest, who was close,
+Every sentence comes from a sweep's summary (:class:`optimlab.lab.running.sweep.SweepResult`, ranked by
+:meth:`~optimlab.lab.running.sweep.SweepResult.ranking`): who reached the target fastest, who was close,
 who missed it, and how touchy each optimizer was about its learning rate. Nothing is written
 that the numbers do not say.
 """
@@ -12,6 +12,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from optimlab.lab.training.zoo import fmt_lr
 
 
 @dataclass(frozen=True)
@@ -58,13 +60,6 @@ def plural(count: int, noun: str) -> str:
 
 def fmt_steps(steps: float | None) -> str:
     return "n/a" if steps is None else f"{steps:.0f}"
-
-
-def fmt_lr(lr: float) -> str:
-    """A learning rate as it was given: the short form (``0.001``, ``1e-05``) when it reads back
-    as the same number, else every digit it needs (``0.0012345678``), never a rounded one."""
-    short = f"{lr:g}"
-    return short if float(short) == lr else repr(float(lr))
 
 
 def lrs_reaching_target(summary: Any) -> int:

@@ -34,7 +34,7 @@ import torch
 
 from optimlab import schedules
 from optimlab.finetune.schedule import warmup_decay
-from optimlab.lab.specs import bind, format_spec, parse_spec, unknown
+from optimlab.lab.training.specs import bind, format_spec, parse_spec, unknown
 
 #: ``builder(optimizer, total_steps, **params)`` -> an object with ``step()``, or None (constant lr).
 ScheduleBuilder = Callable[..., Any]

@@ -1,6 +1,6 @@
 """The report's plots (matplotlib, Agg backend, PNG).
 
-Every plot gives each optimizer the same colour (:mod:`optimlab.lab.style`), labels its axes
+Every plot gives each optimizer the same colour (:mod:`optimlab.lab.report.style`), labels its axes
 with units, and marks the validation target. Curves over seeds are aggregated at the
 evaluation steps that all of an optimizer's (non-diverged) seeds share: the median as a line and
 the min-max range over seeds as a band. Runs stop when they reach the target, so the aggregate
@@ -18,8 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from optimlab.lab.recommend import Goal, fmt_lr, no_lr_text, plural
-from optimlab.lab.style import color_map, save_figure
+from optimlab.lab.report.recommend import Goal, no_lr_text, plural
+from optimlab.lab.report.style import color_map, save_figure
+from optimlab.lab.training.zoo import fmt_lr
 
 Curve = Sequence[Mapping[str, Any]]
 

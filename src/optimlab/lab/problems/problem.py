@@ -2,7 +2,7 @@
 
 Each :class:`Problem` follows AlgoPerf's idea of a workload: a validation metric value to reach
 (the *target*) within a step budget, with the default batch size and evaluation interval. All
-the data is real and ships inside installed packages (:mod:`optimlab.lab.data`); the synthetic
+the data is real and ships inside installed packages (:mod:`optimlab.lab.training.data`); the synthetic
 problems (the quadratic and the 2-D functions) need none.
 
   name             what                                                  target (validation)   budget
@@ -19,10 +19,10 @@ problems (the quadratic and the 2-D functions) need none.
 Budgets are optimizer steps. The MNIST and Fashion-MNIST models standardize their input pixels
 (:class:`Standardize`). Parameters are given as ``name:key=value,...``, e.g.
 ``quadratic:cond=1000`` or ``mlp-mnist:dropout=0.2,l2=0.0001``. The fine-tuning problems are in
-:mod:`optimlab.lab.finetune_problems`, which builds on this module; every problem, by name, is in
-:mod:`optimlab.lab.catalog` (:func:`~optimlab.lab.catalog.get_problem`).
+:mod:`optimlab.lab.problems.finetune`, which builds on this module; every problem, by name, is in
+:mod:`optimlab.lab.problems.catalog` (:func:`~optimlab.lab.problems.catalog.get_problem`).
 
-Each problem records, per optimizer of :mod:`optimlab.lab.zoo`, its best measured learning rate
+Each problem records, per optimizer of :mod:`optimlab.lab.training.zoo`, its best measured learning rate
 (``lrs``: the rate a sweep from seed 0 picked, by the sweep's own rule, from grids half a decade
 apart; the measurements are in the comments beside each problem). Every one reaches its target
 within the budget except AdamW on linreg and SGD on rosenbrock (see there). Sweeps centre their
@@ -44,12 +44,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from optimlab.lab import data as lab_data
-from optimlab.lab.data import Dataset, Split
-from optimlab.lab.functions2d import Function2D, get_function
-from optimlab.lab.loop import LossFn, Penalty, Target
-from optimlab.lab.specs import format_spec
-from optimlab.lab.zoo import get_optimizer, grid_around
+from optimlab.lab.problems.functions2d import Function2D, get_function
+from optimlab.lab.training import data as lab_data
+from optimlab.lab.training.data import Dataset, Split
+from optimlab.lab.training.loop import LossFn, Penalty, Target
+from optimlab.lab.training.specs import format_spec
+from optimlab.lab.training.zoo import get_optimizer, grid_around
 
 #: ``metric_fn(outputs, targets)`` -> the problem's metric, from the model's outputs on a whole split.
 MetricFn = Callable[[Tensor, Tensor], float]
@@ -67,7 +67,7 @@ class Problem:
     ``metric_fn`` computes the metric (None when the metric is the loss itself). ``penalty``
     is a term of the objective added to every training batch's loss (e.g. L2); the reported
     validation and test losses are the data loss alone. ``lrs`` maps optimizer names (of
-    :mod:`optimlab.lab.zoo`) to a measured learning rate that reaches the target.
+    :mod:`optimlab.lab.training.zoo`) to a measured learning rate that reaches the target.
     ``revision``: bump it when the data or the model change in a way :attr:`fingerprint`
     cannot see (it sees the model's architecture, the functions and the target, not the data).
 
@@ -157,7 +157,7 @@ class Problem:
 
     @property
     def target_spec(self) -> Target:
-        """The target as the training loop's :class:`~optimlab.lab.loop.Target`."""
+        """The target as the training loop's :class:`~optimlab.lab.training.loop.Target`."""
         return Target(self.metric, self.target, self.higher_is_better)
 
     def default_lr(self, optimizer: str) -> float | None:
@@ -174,13 +174,30 @@ class Problem:
         return grid_around(center, points, per_decade)
 
 
+#: Fingerprints name a problem's functions by module; these modules are named as they were when the
+#: lab was flat, so that the run keys (and the stored results) outlive the move into its parts.
+KEYED_MODULE_NAMES = {
+    "optimlab.lab.training.data": "optimlab.lab.data",
+    "optimlab.lab.training.loop": "optimlab.lab.loop",
+    "optimlab.lab.training.metrics": "optimlab.lab.metrics",
+    "optimlab.lab.training.specs": "optimlab.lab.specs",
+    "optimlab.lab.training.zoo": "optimlab.lab.zoo",
+    "optimlab.lab.problems.catalog": "optimlab.lab.catalog",
+    "optimlab.lab.problems.finetune": "optimlab.lab.finetune_problems",
+    "optimlab.lab.problems.functions2d": "optimlab.lab.functions2d",
+    "optimlab.lab.problems.pretrained": "optimlab.lab.pretrained",
+    "optimlab.lab.problems.problem": "optimlab.lab.problems",
+}
+
+
 def qualified(function: Any) -> str:
     if function is None:
         return "none"
     if isinstance(function, functools.partial):
         return f"partial({qualified(function.func)}, {function.args!r}, {function.keywords!r})"
     name = getattr(function, "__qualname__", None) or type(function).__qualname__
-    return f"{getattr(function, '__module__', '')}.{name}"
+    module = getattr(function, "__module__", "")
+    return f"{KEYED_MODULE_NAMES.get(module, module)}.{name}"
 
 
 _fingerprints: dict[int, tuple[Problem, str]] = {}

@@ -1,7 +1,7 @@
 """Every problem by name: the registry behind ``--problem`` and :func:`get_problem`.
 
-The problems themselves live in :mod:`optimlab.lab.problems` (the :class:`Problem` type and the
-classic problems) and :mod:`optimlab.lab.finetune_problems` (the fine-tuning problems, built on
+The problems themselves live in :mod:`optimlab.lab.problems.problem` (the :class:`Problem` type and the
+classic problems) and :mod:`optimlab.lab.problems.finetune` (the fine-tuning problems, built on
 that type). This module sits above both, so data flows one way: problems <- finetune_problems
 <- catalog.
 """
@@ -10,10 +10,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from optimlab.lab.finetune_problems import finetune_fashion, finetune_sentiment
-from optimlab.lab.problems import (Problem, cnn_fashion, linreg, linreg_diabetes, logreg_cancer, mlp_digits,
-                                   mlp_mnist, quadratic, rosenbrock, softmax_mnist)
-from optimlab.lab.specs import bind, format_spec, parse_spec, unknown
+from optimlab.lab.problems.finetune import finetune_fashion, finetune_sentiment
+from optimlab.lab.problems.problem import (
+    Problem,
+    cnn_fashion,
+    linreg,
+    linreg_diabetes,
+    logreg_cancer,
+    mlp_digits,
+    mlp_mnist,
+    quadratic,
+    rosenbrock,
+    softmax_mnist,
+)
+from optimlab.lab.training.specs import bind, format_spec, parse_spec, unknown
 
 #: Every problem's factory; keyword arguments are the problem's parameters.
 FACTORIES: dict[str, Callable[..., Problem]] = {
@@ -41,7 +51,7 @@ _VARIANTS: dict[str, Problem] = {}
 def get_problem(spec: str) -> Problem:
     """The problem ``spec`` names: ``"mlp-mnist"`` or with parameters ``"quadratic:cond=1000"``.
 
-    Unknown names raise :class:`~optimlab.lab.specs.UnknownNameError` (a ``KeyError`` and a
+    Unknown names raise :class:`~optimlab.lab.training.specs.UnknownNameError` (a ``KeyError`` and a
     ``ValueError``) listing the valid ones; unknown or ill-typed parameters raise
     ``ValueError`` naming the valid parameters. ``Problem.name`` is the canonical spec, and
     specs with the same canonical form give the same object.

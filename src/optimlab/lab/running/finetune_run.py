@@ -4,7 +4,7 @@
     optimlab finetune --optimizer momentum --lr 0.03 --layer-decay 0.8 --autocast auto
     optimlab finetune --problem finetune-fashion
 
-The run is :func:`optimlab.lab.runs.execute` of a :class:`~optimlab.lab.runs.RunConfig` (so the
+The run is :func:`optimlab.lab.running.runs.execute` of a :class:`~optimlab.lab.running.runs.RunConfig` (so the
 same code as in sweeps), with a progress bar showing the loss and the last evaluation's
 metrics, and a checkpoint written atomically every ``--checkpoint-every`` steps to
 ``<out>/checkpoints/<run key>.pt``. Kill it at any moment and run the same command again: it
@@ -16,7 +16,7 @@ and optimizer state) is then deleted unless ``--keep-checkpoint``.
 
 The recipe's options (``--head-scale``, ``--layer-decay``, ``--clip``, ``--unfreeze``,
 ``--patience``, ``--accumulate``, ``--autocast``) become parameters of the problem spec
-(:mod:`optimlab.lab.finetune_problems`), so runs with different recipes are different runs.
+(:mod:`optimlab.lab.problems.finetune`), so runs with different recipes are different runs.
 """
 
 from __future__ import annotations
@@ -29,15 +29,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from optimlab.lab import checkpoint as checkpoints
-from optimlab.lab.arguments import (non_negative_float, non_negative_int, positive_float, positive_int,
-                                    sweep_name)
-from optimlab.lab.catalog import get_problem
-from optimlab.lab.problems import Problem
-from optimlab.lab.recommend import fmt_lr
-from optimlab.lab.runs import RunConfig, RunResult, execute
-from optimlab.lab.specs import format_spec, parse_spec
-from optimlab.lab.store import Store
+from optimlab.lab.problems.catalog import get_problem
+from optimlab.lab.problems.problem import Problem
+from optimlab.lab.running import checkpoint as checkpoints
+from optimlab.lab.running.arguments import (
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    sweep_name,
+)
+from optimlab.lab.running.runs import RunConfig, RunResult, execute
+from optimlab.lab.running.store import Store
+from optimlab.lab.training.specs import format_spec, parse_spec
+from optimlab.lab.training.zoo import fmt_lr
 
 DEFAULT_PROBLEM = "finetune-sentiment"
 DEFAULT_OPTIMIZER = "adamw"

@@ -1,7 +1,7 @@
 """The optimizers the lab compares, by name, and log-spaced learning-rate grids.
 
 Seven named configurations are the classic comparison (``optimlab compare``'s default); every
-problem of :mod:`optimlab.lab.problems` records a measured learning rate for each::
+problem of :mod:`optimlab.lab.problems.problem` records a measured learning rate for each::
 
   name      optimizer                                      generic learning-rate grid
   sgd       optimlab.SGD                                   1e-3 .. 1
@@ -14,7 +14,7 @@ problem of :mod:`optimlab.lab.problems` records a measured learning rate for eac
 
 Everything else is torch.optim's defaults. The generic grids (half-decade steps) are for
 problems that have no measured learning rate for an optimizer; each problem in
-:mod:`optimlab.lab.problems` records a measured one, and sweeps centre their grids on it.
+:mod:`optimlab.lab.problems.problem` records a measured one, and sweeps centre their grids on it.
 
 With torch's default ``weight_decay=0.01``, AdamW shrinks the weights by ``lr * 0.01`` per step,
 1e-5 at lr = 1e-3: over a short budget it is almost exactly Adam. That is the honest default;
@@ -52,7 +52,7 @@ from typing import Any, ClassVar
 import torch
 
 import optimlab
-from optimlab.lab.specs import UnknownNameError, unknown
+from optimlab.lab.training.specs import UnknownNameError, unknown
 from optimlab.optimizers.registry import ENTRIES, Entry
 
 
@@ -77,6 +77,13 @@ class OptimizerSpec:
 def round_lr(lr: float) -> float:
     """``lr`` to 3 significant digits: grids print, store and hash as short numbers."""
     return float(f"{lr:.3g}")
+
+
+def fmt_lr(lr: float) -> str:
+    """A learning rate as it was given: the short form (``0.001``, ``1e-05``) when it reads back
+    as the same number, else every digit it needs (``0.0012345678``), never a rounded one."""
+    short = f"{lr:g}"
+    return short if float(short) == lr else repr(float(lr))
 
 
 def log_grid(low: float, high: float, points: int) -> tuple[float, ...]:
@@ -311,7 +318,7 @@ CLASSIC = tuple(spec.name for spec in CLASSICS)
 
 def get_optimizer(name: str) -> OptimizerSpec:
     """The configuration called ``name``; unknown names raise
-    :class:`~optimlab.lab.specs.UnknownNameError` listing the valid ones, and refused ones say why."""
+    :class:`~optimlab.lab.training.specs.UnknownNameError` listing the valid ones, and refused ones say why."""
     if isinstance(name, str) and name in REFUSED:
         raise UnknownNameError(f"optimizer {name!r} is not available in the lab: {REFUSED[name]}")
     if not isinstance(name, str) or name not in OPTIMIZERS:

@@ -5,10 +5,10 @@ Rosenbrock's curved valley, momentum overshoots and swings back, Adam's per-coor
 takes near-diagonal steps, a saddle shows who escapes it and how fast, Rastrigin shows who gets
 caught in a local minimum.
 
-Each path is trained by the lab's one training loop (:func:`optimlab.lab.loop.train`): the
-"model" is the point ``p = (x, y)`` (:class:`optimlab.lab.problems.Point2D`, in float64), the
+Each path is trained by the lab's one training loop (:func:`optimlab.lab.training.loop.train`): the
+"model" is the point ``p = (x, y)`` (:class:`optimlab.lab.problems.problem.Point2D`, in float64), the
 "loss" is ``f(p)`` and the loop's evaluation, run after every step, records where the point is.
-The functions, their minima, view boxes and starts are :mod:`optimlab.lab.functions2d`. A path
+The functions, their minima, view boxes and starts are :mod:`optimlab.lab.problems.functions2d`. A path
 that diverges (``f`` non-finite) is kept up to its last finite point.
 
 The plot draws the function's contours with log-spaced levels of ``f - min f`` (the interesting
@@ -28,17 +28,17 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from optimlab.lab.data import Split
-from optimlab.lab.functions2d import Function2D
-from optimlab.lab.loop import StopReason, train
-from optimlab.lab.problems import Point2D, mean_value
-from optimlab.lab.style import save_figure
+from optimlab.lab.problems.functions2d import Function2D
+from optimlab.lab.problems.problem import Point2D, mean_value
+from optimlab.lab.report.style import save_figure
+from optimlab.lab.training.data import Split
+from optimlab.lab.training.loop import StopReason, train
 
 #: Builds an optimizer for the given parameters (the lr and other settings are the factory's).
 OptimizerFactory = Callable[[list[Tensor]], torch.optim.Optimizer]
 
 
-#: Per function: default steps and, per optimizer of :mod:`optimlab.lab.zoo`, a learning rate
+#: Per function: default steps and, per optimizer of :mod:`optimlab.lab.training.zoo`, a learning rate
 #: picked by hand so that the path makes visible progress in those steps without diverging and
 #: shows the optimizer's character (momentum's overshoot, Adam's sign-like first steps). They
 #: are illustrations, not tuned optima: pass other values to see what a too-large lr does.
@@ -177,7 +177,7 @@ def contour_axes(function: Function2D, trajectories: Sequence[Trajectory], figsi
 def path_colors(trajectories: Sequence[Trajectory]) -> list[str]:
     """The report's colour of each optimizer (a path's label starts with the optimizer's name);
     when one optimizer appears twice (two learning rates), distinct colours instead."""
-    from optimlab.lab.style import color_map
+    from optimlab.lab.report.style import color_map
 
     names = [t.label.split()[0] if t.label else "" for t in trajectories]
     if len(set(names)) < len(names):
@@ -201,8 +201,6 @@ def path_label(t: Trajectory) -> str:
 def plot_trajectories(function: Function2D, trajectories: Sequence[Trajectory], path: str | Path,
                       title: str | None = None) -> Path:
     """Write the contour plot with every path to ``path`` (PNG) and return it."""
-    import matplotlib.pyplot as plt
-
     fig, ax = contour_axes(function, trajectories)
     colors = path_colors(trajectories)
     for t, color in zip(trajectories, colors):
@@ -237,9 +235,8 @@ def animate_trajectories(function: Function2D, trajectories: Sequence[Trajectory
     only the paths (matplotlib's blitting), and Pillow writes the frames. Redrawing the whole
     figure per frame, as ``FuncAnimation`` with ``PillowWriter`` does, is ~20x slower.
     """
-    from PIL import Image
-
     import matplotlib.pyplot as plt
+    from PIL import Image
 
     if isinstance(frames, bool) or not isinstance(frames, int) or frames < 2:
         raise ValueError(f"animate_trajectories: frames must be an int >= 2, got {frames!r}")

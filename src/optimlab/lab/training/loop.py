@@ -48,7 +48,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from optimlab.lab.data import Split
+from optimlab.lab.training.data import Split
 
 #: ``loss_fn(model(x), y)`` -> a scalar tensor (the mean over the batch).
 LossFn = Callable[[Tensor, Tensor], Tensor]

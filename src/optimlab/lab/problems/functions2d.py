@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from optimlab.lab.specs import unknown
+from optimlab.lab.training.specs import unknown
 
 Point = tuple[float, float]
 
@@ -90,7 +90,7 @@ FUNCTIONS: dict[str, Function2D] = {f.name: f for f in (
 
 def get_function(name: str) -> Function2D:
     """The 2-D function called ``name``; unknown names raise
-    :class:`~optimlab.lab.specs.UnknownNameError` (a ``KeyError`` and ``ValueError``) listing the valid ones."""
+    :class:`~optimlab.lab.training.specs.UnknownNameError` (a ``KeyError`` and ``ValueError``) listing the valid ones."""
     if not isinstance(name, str) or name not in FUNCTIONS:
         raise unknown("2-D function", name, FUNCTIONS)
     return FUNCTIONS[name]

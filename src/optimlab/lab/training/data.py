@@ -1,7 +1,7 @@
 """Datasets for the lab: a small in-memory dataset type and the real MNIST digits.
 
 Everything is held as tensors in memory and indexed directly by the training loop
-(:mod:`optimlab.lab.loop`); the datasets here are small enough that a ``DataLoader`` would only
+(:mod:`optimlab.lab.training.loop`); the datasets here are small enough that a ``DataLoader`` would only
 add overhead.
 
 All of it is real data installed with packages, never downloaded at run time:

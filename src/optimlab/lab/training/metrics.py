@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import Tensor, nn
 
-from optimlab.lab.data import Split
+from optimlab.lab.training.data import Split
 
 
 def chunks(split: Split, size: int | None) -> Iterator[tuple[Tensor, Tensor]]:

@@ -1,11 +1,11 @@
 """The sweep report: one self-contained HTML file plus its PNG plots.
 
 ``write_report(store, sweep, out_dir)`` reads a sweep from the results store
-(:class:`optimlab.lab.store.Store`), summarizes it with :func:`optimlab.lab.sweep.summarize`
+(:class:`optimlab.lab.running.store.Store`), summarizes it with :func:`optimlab.lab.running.sweep.summarize`
 (the same best-lr choice and ranking the sweep used) and writes into ``out_dir``:
 
 * ``index.html``: the recommendation (sentences generated from the numbers,
-  :func:`optimlab.lab.recommend.recommendation`), the ranked table, the plots and every run.
+  :func:`optimlab.lab.report.recommend.recommendation`), the ranked table, the plots and every run.
   The PNGs are embedded as base64 ``data:`` URIs, so the file can be mailed or archived alone;
 * ``curves_steps.png``, ``curves_seconds.png``: training loss and validation metric against
   optimizer steps and against training seconds (median over seeds, min-max band) at each
@@ -24,9 +24,16 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from optimlab.lab import report_plots
-from optimlab.lab.recommend import Goal, fmt_lr, fmt_seconds, fmt_steps, lrs_diverged, recommendation
-from optimlab.lab.report_plots import Entry
+from optimlab.lab.report import plots as report_plots
+from optimlab.lab.report.plots import Entry
+from optimlab.lab.report.recommend import (
+    Goal,
+    fmt_seconds,
+    fmt_steps,
+    lrs_diverged,
+    recommendation,
+)
+from optimlab.lab.training.zoo import fmt_lr
 
 PLOTS = [
     ("curves_steps.png", "Training loss and validation metric vs optimizer steps"),
@@ -39,7 +46,7 @@ PLOTS = [
 def goal_of(result: Any, runs: Sequence[Mapping[str, Any]]) -> Goal:
     """The :class:`Goal` of a sweep: metric, direction and target from its summary, the step
     budget from its runs (None if they differ), the description from the problem registry."""
-    from optimlab.lab.catalog import get_problem
+    from optimlab.lab.problems.catalog import get_problem
 
     budgets = {r["max_steps"] for r in runs}
     try:
@@ -86,7 +93,7 @@ def entries(ranked: Sequence[Any], runs: Sequence[Mapping[str, Any]],
 
 def write_report(store: Any, sweep: str, out_dir: str | Path) -> Path:
     """Write the report of ``sweep`` into ``out_dir`` and return the path of its ``index.html``."""
-    from optimlab.lab.sweep import summarize
+    from optimlab.lab.running.sweep import summarize
 
     runs = store.runs(sweep)
     if not runs:

@@ -26,12 +26,12 @@ from typing import Any
 
 import torch
 
-from optimlab.lab import checkpoint as checkpoints
-from optimlab.lab.loop import StopReason, TrainResult, train
-from optimlab.lab.catalog import get_problem
-from optimlab.lab.problems import Problem
-from optimlab.lab.schedule_specs import build_schedule, canonical_schedule
-from optimlab.lab.zoo import get_optimizer
+from optimlab.lab.problems.catalog import get_problem
+from optimlab.lab.problems.problem import Problem
+from optimlab.lab.running import checkpoint as checkpoints
+from optimlab.lab.running.schedule_specs import build_schedule, canonical_schedule
+from optimlab.lab.training.loop import StopReason, TrainResult, train
+from optimlab.lab.training.zoo import get_optimizer
 
 #: A batch loss above this many times the first batch loss counts as divergence.
 EXPLODE = 1e3
@@ -51,8 +51,8 @@ class RunConfig:
     """Everything that determines a run.
 
     ``problem`` is a problem spec (stored in canonical form), ``optimizer`` a name of
-    :mod:`optimlab.lab.zoo`, ``batch_size`` None for full batch, ``max_steps`` the budget,
-    ``schedule`` a schedule spec of :mod:`optimlab.lab.schedule_specs` (None: constant lr),
+    :mod:`optimlab.lab.training.zoo`, ``batch_size`` None for full batch, ``max_steps`` the budget,
+    ``schedule`` a schedule spec of :mod:`optimlab.lab.running.schedule_specs` (None: constant lr),
     ``kwargs`` extra optimizer keyword arguments (JSON values) over the zoo's fixed ones, and
     ``stop_at_target`` whether the run ends when the validation metric reaches the target.
     Use :meth:`for_problem` to take the batch size and budget from the problem.
@@ -240,7 +240,7 @@ def execute(config: RunConfig, *, progress: bool | None = False, threads: int | 
     process first (worker processes use 1). Ctrl-C returns an INTERRUPTED result (not tested).
 
     ``checkpoint``: a file to save the run's state in every ``checkpoint_every`` steps (default:
-    the problem's evaluation interval), atomically (:mod:`optimlab.lab.checkpoint`); if it holds a
+    the problem's evaluation interval), atomically (:mod:`optimlab.lab.running.checkpoint`); if it holds a
     checkpoint of this run, the run goes on from there, exactly as if it had not stopped.
     """
     if threads is not None:

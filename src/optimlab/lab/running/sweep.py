@@ -6,7 +6,7 @@
 2. *best*: for each optimizer, its best learning rate (:func:`pick_best`) with ``best_seeds``
    more seeds, started as soon as that optimizer's grid is complete.
 
-Every run is saved to the :class:`~optimlab.lab.store.Store` the moment it finishes. Before
+Every run is saved to the :class:`~optimlab.lab.running.store.Store` the moment it finishes. Before
 running anything the sweep asks the store which runs it already has: runs of this sweep are
 skipped, and runs another sweep stored (same config, same key) are linked rather than run again.
 So a sweep that was interrupted, by Ctrl-C or by a kill, resumes where it stopped when started
@@ -42,14 +42,13 @@ from typing import Any
 
 import torch
 
-from optimlab.lab.loop import StopReason
-from optimlab.lab.catalog import get_problem
-from optimlab.lab.problems import Problem
-from optimlab.lab.recommend import fmt_lr
-from optimlab.lab.runs import RunConfig, RunResult, execute
-from optimlab.lab.schedule_specs import canonical_schedule
-from optimlab.lab.store import Store
-from optimlab.lab.zoo import CLASSIC, get_optimizer
+from optimlab.lab.problems.catalog import get_problem
+from optimlab.lab.problems.problem import Problem
+from optimlab.lab.running.runs import RunConfig, RunResult, execute
+from optimlab.lab.running.schedule_specs import canonical_schedule
+from optimlab.lab.running.store import Store
+from optimlab.lab.training.loop import StopReason
+from optimlab.lab.training.zoo import CLASSIC, fmt_lr, get_optimizer
 
 GRID, BEST = "grid", "best"
 #: "Use the problem's value" for SweepSpec.batch_size and max_steps.
@@ -69,7 +68,7 @@ class SweepSpec:
     sequence. ``seeds``: the grid's seeds; ``best_seeds``: the extra seeds for each optimizer's
     best rate. ``batch_size`` and ``max_steps``: ``"default"`` for the problem's (batch_size None
     is full batch). ``kwargs``: optimizer -> extra optimizer arguments. ``schedule``: a schedule
-    spec (:mod:`optimlab.lab.schedule_specs`) applied to every run.
+    spec (:mod:`optimlab.lab.running.schedule_specs`) applied to every run.
     """
 
     name: str

@@ -18,7 +18,7 @@ by several decades and moves the minimum to the right).
 
 The test ends at the first step whose smoothed loss exceeds ``stop_factor`` (4) times the best
 smoothed loss so far. The training itself runs through the lab's one loop
-(:func:`optimlab.lab.loop.train`), with a ``torch.optim.lr_scheduler.LambdaLR`` raising the lr
+(:func:`optimlab.lab.training.loop.train`), with a ``torch.optim.lr_scheduler.LambdaLR`` raising the lr
 after every step; the loop has no hook to stop on a condition of ours, so it runs until the
 step budget is spent or it stops on its own (a non-finite loss, or a batch loss over
 ``4 * stop_factor`` times the first one), and the curve is cut at the stop point afterwards.
@@ -38,16 +38,16 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from optimlab.lab.data import Split
-from optimlab.lab.loop import LossFn, Penalty, StopReason, train
-from optimlab.lab.style import save_figure
+from optimlab.lab.report.style import save_figure
+from optimlab.lab.training.data import Split
+from optimlab.lab.training.loop import LossFn, Penalty, StopReason, train
 
 #: Builds an optimizer for the parameters with the given learning rate.
 MakeOptimizer = Callable[[list[nn.Parameter], float], torch.optim.Optimizer]
@@ -109,7 +109,7 @@ def range_test(model: nn.Module, loss_fn: LossFn, make_optimizer: MakeOptimizer,
                accumulate: int = 1, autocast: torch.dtype | None = None) -> RangeTest:
     """Run the range test on ``model`` (trained in place) and return the curve and the suggestion.
 
-    ``penalty`` is the problem's term added to every batch loss (see :func:`optimlab.lab.loop.train`).
+    ``penalty`` is the problem's term added to every batch loss (see :func:`optimlab.lab.training.loop.train`).
     A fine-tuning problem's recipe comes along: ``params``, its param groups at ``lr_min`` (e.g.
     the head at 10x the body's lr; every group's lr is swept by the same factor, so the lrs
     reported are the body's, as in ``compare``; None: every parameter of ``model``), the loop

@@ -26,8 +26,8 @@ off), ``patience`` (early stopping, evaluations, 0 = off), ``accumulate`` (micro
 it natively, else off; the problem's name says which was chosen); e.g.
 ``finetune-sentiment:layer_decay=0.8,autocast=bf16``. The warm-up is the schedule's:
 ``warmup-linear:warmup=0.06``. The data and models ship
-in pip packages (:mod:`optimlab.lab.pretrained`); a missing one raises
-:class:`~optimlab.lab.data.DataNotFoundError` saying how to install it.
+in pip packages (:mod:`optimlab.lab.problems.pretrained`); a missing one raises
+:class:`~optimlab.lab.training.data.DataNotFoundError` saying how to install it.
 """
 
 from __future__ import annotations
@@ -40,13 +40,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from optimlab.finetune import EarlyStopping, GradientClipping, GradualUnfreezing, param_groups, top_down_stages
+from optimlab.finetune import (
+    EarlyStopping,
+    GradientClipping,
+    GradualUnfreezing,
+    param_groups,
+    top_down_stages,
+)
 from optimlab.finetune.precision import autocast_dtype
-from optimlab.lab import data as lab_data
-from optimlab.lab import pretrained
-from optimlab.lab.data import Dataset, Split
-from optimlab.lab.problems import Problem, accuracy
-from optimlab.lab.specs import format_spec
+from optimlab.lab.problems import pretrained
+from optimlab.lab.problems.problem import Problem, accuracy
+from optimlab.lab.training import data as lab_data
+from optimlab.lab.training.data import Dataset, Split
+from optimlab.lab.training.specs import format_spec
 
 #: The new head's name prefix in both models.
 HEAD = ("classifier",)
