@@ -174,6 +174,46 @@ def test_without_the_claim_lock_the_budget_is_overshot(url, monkeypatch):
     assert len(claim_in_threads(url, budget=3)) > 3
 
 
+# -- lost and interrupted trials ---------------------------------------------------------------------
+
+def test_an_interrupted_trial_is_queued_again_with_its_parameters(url):
+    study = st.open_study(url, "s", SPEC, seed=0)
+
+    def interrupted(trial):
+        trial.suggest_float("lr", 0.1, 1)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        workers.run_trials(study, interrupted, 2)
+    lost, queued = study.trials
+    assert (lost.state, queued.state) == (TrialState.FAIL, TrialState.WAITING)
+    assert queued.params == lost.params and queued.system_attrs["failed_trial"] == lost.number
+    workers.run_trials(study, lambda trial: trial.suggest_float("lr", 0.1, 1), 2)
+    trials = study.trials
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
+    assert trials[1].params == lost.params and len(st.finished_trials(trials)) == 2
+
+
+def test_a_trial_taken_over_while_it_ran_is_not_counted_twice(url, caplog):
+    """A worker that was stopped past the grace period finds, when it comes back, that another one
+    failed its trial and queued it again: its own result is dropped."""
+    study = st.open_study(url, "s", SPEC, seed=0)
+    other = st.load_study(st.open_storage(url), "s")
+
+    def taken_over(trial):
+        trial.suggest_float("lr", 0.1, 1)
+        workers._give_back(other, other.trials[trial.number])  # what the other worker does to a lost trial
+        return 1.0
+
+    trial = workers.claim(study, 1)
+    assert workers.run_trial(study, trial, taken_over) == TrialState.FAIL
+    assert "trial 0 was taken as lost and queued again; this run's result is dropped" in caplog.text
+    workers.run_trials(study, lambda trial: trial.suggest_float("lr", 0.1, 1), 1)
+    trials = study.trials
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE]
+    assert trials[1].params == trials[0].params and len(st.finished_trials(trials)) == 1
+
+
 # -- optuna-dashboard -------------------------------------------------------------------------------
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
