@@ -64,7 +64,8 @@ def test_an_unreachable_server_is_one_clear_line():
         with pytest.raises(st.StorageError) as error:
             st.storage_url(f"postgresql://me:secret@127.0.0.1:{port}/db", Path("unused.db"))
     line = str(error.value)
-    assert re.match(rf"^--storage: cannot connect to postgresql\+psycopg2://me:\*\*\*@127.0.0.1:{port}/db: .*refused", line)
+    assert re.match(rf"^--storage: cannot connect to postgresql\+psycopg2://me:\*\*\*@127.0.0.1:{port}/db: "
+                    r".*refused", line)
     assert "\n" not in line and "secret" not in line
 
 
@@ -109,7 +110,8 @@ def test_a_study_opened_for_something_else_is_refused(url, change, message):
 
 def test_joining_a_missing_study_names_the_ones_there(url):
     st.open_study(url, "linreg/sgd", SPEC, seed=0)
-    with pytest.raises(st.StorageError, match=r"^--study: no study named 'nope' in the storage; expected one of: linreg/sgd$"):
+    expected = r"^--study: no study named 'nope' in the storage; expected one of: linreg/sgd$"
+    with pytest.raises(st.StorageError, match=expected):
         st.load_study(st.open_storage(url), "nope")
 
 

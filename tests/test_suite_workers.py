@@ -106,7 +106,8 @@ def make_study(url: str, folder: Path, workers: int = 2, trials: int = 12) -> st
 
 
 def start_worker(url: str, *args: str, hang_in: Path | None = None) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    paths = [str(ROOT / "src"), str(ROOT), os.environ.get("PYTHONPATH", "")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
     env.pop(HANG, None)
     if hang_in is not None:
         env[HANG] = str(hang_in)
@@ -128,6 +129,7 @@ def pid_of(trial: optuna.trial.FrozenTrial) -> int:
     return int(trial.user_attrs["worker"].rsplit(":", 1)[1])
 
 
+@pytest.mark.slow  # over 20 s on the busy 2-core development machine: two interpreters start torch
 def test_two_workers_share_a_study(url, tmp_path):
     name = make_study(url, tmp_path)
     results = [finish(worker) for worker in [start_worker(url), start_worker(url)]]
@@ -140,6 +142,7 @@ def test_two_workers_share_a_study(url, tmp_path):
     assert all(r["ran"] > 0 for r in results)
 
 
+@pytest.mark.slow
 def test_a_killed_workers_trial_is_run_again(url, tmp_path):
     name = make_study(url, tmp_path)
     (tmp_path / "hang").mkdir()
@@ -162,6 +165,7 @@ def test_a_killed_workers_trial_is_run_again(url, tmp_path):
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
 
 
+@pytest.mark.slow
 def test_spawned_workers_die_with_their_parent(tmp_path):
     url = st.storage_url(None, tmp_path / "optuna.db")
     make_study(url, tmp_path)

@@ -111,7 +111,8 @@ def _check_sqlite_path(url: sqlalchemy.URL) -> None:
         raise StorageError("--storage: an in-memory SQLite database cannot be shared; expected a file, "
                            "sqlite:///path/to/optuna.db")
     if Path(path).is_dir() or not Path(path).parent.is_dir():
-        raise StorageError(f"--storage: {path} is not a file in an existing folder; expected sqlite:///path/to/optuna.db")
+        raise StorageError(f"--storage: {path} is not a file in an existing folder; "
+                           "expected sqlite:///path/to/optuna.db")
 
 
 def _check_reachable(url: sqlalchemy.URL) -> None:
@@ -151,7 +152,8 @@ def open_storage(url: str, *, heartbeat_interval: int = HEARTBEAT_INTERVAL,
     try:
         with warnings.catch_warnings():  # heartbeats and their retry are "experimental" since Optuna 2.8
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return RDBStorage(parsed.render_as_string(hide_password=False), engine_kwargs=_engine_kwargs(parsed.get_backend_name()),
+            return RDBStorage(parsed.render_as_string(hide_password=False),
+                              engine_kwargs=_engine_kwargs(parsed.get_backend_name()),
                               heartbeat_interval=heartbeat_interval, grace_period=grace_period,
                               heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES))
     except (sqlalchemy.exc.SQLAlchemyError, RuntimeError) as error:
@@ -207,8 +209,8 @@ def open_study(storage_url: str | RDBStorage, name: str, spec: Mapping[str, Any]
     study = optuna.create_study(storage=storage, study_name=name, direction=direction, load_if_exists=True,
                                 sampler=TrialSeededSampler(seed), pruner=pruner or optuna.pruners.NopPruner())
     if SPEC_ATTR not in study.user_attrs:
+        study.set_user_attr(SEED_ATTR, seed)  # first: a study with a spec always has its seed
         study.set_user_attr(SPEC_ATTR, canonical)
-        study.set_user_attr(SEED_ATTR, seed)
     where = f"study {name!r}"
     stored = study.user_attrs[SPEC_ATTR]  # read back: a process that created it at the same time wins
     if stored != canonical:

@@ -78,7 +78,11 @@ def claim_lock(study: optuna.Study) -> Iterator[None]:
     if backend == "postgresql":
         with engine.begin() as connection:  # the transaction's end releases the lock
             connection.execute(sqlalchemy.text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}s'"))
-            connection.execute(sqlalchemy.text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+            try:
+                connection.execute(sqlalchemy.text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+            except sqlalchemy.exc.OperationalError:
+                raise StorageError(f"storage: waited {LOCK_TIMEOUT} s for the claim lock of "
+                                   f"{study.study_name!r}") from None
             yield
     elif backend == "mysql":
         with engine.connect() as connection:
@@ -247,7 +251,8 @@ def work(storage_url: str, objective_for: Callable[[Mapping[str, Any]], Objectiv
         names = study_names if study_names is not None else optuna.study.get_all_study_names(storage)
         for name in names:
             if name not in joined:
-                joined[name] = _join(storage, name, objective_for, budget_of, pruner_of, explicit=study_names is not None)
+                joined[name] = _join(storage, name, objective_for, budget_of, pruner_of,
+                                     explicit=study_names is not None)
         active = [(study, objective, budget) for study, objective, budget in
                   (joined[name] for name in names if joined[name] is not None) if not study_done(study, budget)]
         if not active:
