@@ -216,6 +216,43 @@ def test_a_trial_taken_over_while_it_ran_is_not_counted_twice(url, caplog):
     assert trials[1].params == trials[0].params and len(st.finished_trials(trials)) == 1
 
 
+# -- results of a trial -----------------------------------------------------------------------------
+
+def test_pruned_and_failed_trials_use_the_budget(url):
+    """A pruned trial and one whose objective raised are finished: they count, and are not run again
+    (only a lost trial is); the objective's error reaches the caller."""
+    study = st.open_study(url, "s", SPEC, seed=0, pruner=optuna.pruners.ThresholdPruner(upper=1.0))
+
+    def pruned(trial):
+        trial.report(5.0, step=1)
+        assert trial.should_prune()
+        raise optuna.TrialPruned
+
+    def broken(trial):
+        raise ZeroDivisionError("the objective's own bug")
+
+    assert workers.run_trials(study, pruned, 1) == 1
+    with pytest.raises(ZeroDivisionError):
+        workers.run_trials(study, broken, 2)
+    assert workers.run_trials(study, lambda trial: 0.5, 3) == 1
+    assert workers.run_trials(study, lambda trial: 0.5, 3) == 0
+    assert [t.state for t in study.trials] == [TrialState.PRUNED, TrialState.FAIL, TrialState.COMPLETE]
+    assert study.trials[0].value == 5.0  # the last reported value, as Optuna's own loop records it
+
+
+def test_a_worker_joins_every_study_with_budget_left(url):
+    for name, trials in [("a", 2), ("b", 3)]:
+        st.open_study(url, name, {**SPEC, "trials": trials}, seed=0)
+    optuna.create_study(storage=url, study_name="not-a-suite-study")  # another program's: left alone
+    ran = workers.work(url, lambda spec: (lambda trial: trial.suggest_float("x", 0, 1)), lambda spec: spec["trials"])
+    assert ran == 5
+    storage = st.open_storage(url)
+    assert [len(st.load_study(storage, name).trials) for name in ("a", "b")] == [2, 3]
+    assert workers.work(url, lambda spec: None, lambda spec: spec["trials"]) == 0  # nothing left: returns at once
+    with pytest.raises(st.StorageError, match=r"^--study: no study named 'c' in the storage; expected one of: "):
+        workers.work(url, lambda spec: None, lambda spec: spec["trials"], ["a", "c"])
+
+
 # -- optuna-dashboard -------------------------------------------------------------------------------
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -166,6 +166,18 @@ def test_a_killed_workers_trial_is_run_again(url, tmp_path):
 
 
 @pytest.mark.slow
+def test_spawned_workers_share_a_study(tmp_path):
+    url = st.storage_url(None, tmp_path / "optuna.db")
+    name = make_study(url, tmp_path)
+    result = finish(start_worker(url, "2"))
+    trials = trials_of(url, name)
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 12 and result["ran"] == 12
+    assert len({t.params["lr"] for t in trials}) == 12
+    ran_by = {pid_of(t) for t in trials}
+    assert len(ran_by) == 2 and result["pid"] not in ran_by  # the two spawned processes, not their parent
+
+
+@pytest.mark.slow
 def test_spawned_workers_die_with_their_parent(tmp_path):
     url = st.storage_url(None, tmp_path / "optuna.db")
     make_study(url, tmp_path)

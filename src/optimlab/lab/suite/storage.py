@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import threading
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -141,11 +142,27 @@ def _engine_kwargs(backend: str) -> dict[str, Any]:
     return {"pool_pre_ping": True, "connect_args": {"connect_timeout": CONNECT_TIMEOUT}}
 
 
+_OPENED: dict[tuple[str, int, int], RDBStorage] = {}
+_OPENING = threading.Lock()
+
+
 def open_storage(url: str, *, heartbeat_interval: int = HEARTBEAT_INTERVAL,
                  grace_period: int = GRACE_PERIOD) -> RDBStorage:
     """The Optuna storage at ``url`` (see :func:`storage_url`), with heartbeats: a running trial
     without a heartbeat for ``grace_period`` seconds is failed and queued again with the same
-    parameters (at most :data:`MAX_RETRIES` times)."""
+    parameters (at most :data:`MAX_RETRIES` times).
+
+    One storage per URL and process: each holds a pool of connections, and a suite opens a study
+    per problem and optimizer, more than a PostgreSQL server's 100 connections if each had its own.
+    """
+    key = (url, heartbeat_interval, grace_period)
+    with _OPENING:
+        if key not in _OPENED:
+            _OPENED[key] = _open_storage(url, heartbeat_interval, grace_period)
+        return _OPENED[key]
+
+
+def _open_storage(url: str, heartbeat_interval: int, grace_period: int) -> RDBStorage:
     parsed = _parse(url)
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
