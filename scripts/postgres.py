@@ -33,7 +33,11 @@ def bin_dir() -> Path:
     """The folder of initdb and pg_ctl: $OPTIMLAB_POSTGRES_BIN, the PATH, or the newest
     /usr/lib/postgresql/<version>/bin (Debian puts them there, off the PATH)."""
     if os.environ.get("OPTIMLAB_POSTGRES_BIN"):
-        return Path(os.environ["OPTIMLAB_POSTGRES_BIN"])
+        chosen = Path(os.environ["OPTIMLAB_POSTGRES_BIN"])
+        if not (chosen / "initdb").exists():
+            raise PostgresError(f"OPTIMLAB_POSTGRES_BIN={chosen} holds no initdb; expected PostgreSQL's bin folder "
+                                f"(Debian package {PACKAGE}: /usr/lib/postgresql/<version>/bin)")
+        return chosen
     on_path = shutil.which("initdb")
     if on_path:
         return Path(on_path).parent
@@ -71,11 +75,11 @@ def run(command: list[str], what: str) -> None:
 
 def start(folder: Path, attempts: int = 3) -> str:
     """Create a cluster in ``folder`` and start its server; the SQLAlchemy URL to reach it."""
-    folder = Path(folder).resolve()
+    binaries, folder = bin_dir(), Path(folder).resolve()
+    data = folder / "data"
     folder.mkdir(parents=True, exist_ok=True)
     if os.geteuid() == 0:
         shutil.chown(folder, SERVICE_USER, SERVICE_USER)
-    binaries, data = bin_dir(), folder / "data"
     run([str(binaries / "initdb"), "-D", str(data), "-U", USER, "--auth=trust", "-E", "UTF8",
          "--no-sync"], "initdb")
     for attempt in range(attempts):  # the free port may be taken before the server binds it

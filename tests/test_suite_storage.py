@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import urllib.request
 from pathlib import Path
@@ -82,6 +83,33 @@ def socket_without_server():
 def test_a_plain_postgresql_url_gets_the_installed_driver(postgres_server, tmp_path):
     plain = postgres_server.replace("postgresql+psycopg2://", "postgresql://")
     assert st.storage_url(plain, tmp_path) == postgres_server
+
+
+def test_the_server_script_starts_and_stops_a_server(tmp_path):
+    """scripts/postgres.py as CI runs it: ``start DIR`` prints a URL that answers, ``stop DIR`` ends
+    the server and removes DIR."""
+    from tests import services
+
+    pytest.importorskip("psycopg2", reason="the PostgreSQL driver is not installed (pip package psycopg2-binary)")
+    script = services.postgres_script()
+    try:
+        script.bin_dir()
+    except script.PostgresError as error:
+        pytest.skip(str(error))
+    folder = Path(tempfile.mkdtemp(prefix="optimlab-postgres-"))
+    command = [sys.executable, str(services.SCRIPT)]
+    started = subprocess.run([*command, "start", str(folder)], capture_output=True, text=True, timeout=120)
+    try:
+        assert started.returncode == 0, started.stderr
+        url = started.stdout.strip()
+        assert re.fullmatch(r"postgresql\+psycopg2://optimlab@127\.0\.0\.1:\d+/postgres", url)
+        assert st.storage_url(url, tmp_path) == url  # reachable
+    finally:
+        stopped = subprocess.run([*command, "stop", str(folder)], capture_output=True, text=True, timeout=120)
+    assert stopped.returncode == 0, stopped.stderr
+    assert not folder.exists()
+    with pytest.raises(st.StorageError, match="cannot connect"):
+        st.storage_url(url, tmp_path)
 
 
 # -- studies ----------------------------------------------------------------------------------------

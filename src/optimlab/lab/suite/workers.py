@@ -223,12 +223,13 @@ def run_trials(study: optuna.Study, objective: Objective, n_trials: int, *, wait
             run_trial(study, trial, objective)
             ran += 1
             continue
-        if not wait or len(finished_trials(study.get_trials(deepcopy=False))) >= n_trials:
+        if not wait or study_done(study, n_trials):
             return ran
         time.sleep(poll_seconds)
 
 
 def study_done(study: optuna.Study, n_trials: int) -> bool:
+    """Whether ``study`` holds its budget of ``n_trials`` finished trials."""
     return len(finished_trials(study.get_trials(deepcopy=False))) >= n_trials
 
 
