@@ -159,10 +159,11 @@ def test_trials_are_seeded_by_their_number(tmp_path):
 
 # -- the budget under concurrency -------------------------------------------------------------------
 
-def claim_in_threads(url: str, budget: int, threads: int = 2) -> list[optuna.trial.FrozenTrial]:
+def claim_in_threads(url: str, budget: int, meet_timeout: float, threads: int = 2) -> list[optuna.trial.FrozenTrial]:
     """``threads`` workers, each with its own connection, claim trials of one study at once. Each
-    waits (up to 1 s) for a partner between counting the trials and asking for one: without the
-    claim lock both would count the same free slot and both take it."""
+    waits (up to ``meet_timeout`` s) for a partner between counting the trials and asking for one:
+    without the claim lock both would count the same free slot and both take it; with it, the
+    partner waits for the lock and never comes."""
     st.open_study(url, "race", SPEC, seed=0)
     meet = threading.Barrier(threads)
     errors = []
@@ -173,7 +174,7 @@ def claim_in_threads(url: str, budget: int, threads: int = 2) -> list[optuna.tri
 
         def slow_ask(*args, **kwargs):
             with contextlib.suppress(threading.BrokenBarrierError):
-                meet.wait(timeout=1)
+                meet.wait(timeout=meet_timeout)
             meet.reset() if meet.broken else None
             return ask(*args, **kwargs)
 
@@ -193,7 +194,7 @@ def claim_in_threads(url: str, budget: int, threads: int = 2) -> list[optuna.tri
 
 
 def test_two_workers_at_the_last_free_trial_take_it_once(url):
-    trials = claim_in_threads(url, budget=3)
+    trials = claim_in_threads(url, budget=3, meet_timeout=1)
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
     assert sorted(t.number for t in trials) == [0, 1, 2]
 
@@ -201,7 +202,7 @@ def test_two_workers_at_the_last_free_trial_take_it_once(url):
 def test_without_the_claim_lock_the_budget_is_overshot(url, monkeypatch):
     """The race the claim lock prevents is real: the test above would fail without it."""
     monkeypatch.setattr(workers, "claim_lock", lambda study: contextlib.nullcontext())
-    assert len(claim_in_threads(url, budget=3)) > 3
+    assert len(claim_in_threads(url, budget=3, meet_timeout=30)) > 3
 
 
 # -- lost and interrupted trials ---------------------------------------------------------------------
