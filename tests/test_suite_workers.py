@@ -43,7 +43,7 @@ _met = False
 
 
 def objective_for(spec: Mapping[str, Any]) -> Objective:
-    from optimlab.lab.runs import RunConfig, execute
+    from optimlab.lab.running.runs import RunConfig, execute
 
     def objective(trial: optuna.Trial) -> float:
         lr = trial.suggest_float("lr", 1e-3, 0.05, log=True)

@@ -284,7 +284,7 @@ def _join(storage: RDBStorage, name: str, objective_for: Callable[[Mapping[str, 
 def _work_in_child(threads: int, args: tuple, kwargs: dict[str, Any]) -> int:
     import torch
 
-    from optimlab.lab.sweep import die_with_parent
+    from optimlab.lab.running.sweep import die_with_parent
 
     die_with_parent()
     torch.set_num_threads(threads)
