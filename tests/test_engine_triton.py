@@ -271,3 +271,34 @@ def test_empty_and_one_element_parameters() -> None:
                 opt.step()
         results.append(params)
     assert_same(results[1], results[0], torch.float32)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("name, kwargs", [("Muon", dict(lr=0.02, weight_decay=0.1)),
+                                          ("Muon", dict(lr=0.02, nesterov=False)),
+                                          ("Adafactor", dict(lr=0.01, maximize=True, weight_decay=0.1))])
+def test_chains_of_mixed_kinds_run_their_elementwise_parts_on_triton(name: str, kwargs: dict,
+                                                                    dtype: torch.dtype) -> None:
+    """Muon's momentum and weight decay, Adafactor's sign and weight decay: Triton kernels
+    between the tensor math (:mod:`optimlab.engine.segments`), which reads each kernel's update;
+    the step counts advance once per step, as on the eager path."""
+    def run_on(path: str) -> tuple[list, Any, int]:
+        g = torch.Generator().manual_seed(0)
+        params = [torch.nn.Parameter(torch.randn(s, generator=g).to(DEVICE, dtype)) for s in [(6, 4), (3, 2, 5)]]
+        opt = getattr(optimlab, name)(params, **kwargs)
+        before = engine.path_counts["triton"]
+        with engine.using(path), warnings.catch_warnings():
+            warnings.filterwarnings("error", message="optimlab:")
+            for _ in range(4):
+                for p in params:
+                    p.grad = torch.randn(p.shape, generator=g).to(DEVICE, dtype)
+                opt.step()
+        return params, opt, engine.path_counts["triton"] - before
+
+    expected, eager_opt, _ = run_on("eager")
+    got, opt, launched = run_on(forced())
+    assert launched == 4 * 2 * 2  # two elementwise parts, two parameters, four steps
+    assert_same(got, expected, dtype)
+    for p, q in zip(got, expected):
+        for key, value in eager_opt.state[q].items():
+            torch.testing.assert_close(opt.state[p][key], value, **TOL[dtype])

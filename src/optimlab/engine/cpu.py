@@ -240,6 +240,11 @@ def kernel_for(transform: Transform, hyperparams: Mapping[str, Any], structure: 
                          lambda program, roles: Compiled(build(generate(program, roles)), roles), form)
 
 
+def kernel_key(key: tuple, form: str) -> tuple:
+    """The key a kernel of ``form`` is kept under in a kernel cache (:func:`traced_kernel`)."""
+    return key if form == STEP else key + (form,)
+
+
 def traced_kernel(kernels: weakref.WeakKeyDictionary, transform: Transform, hyperparams: Mapping[str, Any],
                   key: tuple, state: Mapping[str, Any], make: Any, form: str = STEP) -> Any:
     """``make(program, roles)`` for the transform's traced program, once per ``key`` (hyperparameter
@@ -248,8 +253,7 @@ def traced_kernel(kernels: weakref.WeakKeyDictionary, transform: Transform, hype
     cache = kernels.get(transform)
     if cache is None:
         cache = kernels[transform] = {}
-    if form != STEP:
-        key = key + (form,)
+    key = kernel_key(key, form)
     found = cache.get(key)
     if found is None:
         _, sig, counts_steps = key[:3]

@@ -55,7 +55,7 @@ def plan(work: GroupStep) -> Callable[[], None]:
     # (differentiable=True): torch ops, which autograd records.
     if work.transform.kind != ELEMENTWISE or work.hyperparams.get("differentiable"):
         check(work)
-        in_segments = segments.plan(work) if path in ("auto", "fused") else None
+        in_segments = segments.plan(work) if path != "compiled" else None
         return in_segments or (lambda: run_eager(work))
     triton_chosen = triton.chosen(path)
     if triton_chosen:

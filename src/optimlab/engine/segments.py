@@ -6,15 +6,16 @@ a chain is cut into its maximal runs of one kind (*segments*). A step then
 
 1. checks the group (as every step does) and advances each parameter's step count once;
 2. runs the segments in order, each handing its update ``u`` to the next: an elementwise
-   segment is one fused kernel call over the group (:mod:`optimlab.engine.fused`), writing ``u``
+   segment is one kernel call over the group (C on the CPU, :mod:`optimlab.engine.fused`;
+   Triton on CUDA, :mod:`optimlab.engine.triton`), writing ``u``
    into a buffer the engine keeps per parameter (:data:`~optimlab.engine.trace.DIRECTION`), or
    ``param += u`` if it is the last; any other segment runs its torch ops on each parameter's
    true shape, as the eager path does;
 3. the last segment changes the parameter.
 
 The numbers are the eager path's: the same math in the same order, only the elementwise runs
-compiled. Groups the kernel cannot take (complex, non-CPU, unusual layouts) and chains with a
-group-kind link step on the eager path.
+compiled. Groups no kernel can take (complex, unusual layouts, devices without one) and chains
+with a group-kind link step on the eager path.
 """
 
 from __future__ import annotations
@@ -29,9 +30,9 @@ from torch import Tensor
 from torch.utils.weak import WeakTensorKeyDictionary
 
 from optimlab.core import ELEMENTWISE, GROUP, Chain, Transform, chain
-from optimlab.engine import fused
-from optimlab.engine.eager import advance_steps
-from optimlab.engine.paths import path_counts
+from optimlab.engine import fused, triton
+from optimlab.engine.eager import advance_steps, initialize
+from optimlab.engine.paths import get_path, path_counts
 from optimlab.engine.trace import DIRECTION, DIRECTION_KEY, FINAL
 from optimlab.engine.work import GroupStep, plain_hyperparams, transform_hyperparams
 
@@ -84,40 +85,50 @@ def segment(transform: Transform, last: bool) -> Segment:
     return Segment(transform, True, last, keys | {"step"})
 
 
-def takes(work: GroupStep) -> bool:
-    """Whether every parameter of the group suits the kernel: plain real float tensors on the
-    CPU, contiguous, with dense gradients of their dtype and shape."""
+def kernel_path(work: GroupStep) -> str | None:
+    """Which kernel the group's elementwise parts take: ``"fused"`` (C, CPU parameters),
+    ``"triton"`` (CUDA parameters, or any device when the path is ``"triton"``: its interpreter
+    on the CPU), or None (the eager path steps the group): every parameter a plain real float
+    tensor, contiguous, with a dense gradient of its dtype and shape, all on one kind of device."""
+    devices = set()
     for p, g in zip(work.params, work.grads):
-        if not (type(p) in (Tensor, torch.nn.Parameter) and type(g) is Tensor and p.is_cpu and g.is_cpu
-                and p.dtype in _FLOATS and g.dtype is p.dtype and g.layout is torch.strided
+        if not (type(p) in (Tensor, torch.nn.Parameter) and type(g) is Tensor and p.dtype in _FLOATS
+                and g.dtype is p.dtype and g.device == p.device and g.layout is torch.strided
                 and g.shape == p.shape and p.is_contiguous() and g.is_contiguous()):
-            return False
-    return True
+            return None
+        devices.add(p.device.type)
+    path = get_path()
+    if devices == {"cpu"} and path in ("auto", "fused"):
+        return "fused"
+    if (devices == {"cuda"} and triton.chosen(path) or path == "triton") and triton.available():
+        return "triton"
+    return None
 
 
 def plan(work: GroupStep) -> Callable[[], None] | None:
     """The step of a checked group in segments, or None if it is not a chain of mixed kinds
-    that the kernel can take (the eager path steps it then)."""
+    that a kernel can take (the eager path steps it then)."""
     found = segments_of(work.transform)
-    if found is None or work.hyperparams.get("differentiable") or not takes(work):
+    if found is None or work.hyperparams.get("differentiable"):
         return None
-    return lambda: run(work, found)
+    kernel = kernel_path(work)
+    return None if kernel is None else lambda: run(work, found, kernel)
 
 
-def run(work: GroupStep, found: list[Segment]) -> None:
+def run(work: GroupStep, found: list[Segment], kernel: str) -> None:
     hp = plain_hyperparams(work)
     steps = advance_steps(work, traced=False)  # state made where there is none; counts once
     directions = list(work.grads)
     for index, segment in enumerate(found):
         if segment.fused:
-            directions = run_fused(work, segment, index, directions, hp, steps)
+            directions = run_fused(work, segment, index, directions, hp, steps, kernel)
         else:
             directions = run_eager(work, segment, range(len(work.params)), directions, hp, steps)
     path_counts["segments"] += len(work.params)
 
 
 def run_fused(work: GroupStep, segment: Segment, index: int, directions: list[Tensor], hp: dict,
-              steps: list[Any]) -> list[Tensor]:
+              steps: list[Any], kernel: str) -> list[Tensor]:
     """One elementwise segment on the kernel; the parameters it cannot take run it eagerly."""
     # Each parameter's state as the segment sees it: the keys its links keep (the kernel's
     # arguments), the same tensors; and the buffer it writes its update into.
@@ -132,8 +143,12 @@ def run_fused(work: GroupStep, segment: Segment, index: int, directions: list[Te
         return run_eager(work, segment, range(len(work.params)), directions, hp, steps)
     # (Newton-Schulz hands back the transpose of a transposed matrix: laid out in memory order.)
     part.grads = directions = [d if d.is_contiguous() else d.contiguous() for d in directions]
-    batches, fresh, other = fused.prepare(part)
-    left = sorted(other + fresh + fused.run_group(part, transform_hyperparams(part), batches))
+    if kernel == "triton":
+        left = triton.run(part, range(len(part.params)), transform_hyperparams(part), initialize)
+        path_counts["triton"] += len(part.params) - len(left)
+    else:
+        batches, fresh, other = fused.prepare(part)
+        left = sorted(other + fresh + fused.run_group(part, transform_hyperparams(part), batches))
     out = directions if segment.last else [state[DIRECTION_KEY] for state in states]
     if left:
         done = run_eager(work, segment, left, [directions[i] for i in left], hp, [steps[i] for i in left])

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from optimlab.engine.compiled import dense_on_device
-from optimlab.engine.cpu import BuildError, cache_dir, step_counter, traced_kernel
+from optimlab.engine.cpu import BuildError, cache_dir, kernel_key, step_counter, traced_kernel
 from optimlab.engine.eager import run_eager
 from optimlab.engine.errors import NeedsEagerStep, Unsupported
 from optimlab.engine.expressions import (
@@ -53,7 +53,7 @@ from optimlab.engine.expressions import (
 from optimlab.engine.fused import group_cache, same_state, same_tensors
 from optimlab.engine.hyper import hp_values
 from optimlab.engine.paths import path_counts, warn_once
-from optimlab.engine.trace import Node, Program, Roles
+from optimlab.engine.trace import STEP, Node, Program, Roles
 from optimlab.engine.work import transform_hyperparams
 
 #: Bump when the generated code changes meaning.
@@ -372,13 +372,14 @@ _kernels: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def kernel_for(transform: Any, hyperparams: Mapping[str, Any], structure: tuple, sig: tuple, state: Mapping[str, Any],
-               counts_steps: bool) -> Kernel | Exception:
-    """The Triton kernel for a transform on parameters of one signature, or the reason there is none."""
+               counts_steps: bool, form: str = STEP) -> Kernel | Exception:
+    """The Triton kernel for a transform on parameters of one signature, or the reason there is none.
+    ``form``: what the kernel does with the update (:data:`optimlab.engine.trace.STEP`, ...)."""
     def make(program: Program, roles: Roles) -> Kernel:
         source, plan = generate(program, roles)
         return Kernel(load(source), roles, plan, source)
 
-    return traced_kernel(_kernels, transform, hyperparams, (structure, sig, counts_steps), state, make)
+    return traced_kernel(_kernels, transform, hyperparams, (structure, sig, counts_steps), state, make, form)
 
 
 # -- running a group ---------------------------------------------------------------------------
@@ -440,20 +441,23 @@ def run(work: Any, indices: Sequence[int], hyperparams: Mapping[str, Any], initi
     left: list[int] = []
     for sig, members in batches.items():
         kernel = kernel_for(work.transform, hyperparams, structure, sig[:3], work.states[members[0]],
-                            work.counts_steps)
+                            work.counts_steps, work.form)
         if isinstance(kernel, Exception):
             if not isinstance(kernel, NeedsEagerStep):
                 warn_once(f"optimlab: {work.transform!r} has no Triton kernel ({kernel}); using another path")
             left += members
             continue
+        key = kernel_key((structure, sig[:3], work.counts_steps), work.form)
         try:
-            batch = Batch(kernel, (structure, sig[:3], work.counts_steps), work, members, sig[3])
+            batch = Batch(kernel, key, work, members, sig[3])
             batch.launch(work, values)
         except Exception as error:  # noqa: BLE001 - a failed launch must never stop training
-            forget(work, (structure, sig[:3], work.counts_steps), error)
+            forget(work, key, error)
             left += members
             continue
-        if len(members) == len(work.params) and len(batches) == 1:  # the whole group: keep it for next time
+        # The whole group of a whole chain: keep it for next time (a part of a chain of mixed
+        # kinds steps with state views made for that step).
+        if work.form == STEP and len(members) == len(work.params) and len(batches) == 1:
             global _steady_groups
             group_cache(work).triton = Steady(batch, work, structure)
             _steady_groups = True
@@ -520,12 +524,14 @@ class Batch:
         launch that fails puts the step counts back, so that another path can take the step."""
         n = self.n
         grads = [work.grads[i] for i in self.members]
-        steps: list[float | None] = self.move_steps(1.0) if self.step_tensors else [None] * n
+        # (A part of a chain of mixed kinds reads counts the engine has already advanced.)
+        delta = 1.0 if self.kernel.roles.advances_steps else 0.0
+        steps: list[float | None] = self.move_steps(delta) if self.step_tensors else [None] * n
         try:
             self.run_kernel(grads, values, steps)
         except BaseException:
-            if self.step_tensors:
-                self.move_steps(-1.0)  # as before: the step goes to another path
+            if self.step_tensors and delta:
+                self.move_steps(-delta)  # as before: the step goes to another path
             raise
         # Written through raw pointers: bump the parameters' version counters, as an in-place op would.
         torch.autograd.graph.increment_version(self.params)
