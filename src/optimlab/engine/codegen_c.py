@@ -28,7 +28,7 @@ from optimlab.engine.expressions import (
 from optimlab.engine.trace import Node, Program, Roles
 
 #: Bump when the generated code changes meaning (old cached kernels are then ignored).
-CODEGEN_VERSION = 6
+CODEGEN_VERSION = 7
 
 #: Below this many elements in a call the kernel stays on one thread (waking threads costs more).
 PARALLEL_MIN_ELEMENTS = 32768
@@ -123,6 +123,7 @@ class Section:
     def __init__(self) -> None:
         self.names: dict[int, str | None] = {}  # node -> C name (None: a literal, written where used)
         self.pointers: list[str] = []  # per tensor: its data pointers
+        self.hp_locals: list[str] = []  # per call: the hyperparameters, read into locals
         self.held: list[str] = []      # per tensor, in the threads: 0-d state as it was before the step
         self.tensor_loads: list[str] = []   # per tensor, in the 0-d state pass: its 0-d state, kept
         self.tensor_stores: list[str] = []  # per tensor, in the 0-d state pass: new 0-d state
@@ -158,7 +159,11 @@ def inputs(program: Program, roles: Roles, out: Section) -> None:
             out.held.append(f"        const {CTYPE[dtype]} v{index} = ({CTYPE[dtype]}){slot};")
             out.names[index] = f"v{index}"
         else:
-            out.names[index] = {"step": "step", "step_tensor": "step_value"}.get(key[0]) or f"hp[{key[1]}]"
+            out.names[index] = {"step": "step", "step_tensor": "step_value"}.get(key[0]) or f"hp{key[1]}"
+            if key[0] == "hp":
+                # Read once into a local: a value read from memory only on one side of a
+                # select (``s < 0 ? eta_minus : ...``) keeps the compiler from vectorizing.
+                out.hp_locals.append(f"    const double hp{key[1]} = hp[{key[1]}];")
 
 
 def operands(nodes: list[Node], node: Node, compute: str, names: dict[int, str | None]) -> list[str]:
@@ -226,11 +231,16 @@ def tensor_state_pass(out: Section, step_read: str, count: int) -> str:
     values in ``held``, compute the scalars, store the new values. Empty without 0-d state."""
     if not count:
         return "    double* held = NULL;"
-    return (f"""
-    double* held = (double*)malloc(sizeof(double) * (size_t)({count} * nt));
-    if (!held) {{ free(start); return 1; }}
-    for (int64_t t = 0; t < nt; ++t) {{  /* 0-d state, once per tensor */
-{step_read}""" + "\n".join(out.tensor_loads + out.scalars + out.tensor_stores) + "\n    }")
+    lines = [f"    double* held = (double*)malloc(sizeof(double) * (size_t)({count} * nt));",
+             "    if (!held) { free(start); return 1; }",
+             "    {",
+             *out.hp_locals,
+             "    for (int64_t t = 0; t < nt; ++t) {  /* 0-d state, once per tensor */",
+             step_read.rstrip("\n"),
+             *out.tensor_loads, *out.scalars, *out.tensor_stores,
+             "    }",
+             "    }"]
+    return "\n".join(lines)
 
 
 def step_count(roles: Roles) -> tuple[str, str]:
@@ -264,6 +274,7 @@ $helpers
 static void run_range(int64_t nt, void* const* ptrs, const int64_t* numel, const int64_t* start,
                       const double* hp, const double* held, int64_t begin, int64_t end)
 {
+$hp_locals
     /* First tensor touching [begin, end): binary search over the prefix sums of sizes. */
     int64_t low = 0, high = nt - 1;
     while (low < high) {
@@ -331,5 +342,6 @@ def generate(program: Program, roles: Roles) -> str:
         version=CODEGEN_VERSION, helpers=HELPERS, parallel_min=PARALLEL_MIN_ELEMENTS,
         description="\n".join(" * " + line for line in program.describe().splitlines()),
         step_read=read, step_increment=increment, tensor_state_pass=tensor_pass, held="\n".join(out.held),
+        hp_locals="\n".join(out.hp_locals),
         scalars="\n".join(out.scalars), pointers="\n".join(out.pointers),
         loads="\n".join(out.loads), vectors="\n".join(out.vectors), stores="\n".join(out.stores))

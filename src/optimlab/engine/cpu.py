@@ -94,9 +94,12 @@ def find_compiler() -> str:
 
 #: Flag sets tried in order: the first that compiles is used (OpenMP and -march=native are
 #: not available everywhere). No -ffast-math: NaN and infinity behave as in torch.
+#: -fno-trapping-math changes no value: it lets the compiler evaluate both sides of a select
+#: (Rprop's clamp of the step sizes), so such loops are vectorized too (torch does not trap
+#: on floating-point exceptions either).
 FLAG_SETS = (
-    ["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-ffp-contract=off"],
-    ["-O3", "-fopenmp", "-fno-math-errno", "-ffp-contract=off"],
+    ["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=off"],
+    ["-O3", "-fopenmp", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=off"],
     ["-O3", "-fno-math-errno", "-ffp-contract=off"],
 )
 

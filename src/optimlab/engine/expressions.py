@@ -71,11 +71,12 @@ Write = Callable[[Dialect, list[str]], str]
 
 
 def _clamp_min(d: Dialect, a: str, low: str) -> str:
-    return d.where(f"({a} != {a})", a, d.where(f"({a} < {low})", low, a))
+    # A NaN ``a`` fails the comparison and is kept, as torch keeps it.
+    return d.where(f"({a} < {low})", low, a)
 
 
 def _clamp_max(d: Dialect, a: str, high: str) -> str:
-    return d.where(f"({a} != {a})", a, d.where(f"({high} < {a})", high, a))
+    return d.where(f"({high} < {a})", high, a)
 
 
 def _lerp(d: Dialect, start: str, end: str, weight: str) -> str:
