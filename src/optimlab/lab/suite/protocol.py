@@ -24,8 +24,15 @@ import optuna
 from optimlab.lab import RunConfig
 from optimlab.lab.suite.measure import Measurement, measured_run, objective_value
 from optimlab.lab.suite.problems import Workload
-from optimlab.lab.suite.studies import (finished, median_pruner, objective_for, open_study, run_trials,
-                                        tuning_spec)
+from optimlab.lab.suite.studies import (
+    FINISHED,
+    finished,
+    median_pruner,
+    objective_for,
+    open_study,
+    run_trials,
+    tuning_spec,
+)
 from optimlab.lab.suite.tracks import Track, clip_to, optimizer_kwargs
 
 SETTINGS = ("tuned", "default")
@@ -63,7 +70,9 @@ def tuning_study(spec: SuiteSpec, workload: Workload, track: Track) -> optuna.St
     study_spec = tuning_spec(spec.name, workload, track, spec.n_trials, spec.tuning_seed)
     study = open_study(spec.storage, spec.study_name(workload, track), study_spec, seed=spec.tuning_seed,
                        pruner=median_pruner(study_spec))
-    if not study.get_trials(deepcopy=False):
+    # the defaults come first; again if the process that took them was killed before they finished
+    started = (*FINISHED, optuna.trial.TrialState.WAITING)
+    if not study.get_trials(deepcopy=False, states=started):
         study.enqueue_trial(clip_to(track.search_space, track.defaults))
     return study
 

@@ -6,9 +6,9 @@ a process that knows only the storage URL and the study's name can work on it. :
 runs trials until the study holds ``n_trials`` finished ones: a suite that was stopped continues
 where it stopped.
 
-The sampler is TPE, reseeded for every trial from the study's seed and the number of trials
-already in it: the k-th trial's parameters do not depend on whether the process ran the first
-k - 1 or found them in the storage. Hopeless trials are pruned by a median pruner on intermediate
+The sampler is TPE, reseeded for every trial from the study's seed and the number of finished
+trials in it: the k-th trial's parameters do not depend on whether the process ran the first
+k - 1 or found them in the storage (TPE and the median pruner read finished trials only). Hopeless trials are pruned by a median pruner on intermediate
 scores (:func:`~optimlab.lab.suite.measure.objective_value` of the best metric so far).
 """
 
@@ -40,11 +40,14 @@ def storage_for(url: str) -> Any:
 
 
 def sampler_for(seed: int, n_trials: int, done: int) -> optuna.samplers.BaseSampler:
-    """TPE seeded by ``(seed, done)``; a third of the budget (at least 2 trials) explores at random."""
+    """TPE seeded by ``(seed, done)``; a third of the budget (at least 2 trials) explores at random.
+
+    ``constant_liar`` off (Optuna 5 turns it on): a trial left RUNNING by a killed process would
+    otherwise weigh on every later choice as a bad result."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return optuna.samplers.TPESampler(seed=seed * 100_003 + done, n_startup_trials=max(2, n_trials // 3),
-                                          multivariate=True)
+                                          multivariate=True, constant_liar=False)
 
 
 def median_pruner(spec: Mapping[str, Any]) -> optuna.pruners.BasePruner:
@@ -68,18 +71,22 @@ def open_study(storage_url: str, name: str, spec: dict, *, seed: int, pruner: An
     return study
 
 
+#: A trial in these states is done; a RUNNING one may belong to a process that was killed, and
+#: does not count (its setting is tried again).
+FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+
+
 def finished(study: optuna.Study) -> int:
-    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
-    return len(study.get_trials(deepcopy=False, states=states))
+    return len(study.get_trials(deepcopy=False, states=FINISHED))
 
 
 def run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], float], n_trials: int) -> int:
     """Run trials until the study holds ``n_trials`` finished ones; returns how many ran now."""
     spec = study.user_attrs.get("spec", {})
     ran = 0
-    while finished(study) < n_trials:
-        study.sampler = sampler_for(int(spec.get("seed", 0)), int(spec.get("n_trials", n_trials)),
-                                    len(study.get_trials(deepcopy=False)))
+    while (done := finished(study)) < n_trials:
+        # seeded by the finished trials: a trial left running by a killed process shifts nothing
+        study.sampler = sampler_for(int(spec.get("seed", 0)), int(spec.get("n_trials", n_trials)), done)
         study.optimize(objective, n_trials=1)
         ran += 1
     return ran
@@ -118,7 +125,8 @@ def objective_for(spec: dict) -> Callable[[optuna.Trial], float]:
     workload = Workload(spec["problem"], int(spec["budget"]))
     track = Track.from_dict(spec["track"])
     problem = workload.lab_problem
-    every = max(problem.eval_every, workload.budget // 10)
+    # about 5 reports a run: each is a write to the storage and a read of the study's trials
+    every = max(problem.eval_every, workload.budget // 5 // problem.eval_every * problem.eval_every)
 
     def objective(trial: optuna.Trial) -> float:
         values = {name: trial.suggest_float(name, low, high, log=True)

@@ -19,7 +19,14 @@ import optuna
 from optimlab.lab.suite import stats
 from optimlab.lab.suite.measure import Measurement, load_ratio
 from optimlab.lab.suite.problems import Workload
-from optimlab.lab.suite.protocol import SETTINGS, SuiteSpec, run_key, runs_study, stored_runs, tuning_study
+from optimlab.lab.suite.protocol import (
+    SETTINGS,
+    SuiteSpec,
+    run_key,
+    runs_study,
+    stored_runs,
+    tuning_study,
+)
 
 NOISE_SPREAD = 1.5
 NOISE_LOAD = 1.5
