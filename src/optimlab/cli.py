@@ -511,11 +511,13 @@ def add_suite_parser(commands: Any) -> None:
                     "time-to-target tables with intervals and a recommendation (HTML report, --json). Trials "
                     "and runs are kept in the storage as they finish: run the same command again to resume.")
     suite.add_argument("--quick", action="store_true",
-                       help="5 cheap workloads, 6 trials, 3 seeds (default: the full suite, 20 trials, 10 seeds)")
+                       help="5 cheap workloads, 7 optimizers, 6 trials, 3 seeds (default: the full suite, every "
+                            "optimizer, 20 trials, 10 seeds)")
     suite.add_argument("--problems", default=None, help="comma-separated problem specs (default: the mode's)")
     suite.add_argument("--optimizers", default=None,
-                       help="comma-separated optimizer names (default: every one the registry holds; the "
-                            "baseline always runs)")
+                       help="comma-separated optimizer names, or 'all': every one the registry holds (default: "
+                            "all; with --quick sgd, adagrad, rmsprop, adam, adamw, nadam, muon); the baseline, AdamW "
+                            "+ warm-up cosine, always runs")
     suite.add_argument("--trials", type=positive_int, default=None, help="tuning trials per track and workload")
     suite.add_argument("--seeds", type=positive_int, default=None, help="seeds of the re-runs")
     suite.add_argument("--max-steps", type=positive_int, default=None,

@@ -66,21 +66,31 @@ class SuiteSpec:
         return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
+#: Studies opened by this process, by (storage, name): opening one costs several queries.
+_opened: dict[tuple[str, str], optuna.Study] = {}
+
+
 def tuning_study(spec: SuiteSpec, workload: Workload, track: Track) -> optuna.Study:
+    name = spec.study_name(workload, track)
+    if (spec.storage, name) in _opened:
+        return _opened[spec.storage, name]
     study_spec = tuning_spec(spec.name, workload, track, spec.n_trials, spec.tuning_seed)
-    study = open_study(spec.storage, spec.study_name(workload, track), study_spec, seed=spec.tuning_seed,
-                       pruner=median_pruner(study_spec))
+    study = open_study(spec.storage, name, study_spec, seed=spec.tuning_seed, pruner=median_pruner(study_spec))
     # the defaults come first; again if the process that took them was killed before they finished
     started = (*FINISHED, optuna.trial.TrialState.WAITING)
     if not study.get_trials(deepcopy=False, states=started):
         study.enqueue_trial(clip_to(track.search_space, track.defaults))
+    _opened[spec.storage, name] = study
     return study
 
 
 def runs_study(spec: SuiteSpec, workload: Workload) -> optuna.Study:
-    study_spec = {"kind": "runs", "suite": spec.name, "problem": workload.problem, "budget": workload.budget}
-    return open_study(spec.storage, spec.runs_study_name(workload), study_spec, seed=spec.tuning_seed,
-                      pruner=optuna.pruners.NopPruner())
+    name = spec.runs_study_name(workload)
+    if (spec.storage, name) not in _opened:
+        study_spec = {"kind": "runs", "suite": spec.name, "problem": workload.problem, "budget": workload.budget}
+        _opened[spec.storage, name] = open_study(spec.storage, name, study_spec, seed=spec.tuning_seed,
+                                                 pruner=optuna.pruners.NopPruner())
+    return _opened[spec.storage, name]
 
 
 def best_values(study: optuna.Study) -> dict[str, float]:

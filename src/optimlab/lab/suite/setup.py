@@ -13,6 +13,10 @@ from optimlab.lab.suite.tracks import BASELINE, Track, registry_tracks
 
 #: mode -> (workloads, tuning trials per track and workload, measurement seeds)
 MODES = {"quick": (QUICK, 6, 3), "full": (FULL, 20, 10)}
+#: ``--quick``'s optimizers (with the baseline): the classics, NAdam and Muon; the full suite
+#: (and ``--optimizers all``) takes every one the registry holds. Muon and L-BFGS steps cost the
+#: most; the quick set keeps Muon, the newest idea, and leaves L-BFGS to the full suite.
+QUICK_OPTIMIZERS = ("sgd", "adagrad", "rmsprop", "adam", "adamw", "nadam", "muon")
 
 
 def choose_tracks(names: Sequence[str] | None) -> tuple[list[Track], dict[str, str]]:
@@ -40,7 +44,9 @@ def suite_spec(mode: str, *, problems: Sequence[str] | None = None, optimizers: 
     workloads, default_trials, default_seeds = MODES[mode]
     chosen: tuple[Workload, ...] = (tuple(workload(p, max_steps) for p in problems) if problems else
                                     tuple(workload(w.problem, max_steps or w.budget) for w in workloads))
-    tracks, skipped = choose_tracks(optimizers)
+    if optimizers is None and mode == "quick":
+        optimizers = QUICK_OPTIMIZERS
+    tracks, skipped = choose_tracks(None if optimizers is not None and list(optimizers) == ["all"] else optimizers)
     n_trials = trials or default_trials
     spec = SuiteSpec("", chosen, tuple(tracks), n_trials, tuple(range(1, 1 + (seeds or default_seeds))),
                      storage or default_storage(db))
