@@ -41,7 +41,10 @@ class Track:
 
     @property
     def label(self) -> str:
-        text = get_optimizer(self.optimizer).label
+        """The optimizer's class name, or the lab's description where the lab wraps it (Muon +
+        AdamW, L-BFGS one iteration a step); the schedule when it is not constant."""
+        spec = get_optimizer(self.optimizer)
+        text = spec.label if spec.cls.__module__ == "optimlab.lab.zoo" else spec.cls.__name__
         return text + (" + warm-up cosine" if self.schedule != "constant" else "")
 
     def schedule_spec(self, budget: int) -> str | None:

@@ -47,15 +47,22 @@ def best_track(workload: dict[str, Any]) -> str | None:
     return ranked[0] if ranked and math.isfinite(key(ranked[0])[0]) else None
 
 
-def workload_verdict(workload: dict[str, Any]) -> dict[str, Any]:
+def setup_text(name: str, tracks: dict[str, Any], values: dict[str, float]) -> str:
+    """``adam, constant lr (lr 0.012, beta2 0.981)``: optimizer, schedule, hyperparameters."""
+    schedule = "constant lr" if tracks[name]["schedule"] == "constant" else "warm-up + cosine decay"
+    return f"{name}, {schedule} ({values_text(values)})"
+
+
+def workload_verdict(workload: dict[str, Any], tracks: dict[str, Any]) -> dict[str, Any]:
     best = best_track(workload)
     out: dict[str, Any] = {"problem": workload["problem"], "track": best}
     if best is None:
         out["text"] = f"{workload['problem']}: no track reached the target with half of its seeds."
         return out
     tuned = workload["tracks"][best]["tuned"]
-    out.update(values=tuned["values"], steps=tuned["steps"], seconds=tuned["seconds"])
-    text = f"{workload['problem']}: {best} ({values_text(tuned['values'])}), {steps_text(tuned)}"
+    out.update(schedule=tracks[best]["schedule"], values=tuned["values"], steps=tuned["steps"],
+               seconds=tuned["seconds"])
+    text = f"{workload['problem']}: {setup_text(best, tracks, tuned['values'])}, {steps_text(tuned)}"
     base, mine = reached_steps(workload["tracks"].get(BASELINE, {}).get("tuned", {"steps_per_seed": []})), \
         reached_steps(tuned)
     if best == BASELINE:
@@ -78,12 +85,16 @@ def overall_verdict(summary: dict[str, Any]) -> dict[str, Any]:
     best = max(scores, key=lambda t: (scores[t], seconds.get(t, 0.0)))
     per = {w: data["tracks"][best]["tuned"] for w, data in summary["workloads"].items()}
     out: dict[str, Any] = {"track": best, "label": summary["tracks"][best]["label"], "score": scores[best],
+                           "schedule": summary["tracks"][best]["schedule"],
                            "values": {w: entry["values"] for w, entry in per.items()}}
     lrs = [entry["values"]["lr"] for entry in per.values() if "lr" in entry["values"]]
-    text = (f"Overall: {best} ({summary['tracks'][best]['label']}), tuned steps score {scores[best]:.2f}"
+    schedule = "constant lr" if summary["tracks"][best]["schedule"] == "constant" else "warm-up + cosine decay"
+    text = (f"Overall: {best} ({summary['tracks'][best]['label']}, {schedule}), tuned steps score {scores[best]:.2f}"
             + (f", lr from {min(lrs):.3g} to {max(lrs):.3g} across the workloads" if lrs else ""))
     pairs = []
     for data in summary["workloads"].values():
+        if BASELINE not in data["tracks"]:
+            continue
         base, mine = reached_steps(data["tracks"][BASELINE]["tuned"]), reached_steps(data["tracks"][best]["tuned"])
         if base and mine:
             pairs.append((base, mine))
@@ -116,5 +127,5 @@ def steps_text(entry: dict[str, Any]) -> str:
 
 
 def recommendations(summary: dict[str, Any]) -> dict[str, Any]:
-    return {"workloads": [workload_verdict(w) for w in summary["workloads"].values()],
+    return {"workloads": [workload_verdict(w, summary["tracks"]) for w in summary["workloads"].values()],
             "overall": overall_verdict(summary)}
