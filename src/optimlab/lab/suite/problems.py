@@ -20,11 +20,15 @@ validation metric any of the three reached (its lr, and its steps to the target)
   mlp-mnist        accuracy >= 0.97   0.975 (0.001, 1100; 0.974 at 0.00316 in 800)         2000
   cnn-fashion      accuracy >= 0.87   0.896 (0.01, 300)                                    1500
   rosenbrock       f <= 1e-3          9.4e-5 (0.0316, 910)                                 5000
+  finetune-        accuracy >= 0.78   0.785 (0.0002, 63; measured by the lab's own sweep,     63
+  sentiment                           finetune_problems.py: one epoch of 2,000 snippets)
 
 Each target is that best minus a margin (0.5 to 3 points of accuracy, 0.013 of R^2; the losses
 a decade or more above what AdamW reaches), so that it asks for a well-trained model and still
 leaves room for seed-to-seed spread; each budget is at least 2.5x (mostly 4x or more) the steps
-tuned AdamW needs, so slower optimizers get a time rather than a miss.
+tuned AdamW needs, so slower optimizers get a time rather than a miss. The MiniLM fine-tune is
+the exception, kept as the lab defines it (one epoch, AdamW reaching the target at its last
+evaluation): a hard workload, on which a miss is the common result.
 """
 
 from __future__ import annotations
@@ -60,11 +64,13 @@ QUICK = (
     Workload("softmax-mnist", 600),
 )
 
-#: The full suite: the quick workloads and the larger image models and the 2-D valley.
+#: The full suite: the quick workloads, the larger image models, the 2-D valley and the MiniLM
+#: sentiment fine-tune (it needs the ``finetune`` extra: transformers and the model's package).
 FULL = QUICK + (
     Workload("mlp-mnist", 2000),
     Workload("cnn-fashion", 1500),
     Workload("rosenbrock", 5000),
+    Workload("finetune-sentiment", 63),
 )
 
 WORKLOADS = {w.problem: w for w in FULL}
