@@ -20,7 +20,10 @@ def run_suite(spec: SuiteSpec, *, progress: bool | None = None) -> int:
     """Run what the storage does not hold yet; returns how many trials and runs ran now.
 
     Ctrl-C (KeyboardInterrupt) stops it between runs or inside one; everything finished is
-    stored, and running the same suite again continues from there."""
+    stored, and running the same suite again continues from there. Every workload's data is
+    loaded first: a data set that is not installed is an error before anything runs."""
+    for workload in spec.workloads:  # missing data fails now, not hours into the suite
+        workload.lab_problem.load()
     total, done = spec.units(), done_units(spec)
     ran = 0
     with progress_bar(total, done, progress) as bar:
