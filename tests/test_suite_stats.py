@@ -83,3 +83,46 @@ def test_speedup_sentences_say_plainly_when_the_goal_is_missed():
     assert "NOT the 1.25x goal" in speedup_text(1.1, 1.5, 1.3)
     assert "includes 1x" in speedup_text(0.9, 1.5, 1.2)
     assert "SLOWER" in speedup_text(0.5, 0.8, 0.6)
+
+
+class FakeTrial:
+    def __init__(self, prune: bool) -> None:
+        self.reports: list[tuple[float, int]] = []
+        self.prune = prune
+
+    def report(self, value: float, step: int) -> None:
+        self.reports.append((value, step))
+
+    def should_prune(self) -> bool:
+        return self.prune
+
+
+def test_the_pruner_hook_reports_scores_and_never_prunes_a_run_at_the_target():
+    from types import SimpleNamespace
+
+    from optimlab.lab.suite.problems import Workload
+    from optimlab.lab.suite.studies import PruneReporter
+
+    workload = Workload("mlp-digits", 600)
+    evaluation = lambda step, accuracy: SimpleNamespace(step=step, metrics={"accuracy": accuracy})  # noqa: E731
+    trial = FakeTrial(prune=True)
+    reporter = PruneReporter(trial, workload, every=100)
+    assert reporter.after_evaluation(None, evaluation(0, 0.1)) is False  # step 0 is not reported
+    assert reporter.after_evaluation(None, evaluation(50, 0.8)) is False  # not a reporting step
+    assert reporter.after_evaluation(None, evaluation(100, 0.7)) is True  # hopeless: stop the run
+    assert trial.reports == [(objective_value(workload.lab_problem, 600, None, 0.8), 100)]  # the best so far
+    reached = PruneReporter(FakeTrial(prune=True), workload, every=100)
+    assert reached.after_evaluation(None, evaluation(100, 0.96)) is False and not reached.pruned
+
+
+def test_the_step_timer_times_every_step_but_the_first(one_thread):
+    from optimlab.lab import RunConfig, execute
+    from optimlab.lab.suite.measure import StepTimer, measurement
+
+    timer = StepTimer()
+    result = execute(RunConfig.for_problem("logreg-cancer", "sgd", 1e-4, max_steps=30), hooks=(timer,))
+    assert result.steps == 30 and len(timer.wall) == len(timer.cpu) == 29
+    assert all(t >= 0 for t in timer.wall + timer.cpu)
+    measured = measurement(result, timer)
+    assert measured.steps_to_target is None and measured.wall_to_target is None  # lr 1e-4: too slow
+    assert measured.median_step_wall == sorted(timer.wall)[14]
