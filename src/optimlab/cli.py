@@ -5,6 +5,7 @@
     optimlab trajectories    paths of several optimizers on a 2-D test function (PNG, optional GIF)
     optimlab runs            list stored runs and sweeps, or export them to CSV / JSON
     optimlab report          (re)write the report of a stored sweep
+    optimlab suite           every optimizer, tuned alike, on a suite of problems: profiles, scores, advice
 
 Exit status: 0 success, 1 failure (missing data, unusable database, a run that failed),
 2 usage error (bad option, unknown name: the message lists the valid ones), 130 Ctrl-C
@@ -169,6 +170,46 @@ def cmd_compare(args: argparse.Namespace) -> int:
             index = write_report(store, spec.name, args.out / checked(folder_name, spec.name))
             print(f"\nreport: {index}")
     return interrupted_status() if result.interrupted else 0
+
+
+# -- suite -------------------------------------------------------------------------------------
+
+def cmd_suite(args: argparse.Namespace) -> int:
+    from optimlab.lab.suite.export import json_summary, write_json
+    from optimlab.lab.suite.report import write_suite_report
+    from optimlab.lab.suite.runner import run_suite
+    from optimlab.lab.suite.setup import suite_spec
+    from optimlab.lab.suite.summary import summarize
+    from optimlab.lab.suite.verdict import recommendations
+
+    try:
+        spec, skipped = suite_spec("quick" if args.quick else "full", problems=names_list(args.problems or ""),
+                                   optimizers=names_list(args.optimizers) if args.optimizers else None,
+                                   trials=args.trials, seeds=args.seeds, max_steps=args.max_steps, name=args.name,
+                                   storage=args.storage, db=args.db)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    print(f"optimlab suite {spec.name!r}: {len(spec.workloads)} workloads x {len(spec.tracks)} tracks, "
+          f"{spec.n_trials} trials each, seeds {', '.join(map(str, spec.seeds))}; storage {spec.storage}", flush=True)
+    for name, why in skipped.items():
+        print(f"  skipped {name}: {why}")
+    ran = run_suite(spec, progress=False if args.quiet else None)
+    summary = summarize(spec)
+    verdicts = recommendations(summary)
+    print(f"{ran} trials and runs done now, {spec.units()} in the suite\n")
+    scores = summary["profiles"]["tuned_steps"]["scores"]
+    print_table([{"track": t, "score (tuned, steps)": f"{scores[t]:.3f}",
+                  "score (self-tuning)": f"{summary['profiles']['self_tuning_steps']['scores'][t]:.3f}"}
+                 for t in sorted(scores, key=lambda t: -scores[t])])
+    print()
+    for verdict in verdicts["workloads"]:
+        print(verdict["text"])
+    print("\n" + verdicts["overall"]["text"])
+    if args.json is not None:
+        print(f"\njson: {write_json(args.json, json_summary(summary, verdicts))}")
+    if not args.no_report:
+        print(f"report: {write_suite_report(summary, verdicts, args.out / spec.name, skipped)}")
+    return 0
 
 
 # -- lr-find -----------------------------------------------------------------------------------
@@ -457,12 +498,47 @@ def build_parser() -> argparse.ArgumentParser:
     add_paths(report)
     report.set_defaults(handler=cmd_report, command_parser=report)
 
+    add_suite_parser(commands)
+
     from optimlab.lab.running.finetune_run import add_parser as add_finetune_parser
 
     finetune = add_finetune_parser(commands, formatter_class=Formatter, paths=False)
     add_paths(finetune)
     finetune.set_defaults(handler=cmd_finetune, command_parser=finetune)
     return parser
+
+
+def add_suite_parser(commands: Any) -> None:
+    suite = commands.add_parser(
+        "suite", formatter_class=Formatter, help="every optimizer tuned alike on a suite of problems: profiles, "
+                                                 "scores, a recommendation",
+        description="Tune every optimizer of the registry, and AdamW + warm-up cosine as the baseline, with the same "
+                    "number of Optuna trials on each workload (steps to a validation target), re-run each one's "
+                    "best and default settings with more seeds, and write performance profiles, scores, "
+                    "time-to-target tables with intervals and a recommendation (HTML report, --json). Trials "
+                    "and runs are kept in the storage as they finish: run the same command again to resume.")
+    suite.add_argument("--quick", action="store_true",
+                       help="5 cheap workloads, 7 optimizers, 6 trials, 3 seeds (default: the full suite, every "
+                            "optimizer, 20 trials, 10 seeds)")
+    suite.add_argument("--problems", default=None, help="comma-separated problem specs (default: the mode's)")
+    suite.add_argument("--optimizers", default=None,
+                       help="comma-separated optimizer names, or 'all': every one the registry holds (default: "
+                            "all; with --quick sgd, adagrad, rmsprop, adam, adamw, nadam, muon); the baseline, AdamW "
+                            "+ warm-up cosine, always runs")
+    suite.add_argument("--trials", type=positive_int, default=None, help="tuning trials per track and workload")
+    suite.add_argument("--seeds", type=positive_int, default=None, help="seeds of the re-runs")
+    suite.add_argument("--max-steps", type=positive_int, default=None,
+                       help="step budget of every workload (default: each workload's)")
+    suite.add_argument("--storage", default=None,
+                       help="Optuna storage URL, e.g. postgresql://host/db (default: sqlite:/// the --db file)")
+    suite.add_argument("--name", type=sweep_name, default=None,
+                       help="suite name: its studies' prefix and its report's folder under --out (default: from "
+                            "the mode and the settings)")
+    suite.add_argument("--json", type=Path, default=None, metavar="FILE", help="write the summary as JSON to FILE")
+    suite.add_argument("--no-report", action="store_true", help="write no HTML report")
+    suite.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_paths(suite)
+    suite.set_defaults(handler=cmd_suite, command_parser=suite)
 
 
 def fail(parser: argparse.ArgumentParser, args: argparse.Namespace, message: str) -> NoReturn:

@@ -10,7 +10,8 @@ from typing import Any
 COLORS = {"sgd": "#1f77b4", "momentum": "#ff7f0e", "nesterov": "#2ca02c", "adagrad": "#d62728",
           "rmsprop": "#9467bd", "adam": "#8c564b", "adamw": "#e377c2"}
 #: For other names, in order of appearance.
-EXTRA_COLORS = ("#7f7f7f", "#bcbd22", "#17becf", "#000000")
+EXTRA_COLORS = ("#7f7f7f", "#bcbd22", "#17becf", "#000000", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896",
+                "#c5b0d5", "#c49c94", "#f7b6d2", "#dbdb8d", "#9edae5")
 
 
 def color_map(names: Sequence[str]) -> dict[str, str]:

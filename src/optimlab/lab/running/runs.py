@@ -18,7 +18,7 @@ import hashlib
 import json
 import math
 import numbers
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -229,7 +229,8 @@ def summarize(problem: Problem, trained: TrainResult, test: Mapping[str, float] 
 
 
 def execute(config: RunConfig, *, progress: bool | None = False, threads: int | None = None,
-            checkpoint: Path | None = None, checkpoint_every: int | None = None) -> RunResult:
+            checkpoint: Path | None = None, checkpoint_every: int | None = None,
+            hooks: Sequence[Any] = ()) -> RunResult:
     """Run ``config``: build the model from its seed, train it, evaluate it on the test split.
 
     The optimizer gets the problem's param groups if it has them (fine-tuning: head and body
@@ -242,6 +243,9 @@ def execute(config: RunConfig, *, progress: bool | None = False, threads: int | 
     ``checkpoint``: a file to save the run's state in every ``checkpoint_every`` steps (default:
     the problem's evaluation interval), atomically (:mod:`optimlab.lab.running.checkpoint`); if it holds a
     checkpoint of this run, the run goes on from there, exactly as if it had not stopped.
+
+    ``hooks``: more loop hooks after the problem's (:func:`~optimlab.lab.loop.train`): a step
+    timer, a pruner that stops a hopeless run.
     """
     if threads is not None:
         torch.set_num_threads(threads)
@@ -255,6 +259,7 @@ def execute(config: RunConfig, *, progress: bool | None = False, threads: int | 
                                                      **config.kwargs)
     schedule = config.schedule if config.schedule is not None else problem.schedule
     scheduler = build_schedule(schedule, optimizer, config.max_steps)
+    extra_hooks = list(hooks)
     hooks = problem.loop_hooks(model)
     resume, saver = None, None
     if checkpoint is not None:
@@ -268,7 +273,8 @@ def execute(config: RunConfig, *, progress: bool | None = False, threads: int | 
                     eval_every=problem.eval_every, scheduler=scheduler,
                     target=problem.target_spec if config.stop_at_target else None,
                     explode=EXPLODE, penalty=problem.penalty, progress=progress,
-                    hooks=hooks if saver is None else [*hooks, saver], accumulate=problem.accumulate,
+                    hooks=[*hooks, *([] if saver is None else [saver]), *extra_hooks],
+                    accumulate=problem.accumulate,
                     autocast=problem.autocast, resume=resume)
     finished = trained.stop_reason not in (StopReason.DIVERGED, StopReason.INTERRUPTED)
     if saver is not None and finished and saver.loop is not None:

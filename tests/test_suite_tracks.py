@@ -1,0 +1,55 @@
+"""The suite's tracks come from the registry, and its command refuses bad names in one line."""
+
+from __future__ import annotations
+
+import pytest
+
+from optimlab import cli
+from optimlab.lab.suite.setup import QUICK_OPTIMIZERS, suite_spec
+from optimlab.lab.suite.tracks import BASELINE, optimizer_kwargs, registry_tracks
+from optimlab.lab.training.zoo import REFUSED, registry_name
+from optimlab.optimizers.registry import ENTRIES
+
+
+def test_every_registry_optimizer_is_a_track_or_skipped_with_its_reason():
+    tracks, skipped = registry_tracks()
+    names = [t.name for t in tracks]
+    assert names[-1] == BASELINE and tracks[-1].schedule == "warmup-cosine"
+    for entry in ENTRIES:
+        name = registry_name(entry)
+        assert (name in names) != (name in skipped)
+        if name in names:
+            track = tracks[names.index(name)]
+            assert dict(track.search_space) == {k: tuple(v) for k, v in entry.search_space.items()}
+            assert set(track.defaults) == set(entry.search_space)
+    assert skipped == {k: v for k, v in REFUSED.items() if k in skipped} and "sparseadam" in skipped
+
+
+def test_search_space_names_become_optimizer_arguments():
+    assert optimizer_kwargs("adam", {"lr": 0.01, "beta2": 0.99}) == (0.01, {"betas": [0.9, 0.99]})
+    assert optimizer_kwargs("sgd", {"lr": 0.1, "momentum": 0.9}) == (0.1, {"momentum": 0.9})
+    with pytest.raises(ValueError, match="does not take"):
+        optimizer_kwargs("adagrad", {"lr": 0.1, "beta2": 0.9})
+
+
+def test_the_quick_suite_has_five_workloads_and_six_optimizers_or_more(tmp_path):
+    spec, _ = suite_spec("quick", db=tmp_path / "db.sqlite")
+    assert len(spec.workloads) >= 5 and len(spec.tracks) == len(QUICK_OPTIMIZERS) + 1 >= 7
+    assert spec.n_trials == 6 and spec.seeds == (1, 2, 3) and spec.storage.startswith("sqlite:///")
+    full, _ = suite_spec("full", db=tmp_path / "db.sqlite")
+    assert len(full.tracks) == len(registry_tracks()[0]) and full.seeds == tuple(range(1, 11))
+    assert full.name != spec.name  # the name follows the settings, so a rerun resumes its own suite
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--optimizers", "nope"], "unknown optimizer 'nope'"),
+    (["--optimizers", "sparseadam"], "'sparseadam' cannot run in the lab: it takes sparse gradients"),
+    (["--problems", "nope"], "unknown problem 'nope'"),
+    (["--trials", "0"], "--trials"),
+])
+def test_bad_arguments_are_usage_errors_naming_the_argument(capsys, tmp_path, argv, message):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["suite", "--quick", *argv, "--db", str(tmp_path / "db.sqlite"), "--out", str(tmp_path)])
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "db.sqlite").exists()  # nothing written
