@@ -34,6 +34,27 @@ def test_arguments_are_checked_at_construction() -> None:
         optimlab.LBFGS([x], history_size=0)
     with pytest.raises(TypeError):
         optimlab.LBFGS([x]).step()  # type: ignore[call-arg]  # a closure is required, as in torch
+    with pytest.raises(ValueError, match="tolerance_grad must be a real number, got nan"):
+        optimlab.LBFGS([x], tolerance_grad=float("nan"))
+
+
+@pytest.mark.parametrize("tolerance_grad", [float("inf"), float("-inf")])
+@pytest.mark.parametrize("tolerance_change", [1e-9, float("-inf")])
+def test_infinite_tolerances_are_taken_as_torch(tolerance_grad: float, tolerance_change: float) -> None:
+    """``tolerance_grad=inf``: the start counts as optimal, the step returns the loss without a
+    move; ``-inf`` never stops on the gradient (nor ``tolerance_change=-inf`` on the change).
+    Same parameters, state and returned loss as torch's."""
+    kwargs = dict(tolerance_grad=tolerance_grad, tolerance_change=tolerance_change, max_iter=4, history_size=3)
+    mine, theirs = start(torch.float64), start(torch.float64)
+    my_optimizer, their_optimizer = optimlab.LBFGS(mine, **kwargs), torch.optim.LBFGS(theirs, **kwargs)
+    my_loss = my_optimizer.step(closure_for(my_optimizer, mine))
+    their_loss = their_optimizer.step(closure_for(their_optimizer, theirs))
+    assert type(my_loss) is type(their_loss) and my_loss.item() == their_loss.item()
+    moved = any(not torch.equal(p, q) for p, q in zip(mine, start(torch.float64)))
+    assert moved == (tolerance_grad == float("-inf"))
+    for p, q in zip(mine, theirs, strict=True):
+        assert rel_error(p.detach(), q.detach()) <= 1e-12
+    assert my_optimizer.state[mine[0]].keys() == their_optimizer.state[theirs[0]].keys()
 
 
 # -- Rosenbrock's valley, over parameters of several shapes ---------------------------------

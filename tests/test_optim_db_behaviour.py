@@ -289,6 +289,45 @@ def test_lr_schedulers_on_top_as_torch(name: str) -> None:
         assert close(mine, theirs), [type(make).__name__ for make in schedulers]
 
 
+def scaled_run(cls: type, entry: Entry, kwargs: dict[str, Any]) -> tuple[list[Tensor], float, Any]:
+    """Six steps through ``torch.amp.GradScaler`` on the CPU, the third with an infinite
+    gradient (the scaler skips that step and halves its scale). Returns the parameters, the
+    final scale and the first parameter's ``step``."""
+    params = fresh_params(entry, seed=3)
+    optimizer = cls(params, **kwargs)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10, growth_interval=2)
+    for t in range(6):
+        optimizer.zero_grad()
+        scaler.scale(loss_of(params)).backward()
+        if t == 2:
+            params[0].grad.view(-1)[0] = float("inf")
+        if entry.sparse_grads:
+            for p in params:
+                p.grad = p.grad.to_sparse()
+        scaler.step(optimizer)
+        scaler.update()
+    return params, scaler.get_scale(), optimizer.state[params[0]].get("step")
+
+
+@pytest.mark.parametrize("fused", [False, True])
+@pytest.mark.parametrize("name", TWINNED)
+def test_grad_scaler_steps_as_torch(name: str, fused: bool) -> None:
+    """Mixed precision's loss scaling: unscaled gradients, the step with an infinite gradient
+    skipped, the scale grown and cut as with torch's class. torch's fused kernels take the scale
+    and the inf flag themselves (``_step_supports_amp_scaling``); optimlab is stepped after the
+    scaler unscales, to the same parameters."""
+    entry = REGISTRY[name]
+    if entry.needs_closure:
+        pytest.skip("GradScaler.step takes no closure (L-BFGS needs one), for torch's class as for optimlab's")
+    if fused and "fused" not in inspect.signature(entry.twin()).parameters:
+        pytest.skip(f"torch.optim.{name} has no fused implementation")
+    kwargs = {"fused": True} if fused else {}
+    (mine, my_scale, my_step), (theirs, their_scale, their_step) = both(entry, lambda cls: scaled_run(cls, entry, kwargs))
+    assert my_scale == their_scale == 2.0**11  # grown after steps 2 and 5, halved after step 3
+    assert close(mine, theirs)
+    assert same(my_step, their_step) and (my_step is None or int(my_step) == 5)
+
+
 def raised(make: Callable[[], Any]) -> type | None:
     try:
         make()

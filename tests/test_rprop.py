@@ -4,10 +4,13 @@ Riedmiller & Braun (1993) worked out by hand."""
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 
 import optimlab
+from optimlab import engine
 from tests.helpers import compare_runs, grad_sequence, make_params
 from tests.twins import scheduled_run
 
@@ -51,3 +54,29 @@ def test_step_sizes_grow_while_the_sign_holds_and_a_flip_skips_one_step():
         optimizer.step()
         assert p.item() == pytest.approx(value, rel=1e-15), f"step {t}"
         assert optimizer.state[p]["step_size"].item() == pytest.approx(step_size, rel=1e-15), f"step {t}"
+
+
+@pytest.mark.parametrize("step_sizes", [(0, 50), (1e-6, 0)])
+def test_a_zero_step_size_bound_stays_on_the_fused_path_as_torch(step_sizes):
+    """A bound of 0 reaches the update as a plain 0 beside a tensor bound; the step still runs
+    on the kernel, without a warning, with torch's numbers (a minimum of 0: torch's test of
+    parameter groups at a tiny lr uses it)."""
+    start = make_params([((4, 3), "contiguous"), ((5,), "contiguous")], torch.float64, seed=7)
+    mine = [p.detach().clone().requires_grad_() for p in start]
+    theirs = [p.detach().clone().requires_grad_() for p in start]
+    my_optimizer = optimlab.Rprop(mine, lr=1e-3, step_sizes=step_sizes)
+    their_optimizer = torch.optim.Rprop(theirs, lr=1e-3, step_sizes=step_sizes)
+    counts = {}
+    with engine.using("auto"), warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for t, grads in enumerate(grad_sequence(start, 10, seed=8)):
+            if t == 1:  # the first step makes the step sizes (eagerly); the later ones are counted
+                counts = dict(engine.path_counts)
+            for optimizer, params in ((my_optimizer, mine), (their_optimizer, theirs)):
+                for p, g in zip(params, grads):
+                    p.grad = g.clone()
+                optimizer.step()
+    assert engine.path_counts["eager"] == counts.get("eager", 0)
+    assert engine.path_counts["fused"] - counts.get("fused", 0) == 2 * 9
+    for p, q in zip(mine, theirs, strict=True):
+        assert torch.equal(p, q)

@@ -86,8 +86,10 @@ class LBFGS(Optimizer):
     transposed parameter's), and arguments checked at construction (``line_search_fn``).
     """
 
+    # The tolerances take any number, as torch's: tolerance_grad=inf returns the loss without a
+    # move (the start counts as optimal), -inf never stops on the gradient.
     checks = {"lr": COMMON_CHECKS["lr"], "max_iter": checks.integer(1), "max_eval": checks.integer(1),
-              "tolerance_grad": checks.non_negative, "tolerance_change": checks.non_negative,
+              "tolerance_grad": checks.real, "tolerance_change": checks.real,
               "history_size": checks.integer(1), "line_search_fn": checks.one_of(None, "strong_wolfe")}
 
     def __init__(self, params: Params, lr: float | Tensor = 1, max_iter: int = 20, max_eval: int | None = None,

@@ -45,7 +45,9 @@ class ScaleByRprop(Transform):
         # +1 -> eta_plus, -1 -> eta_minus, 0 -> 1, written `sign + 1`: that keeps the parameter's
         # dtype (torch writes the factors into `sign`) and, as there, NaN for a NaN gradient.
         factor = torch.where(sign > 0, eta_plus, torch.where(sign < 0, eta_minus, sign + 1))
-        step_size.mul_(factor).clamp_(step_size_min, step_size_max)
+        # Two one-sided clamps (clamp_'s two bounds, as torch's): a bound of 0 comes as a plain 0
+        # on the fast paths (core.is_zero) beside a tensor, a pair clamp_ only takes by reading the tensor.
+        step_size.mul_(factor).clamp_min_(step_size_min).clamp_max_(step_size_max)
         u = torch.where(sign < 0, 0, u)
         prev.copy_(u)
         return -(u.sign() * step_size)
