@@ -28,15 +28,18 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not instal
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync", "--hide-scrollbars"]
 
-PROBE = """<script>
+def probe_script(fields: dict[str, str]) -> str:
+    """A script that, once the page has loaded, writes what it found as JSON into a
+    ``<pre id="browser-check">``: its images (how many, decoded, laid out wide) and ``fields``
+    (name -> a JavaScript expression)."""
+    extra = "".join(f"\n    {name}: {expression}," for name, expression in fields.items())
+    return """<script>
 window.addEventListener("load", () => {
   const images = [...document.images];
   const result = {
     images: images.length,
     decoded: images.filter(i => i.complete && i.naturalWidth > 0).length,
-    laid_out: images.filter(i => i.getBoundingClientRect().width > 400).length,
-    rows: document.querySelectorAll("#ranking tbody tr").length,
-    table_height: document.querySelector("#ranking").getBoundingClientRect().height,
+    laid_out: images.filter(i => i.getBoundingClientRect().width > 400).length,""" + extra + """
   };
   const marker = document.createElement("pre");
   marker.id = "browser-check";
@@ -44,6 +47,10 @@ window.addEventListener("load", () => {
   document.body.appendChild(marker);
 });
 </script>"""
+
+
+PROBE = probe_script({"rows": 'document.querySelectorAll("#ranking tbody tr").length',
+                      "table_height": 'document.querySelector("#ranking").getBoundingClientRect().height'})
 
 
 def chromium(tmp: Path, *args: str) -> subprocess.CompletedProcess:

@@ -170,24 +170,15 @@ def test_run_trials_continues_to_the_count_and_a_study_keeps_its_spec(tmp_path):
     assert [t.params for t in fresh.trials] == [t.params for t in again.trials]
 
 
-SUITE_PROBE = """<script>
-window.addEventListener("load", () => {
-  const images = [...document.images];
-  const result = {
-    images: images.length,
-    decoded: images.filter(i => i.complete && i.naturalWidth > 0).length,
-    laid_out: images.filter(i => i.getBoundingClientRect().width > 400).length,
-    tuned_rows: document.querySelectorAll("#time-to-target tbody tr").length,
-    self_tuning_rows: document.querySelectorAll("#self-tuning tbody tr").length,
-    score_rows: document.querySelectorAll("#scores tbody tr").length,
-    recommendation: document.querySelector("#recommendation").innerText.length,
-  };
-  const marker = document.createElement("pre");
-  marker.id = "browser-check";
-  marker.textContent = JSON.stringify(result);
-  document.body.appendChild(marker);
-});
-</script>"""
+def suite_probe() -> str:
+    from tests.test_report_browser import probe_script
+
+    return probe_script({
+        "tuned_rows": 'document.querySelectorAll("#time-to-target tbody tr").length',
+        "self_tuning_rows": 'document.querySelectorAll("#self-tuning tbody tr").length',
+        "score_rows": 'document.querySelectorAll("#scores tbody tr").length',
+        "recommendation": 'document.querySelector("#recommendation").innerText.length',
+    })
 
 
 @pytest.mark.slow
@@ -198,7 +189,7 @@ def test_the_report_renders_in_chromium(suites, tmp_path):
         pytest.skip("Chromium is not installed (Debian package chromium)")
     page = suites["reference"] / "tiny" / "index.html"
     probe = tmp_path / "probe.html"
-    probe.write_text(page.read_text(encoding="utf-8").replace("</body>", SUITE_PROBE + "</body>"), encoding="utf-8")
+    probe.write_text(page.read_text(encoding="utf-8").replace("</body>", suite_probe() + "</body>"), encoding="utf-8")
     done = browser.chromium(tmp_path, "--virtual-time-budget=10000", "--dump-dom", probe.as_uri())
     found = browser.re.search(r'<pre id="browser-check">([^<]*)</pre>', done.stdout)
     assert found, f"the probe did not run; chromium said: {done.stderr[-2000:]}"
