@@ -230,11 +230,11 @@ class Recorder(TorchDispatchMode):
         if computed != out.dtype and not in_place:
             raise Unsupported(f"aten.{name} on 0-d values gives {out.dtype} here and {computed} on the eager path")
         index = self.add(Node(op, args, computed, out.dim() != 0))
-        if all(i in self.numbers for i in args):
-            self.numbers.add(index)
+        written = bound["self"] if in_place else bound.get("out")
+        if not isinstance(written, Tensor) and all(i in self.numbers for i in args):
+            self.numbers.add(index)  # (a value written into a tensor is that tensor's, not a number)
         if computed != out.dtype:  # written back into ``self``: one rounding, as torch casts it
             index = self.add(Node("copy", (index,), out.dtype, out.dim() != 0))
-        written = bound["self"] if in_place else bound.get("out")
         if isinstance(written, Tensor):
             if id(written) in self.aliased:
                 raise Unsupported(f"aten.{name} writes to a tensor that has an alias (detach)")
