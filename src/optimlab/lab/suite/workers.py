@@ -120,15 +120,50 @@ def _file_lock(database: str | None, study_name: str) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def worker_name() -> str:
+    """This process, as a trial's ``worker`` attribute names it: ``host:pid``."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _gone(worker: str | None) -> bool:
+    """Whether ``worker`` (``host:pid``) is a process of this machine that no longer exists."""
+    host, _, pid = (worker or "").rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # another user's process: alive
+        return False
+    try:  # a zombie (killed, not yet reaped by its parent) is gone too
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except (OSError, IndexError):
+        return False
+
+
+def fail_lost_trials(study: optuna.Study) -> None:
+    """Fail the running trials whose worker is lost, and queue a copy of each (same parameters):
+    those without a heartbeat for the grace period, and at once those whose worker was a process
+    of this machine that is gone (a suite killed and started again need not wait for the grace
+    period, and its retry runs before any new trial: it resumes to the numbers of an
+    uninterrupted suite)."""
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    for trial in running:
+        if _gone(trial.user_attrs.get("worker")):
+            _give_back(study, trial)
+    optuna.storages.fail_stale_trials(study)
+
+
 def claim(study: optuna.Study, n_trials: int) -> optuna.Trial | None:
     """A trial of ``study`` for this process to run, or None if the budget of ``n_trials`` is all
-    claimed. Lost trials (no heartbeat) are failed and queued again first; a queued trial is
-    taken before a new one is created."""
+    claimed. Lost trials are failed and queued again first (:func:`fail_lost_trials`); a queued
+    trial is taken before a new one is created."""
     storage = _storage(study)
     with claim_lock(study):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            optuna.storages.fail_stale_trials(study)
+            fail_lost_trials(study)
             # Optuna warns that heartbeats are meant for its optimize loop: this loop records them.
             warnings.filterwarnings("ignore", "Heartbeat of storage", UserWarning)
             trials = study.get_trials(deepcopy=False)
@@ -137,7 +172,7 @@ def claim(study: optuna.Study, n_trials: int) -> optuna.Trial | None:
                 return None
             trial = study.ask()  # takes a queued trial if there is one
         storage.record_heartbeat(trial._trial_id)  # before the lock goes: it is never unwatched
-    trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        trial.set_user_attr("worker", worker_name())  # and never without its worker
     return trial
 
 
@@ -195,7 +230,7 @@ def _tell(study: optuna.Study, trial: optuna.Trial, value: float | None, state: 
     return current.state
 
 
-def _give_back(study: optuna.Study, trial: optuna.Trial) -> None:
+def _give_back(study: optuna.Study, trial: optuna.Trial | optuna.trial.FrozenTrial) -> None:
     """Fail an interrupted trial and queue it again, as if its worker had died."""
     storage = _storage(study)
     try:
@@ -236,28 +271,42 @@ def study_done(study: optuna.Study, n_trials: int) -> bool:
 def work(storage_url: str, objective_for: Callable[[Mapping[str, Any]], Objective],
          budget_of: Callable[[Mapping[str, Any]], int], study_names: list[str] | None = None, *,
          pruner_of: Callable[[Mapping[str, Any]], optuna.pruners.BasePruner | None] | None = None,
+         joins: Callable[[str, Mapping[str, Any]], bool] | None = None, wait_for_studies: float = 0,
          poll_seconds: float = POLL_SECONDS, heartbeat_interval: int = HEARTBEAT_INTERVAL,
          grace_period: int = GRACE_PERIOD) -> int:
-    """Join the studies ``study_names`` of the storage (None: every study in it with budget left,
-    looked for again after each pass) and run their trials until none has budget left and no trial
-    of theirs is running anywhere; returns how many trials this process ran.
+    """Join the studies ``study_names`` of the storage (None: every study in it with budget left
+    that ``joins(name, spec)`` accepts, looked for again after each pass) and run their trials until
+    none has budget left and no trial of theirs is running anywhere; returns how many trials this
+    process ran. With ``wait_for_studies`` it first waits up to that many seconds for a study to
+    join (a worker started before the suite that creates them).
 
     Each study's objective is ``objective_for(spec)`` and its budget ``budget_of(spec)``, ``spec``
     being what the study keeps (:func:`optimlab.lab.suite.storage.open_study`).
     """
     storage = open_storage(storage_url, heartbeat_interval=heartbeat_interval, grace_period=grace_period)
     joined: dict[str, tuple[optuna.Study, Objective, int] | None] = {}
+    deadline = time.monotonic() + wait_for_studies
     ran = 0
     while True:
         names = study_names if study_names is not None else optuna.study.get_all_study_names(storage)
         for name in names:
-            if name not in joined:
-                joined[name] = _join(storage, name, objective_for, budget_of, pruner_of,
-                                     explicit=study_names is not None)
+            if name in joined:
+                continue
+            try:
+                joined[name] = _join(storage, name, objective_for, budget_of, pruner_of, joins)
+            except StorageError:
+                if study_names is not None:
+                    raise
+                # another program's study, or one being created (its spec comes just after it):
+                # looked at again on the next pass
+        names = [name for name in names if name in joined]
         active = [(study, objective, budget) for study, objective, budget in
                   (joined[name] for name in names if joined[name] is not None) if not study_done(study, budget)]
         if not active:
-            return ran
+            if any(joined.values()) or time.monotonic() >= deadline:
+                return ran
+            time.sleep(poll_seconds)
+            continue
         before = ran
         for study, objective, budget in active:
             ran += run_trials(study, objective, budget, wait=False)
@@ -268,14 +317,12 @@ def work(storage_url: str, objective_for: Callable[[Mapping[str, Any]], Objectiv
 def _join(storage: RDBStorage, name: str, objective_for: Callable[[Mapping[str, Any]], Objective],
           budget_of: Callable[[Mapping[str, Any]], int],
           pruner_of: Callable[[Mapping[str, Any]], optuna.pruners.BasePruner | None] | None,
-          explicit: bool) -> tuple[optuna.Study, Objective, int] | None:
-    try:
-        study = load_study(storage, name)
-    except StorageError:
-        if explicit:
-            raise
-        return None  # another program's study in the same database
+          joins: Callable[[str, Mapping[str, Any]], bool] | None) -> tuple[optuna.Study, Objective, int] | None:
+    """The study ``name`` joined, with its objective and budget; None if ``joins`` declines it."""
+    study = load_study(storage, name)
     spec = study.user_attrs["spec"]
+    if joins is not None and not joins(name, spec):
+        return None
     if pruner_of is not None:
         study.pruner = pruner_of(spec) or optuna.pruners.NopPruner()
     return study, objective_for(spec), budget_of(spec)
