@@ -18,7 +18,7 @@ import pytest
 
 from optimlab.lab.suite.storage import finished_trials, open_study
 from optimlab.lab.suite.studies import tpe_options
-from optimlab.lab.suite.workers import claim, run_trials
+from optimlab.lab.suite.workers import claim, run_trials, worker_name
 from tests.processes import group, wait_until
 from tests.test_faults import environment, run_to_the_end
 
@@ -234,3 +234,15 @@ def test_the_report_renders_in_chromium(suites, tmp_path):
     assert rendered == {**rendered, "images": images, "decoded": images, "laid_out": images,
                         "tuned_rows": len(TRACKS), "self_tuning_rows": len(TRACKS), "score_rows": len(TRACKS)}
     assert rendered["recommendation"] > 100
+
+
+def test_a_trial_naming_this_process_that_it_did_not_claim_is_lost(tmp_path):
+    """A process restarted with the pid of the one that was killed (a container's) finds that one's
+    trial RUNNING under its own name: not one it runs, so lost at once, and run again first."""
+    study = open_study(f"sqlite:///{tmp_path / 'optuna.sqlite'}", "s", {"n_trials": 2}, seed=0, tpe=tpe_options(2))
+    left = study.ask()  # as the earlier process did, before it was killed
+    x = left.suggest_float("x", 1e-3, 1.0, log=True)
+    left.set_user_attr("worker", worker_name())
+    seen = []
+    assert run_trials(study, lambda trial: seen.append(trial.suggest_float("x", 1e-3, 1.0, log=True)) or 0.0, 2) == 2
+    assert seen[0] == x and [t.state.name for t in study.trials] == ["FAIL", "COMPLETE", "COMPLETE"]

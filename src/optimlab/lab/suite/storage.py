@@ -10,7 +10,8 @@ another spec is refused instead of mixing two searches.
 
 A trial whose worker died (killed, its machine gone) stops sending heartbeats; once its grace period
 has passed, the next process that looks fails it and queues a copy with the same parameters, which
-is run in its place (:class:`optuna.storages.RetryHeartbeatStaleTrialCallback`).
+is run in its place (:class:`optuna.storages.RetryHeartbeatStaleTrialCallback`; a worker of the
+same machine that is gone is seen at once: :func:`optimlab.lab.suite.workers.fail_lost_trials`).
 """
 
 from __future__ import annotations

@@ -8,9 +8,11 @@ lock on a file beside it). Under the lock it counts the trials and creates one o
 has room: two workers that both see one trial left cannot both take it. A lock held by a process
 that dies is released by the server (or the kernel) with its connection.
 
-While a trial runs, a thread records its heartbeat; a trial without one for the storage's grace
-period is failed by the next worker that claims and queued again with the same parameters, which
-that worker (or another) runs. If the lost worker comes back after all (it was only stopped), its
+While a trial runs, a thread records its heartbeat, and the trial names its worker (``host:pid``).
+A trial without a heartbeat for the storage's grace period, or at once one whose worker was a
+process of the claiming machine that no longer runs it (a suite killed and started again), is
+failed by the next worker that claims and queued again with the same parameters, which that worker
+(or another) runs, before any new trial. If the lost worker comes back after all (it was only stopped), its
 result is refused: a trial counts once.
 """
 
@@ -125,11 +127,18 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _gone(worker: str | None) -> bool:
-    """Whether ``worker`` (``host:pid``) is a process of this machine that no longer exists."""
+#: The ids of the trials this process claimed and has not finished: a trial that names this
+#: process as its worker but is not among them was left by an earlier process with the same pid.
+_CLAIMED: set[int] = set()
+
+
+def _gone(worker: str | None, trial_id: int) -> bool:
+    """Whether ``worker`` (``host:pid``) is a process of this machine that no longer runs the trial."""
     host, _, pid = (worker or "").rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
+    if host != socket.gethostname() or not pid.isdigit():
         return False
+    if int(pid) == os.getpid():
+        return trial_id not in _CLAIMED
     try:
         os.kill(int(pid), 0)
     except ProcessLookupError:
@@ -150,7 +159,7 @@ def fail_lost_trials(study: optuna.Study) -> None:
     uninterrupted suite)."""
     running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     for trial in running:
-        if _gone(trial.user_attrs.get("worker")):
+        if _gone(trial.user_attrs.get("worker"), trial._trial_id):
             _give_back(study, trial)
     optuna.storages.fail_stale_trials(study)
 
@@ -172,6 +181,7 @@ def claim(study: optuna.Study, n_trials: int) -> optuna.Trial | None:
                 return None
             trial = study.ask()  # takes a queued trial if there is one
         storage.record_heartbeat(trial._trial_id)  # before the lock goes: it is never unwatched
+        _CLAIMED.add(trial._trial_id)
         trial.set_user_attr("worker", worker_name())  # and never without its worker
     return trial
 
@@ -202,6 +212,13 @@ def heartbeat(study: optuna.Study, trial: optuna.Trial) -> Iterator[None]:
 def run_trial(study: optuna.Study, trial: optuna.Trial, objective: Objective) -> TrialState:
     """Run a claimed trial and record its result. An exception in the objective fails the trial
     and propagates; Ctrl-C queues the trial again (with its parameters) and propagates."""
+    try:
+        return _run_claimed(study, trial, objective)
+    finally:
+        _CLAIMED.discard(trial._trial_id)
+
+
+def _run_claimed(study: optuna.Study, trial: optuna.Trial, objective: Objective) -> TrialState:
     try:
         with heartbeat(study, trial):
             value: float | None = objective(trial)
