@@ -24,7 +24,7 @@ import optuna
 from optimlab.lab import RunConfig
 from optimlab.lab.suite.measure import Measurement, measured_run, objective_value
 from optimlab.lab.suite.problems import Workload
-from optimlab.lab.suite.storage import finished_trials, open_study
+from optimlab.lab.suite.storage import finished_trials, open_storage, open_study
 from optimlab.lab.suite.studies import (
     RUN_ERRORS,
     median_pruner,
@@ -33,7 +33,7 @@ from optimlab.lab.suite.studies import (
     tuning_spec,
 )
 from optimlab.lab.suite.tracks import Track, clip_to, optimizer_kwargs
-from optimlab.lab.suite.workers import claim_lock, run_trials
+from optimlab.lab.suite.workers import run_trials, study_lock
 
 SETTINGS = ("tuned", "default")
 
@@ -75,12 +75,14 @@ def tuning_study(spec: SuiteSpec, workload: Workload, track: Track) -> optuna.St
     if (spec.storage, name) in _opened:
         return _opened[spec.storage, name]
     study_spec = tuning_spec(spec.name, workload, track, spec.n_trials, spec.tuning_seed)
-    study = open_study(spec.storage, name, study_spec, seed=spec.tuning_seed, pruner=median_pruner(study_spec),
-                       tpe=tpe_options(spec.n_trials))
-    # The defaults come first, queued once, by whichever process finds the study empty under the
-    # claim lock (with several processes, never twice); a process that dies running them loses
-    # nothing: its trial is failed and queued again with them (heartbeats, workers.fail_lost_trials).
-    with claim_lock(study):
+    storage = open_storage(spec.storage)
+    # The defaults come first, queued once, by whichever process finds the study empty, under the
+    # claim lock: a worker that joins the study as soon as it exists claims under that lock too, so
+    # it finds them queued. A process that dies running them loses nothing: its trial is failed
+    # and queued again with them (heartbeats, workers.fail_lost_trials).
+    with study_lock(storage.engine, name):
+        study = open_study(storage, name, study_spec, seed=spec.tuning_seed, pruner=median_pruner(study_spec),
+                           tpe=tpe_options(spec.n_trials))
         if not study.get_trials(deepcopy=False):
             study.enqueue_trial(clip_to(track.search_space, track.defaults))
     _opened[spec.storage, name] = study

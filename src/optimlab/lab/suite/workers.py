@@ -71,12 +71,17 @@ def _engine(study: optuna.Study) -> sqlalchemy.Engine:
     return getattr(storage, "_backend", storage).engine
 
 
-@contextlib.contextmanager
-def claim_lock(study: optuna.Study) -> Iterator[None]:
+def claim_lock(study: optuna.Study) -> contextlib.AbstractContextManager[None]:
     """Hold the study's claim lock: one process at a time, on every machine that shares the storage."""
-    engine = _engine(study)
+    return study_lock(_engine(study), study.study_name)
+
+
+@contextlib.contextmanager
+def study_lock(engine: sqlalchemy.Engine, study_name: str) -> Iterator[None]:
+    """The claim lock of the study ``study_name`` (which need not exist yet) in the database of
+    ``engine`` (an RDB storage's ``engine``)."""
     backend = engine.dialect.name
-    key = zlib.crc32(f"optimlab-claim:{study.study_name}".encode())
+    key = zlib.crc32(f"optimlab-claim:{study_name}".encode())
     if backend == "postgresql":
         with engine.begin() as connection:  # the transaction's end releases the lock
             connection.execute(sqlalchemy.text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}s'"))
@@ -84,7 +89,7 @@ def claim_lock(study: optuna.Study) -> Iterator[None]:
                 connection.execute(sqlalchemy.text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
             except sqlalchemy.exc.OperationalError:
                 raise StorageError(f"storage: waited {LOCK_TIMEOUT} s for the claim lock of "
-                                   f"{study.study_name!r}") from None
+                                   f"{study_name!r}") from None
             yield
     elif backend == "mysql":
         with engine.connect() as connection:
@@ -92,13 +97,13 @@ def claim_lock(study: optuna.Study) -> Iterator[None]:
             got = connection.execute(sqlalchemy.text("SELECT GET_LOCK(:name, :timeout)"),
                                      {"name": name, "timeout": LOCK_TIMEOUT}).scalar()
             if got != 1:
-                raise StorageError(f"storage: waited {LOCK_TIMEOUT} s for the claim lock of {study.study_name!r}")
+                raise StorageError(f"storage: waited {LOCK_TIMEOUT} s for the claim lock of {study_name!r}")
             try:
                 yield
             finally:
                 connection.execute(sqlalchemy.text("SELECT RELEASE_LOCK(:name)"), {"name": name})
     else:
-        with _file_lock(engine.url.database, study.study_name):
+        with _file_lock(engine.url.database, study_name):
             yield
 
 
