@@ -236,6 +236,7 @@ def test_the_report_renders_in_chromium(suites, tmp_path):
     assert rendered["recommendation"] > 100
 
 
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")
 def test_a_trial_naming_this_process_that_it_did_not_claim_is_lost(tmp_path):
     """A process restarted with the pid of the one that was killed (a container's) finds that one's
     trial RUNNING under its own name: not one it runs, so lost at once, and run again first."""
