@@ -5,7 +5,9 @@ was never interrupted, with no trial or run done twice."""
 from __future__ import annotations
 
 import json
+import math
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -14,7 +16,9 @@ from pathlib import Path
 import optuna
 import pytest
 
-from optimlab.lab.suite.studies import open_study, run_trials
+from optimlab.lab.suite.storage import finished_trials, open_study
+from optimlab.lab.suite.studies import tpe_options
+from optimlab.lab.suite.workers import claim, run_trials, worker_name
 from tests.processes import group, wait_until
 from tests.test_faults import environment, run_to_the_end
 
@@ -149,25 +153,48 @@ def test_the_report_is_written_with_its_plots_and_tables(suites):
         assert anchor in page
 
 
-def test_run_trials_continues_to_the_count_and_a_study_keeps_its_spec(tmp_path):
+def test_run_trials_continues_to_the_count_and_draws_as_an_uninterrupted_study(tmp_path):
     url = f"sqlite:///{tmp_path / 'studies.sqlite'}"
-    spec = {"n_trials": 4, "seed": 3}
-    study = open_study(url, "s", spec, seed=3, pruner=optuna.pruners.NopPruner())
+    spec, tpe = {"n_trials": 4, "seed": 3}, tpe_options(4)
 
     def objective(trial: optuna.Trial) -> float:
         return trial.suggest_float("x", 1e-3, 1.0, log=True)
 
+    study = open_study(url, "s", spec, seed=3, tpe=tpe)
     assert run_trials(study, objective, 2) == 2
-    again = open_study(url, "s", spec, seed=3, pruner=optuna.pruners.NopPruner())
+    again = open_study(url, "s", spec, seed=3, tpe=tpe)
     assert run_trials(again, objective, 4) == 2 and run_trials(again, objective, 4) == 0
     assert len(again.trials) == 4
-    with pytest.raises(ValueError, match="another suite"):
-        open_study(url, "s", {"n_trials": 5}, seed=3, pruner=optuna.pruners.NopPruner())
     # the k-th trial's parameters depend on the finished trials only, not on who ran them
-    fresh = open_study(f"sqlite:///{tmp_path / 'other.sqlite'}", "s", spec, seed=3,
-                       pruner=optuna.pruners.NopPruner())
+    fresh = open_study(f"sqlite:///{tmp_path / 'other.sqlite'}", "s", spec, seed=3, tpe=tpe)
     run_trials(fresh, objective, 4)
     assert [t.params for t in fresh.trials] == [t.params for t in again.trials]
+
+
+def test_a_trial_of_a_killed_process_is_run_again_before_any_new_one(tmp_path):
+    """A process of this machine that is gone has lost its trial at once (no grace period to wait):
+    its retry, with the same parameters, takes its place, and the trials after it draw what an
+    uninterrupted study draws."""
+    spec, tpe = {"n_trials": 5, "seed": 1}, tpe_options(5)
+
+    def objective(trial: optuna.Trial) -> float:
+        return (math.log10(trial.suggest_float("x", 1e-3, 1.0, log=True)) + 1.5) ** 2
+
+    reference = open_study(f"sqlite:///{tmp_path / 'reference.sqlite'}", "s", spec, seed=1, tpe=tpe)
+    run_trials(reference, objective, 5)
+    study = open_study(f"sqlite:///{tmp_path / 'killed.sqlite'}", "s", spec, seed=1, tpe=tpe)
+    run_trials(study, objective, 2)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    lost = claim(study, 5)
+    lost.suggest_float("x", 1e-3, 1.0, log=True)
+    lost.set_user_attr("worker", f"{socket.gethostname()}:{dead.pid}")  # as if that process had claimed it
+    assert run_trials(study, objective, 5) == 3
+    trials = study.trials
+    assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE", "FAIL", "COMPLETE", "COMPLETE", "COMPLETE"]
+    assert trials[3].system_attrs["failed_trial"] == 2 and trials[3].params == trials[2].params
+    assert [t.params for t in finished_trials(trials)] == [t.params for t in reference.trials]
+    assert [t.value for t in finished_trials(trials)] == [t.value for t in reference.trials]
 
 
 def suite_probe() -> str:
@@ -198,3 +225,16 @@ def test_the_report_renders_in_chromium(suites, tmp_path):
     assert rendered == {**rendered, "images": images, "decoded": images, "laid_out": images,
                         "tuned_rows": len(TRACKS), "self_tuning_rows": len(TRACKS), "score_rows": len(TRACKS)}
     assert rendered["recommendation"] > 100
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")
+def test_a_trial_naming_this_process_that_it_did_not_claim_is_lost(tmp_path):
+    """A process restarted with the pid of the one that was killed (a container's) finds that one's
+    trial RUNNING under its own name: not one it runs, so lost at once, and run again first."""
+    study = open_study(f"sqlite:///{tmp_path / 'optuna.sqlite'}", "s", {"n_trials": 2}, seed=0, tpe=tpe_options(2))
+    left = study.ask()  # as the earlier process did, before it was killed
+    x = left.suggest_float("x", 1e-3, 1.0, log=True)
+    left.set_user_attr("worker", worker_name())
+    seen = []
+    assert run_trials(study, lambda trial: seen.append(trial.suggest_float("x", 1e-3, 1.0, log=True)) or 0.0, 2) == 2
+    assert seen[0] == x and [t.state.name for t in study.trials] == ["FAIL", "COMPLETE", "COMPLETE"]

@@ -245,6 +245,26 @@ def test_a_trial_taken_over_while_it_ran_is_not_counted_twice(url, caplog):
     assert trials[1].params == trials[0].params and len(st.finished_trials(trials)) == 1
 
 
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")
+def test_a_trial_of_another_machine_is_lost_only_when_its_heartbeat_stops(url):
+    """A worker on another machine cannot be looked up: its trial stays its own while its heartbeat
+    is fresh (a new trial is claimed beside it), and is run again once it is stale (3 s here)."""
+    study = st.open_study(st.open_storage(url, heartbeat_interval=1, grace_period=3), "s", SPEC, seed=0)
+    remote = workers.claim(study, 3)
+    remote.suggest_float("lr", 0.1, 1)
+    remote.set_user_attr("worker", "another-machine:1")
+    workers._CLAIMED.discard(remote._trial_id)  # this process only stands in for that machine's
+    beside = workers.claim(study, 3)
+    assert beside.number == 1 and study.trials[0].state == TrialState.RUNNING
+    workers.run_trial(study, beside, lambda trial: trial.suggest_float("lr", 0.1, 1))
+    workers.run_trials(study, lambda trial: trial.suggest_float("lr", 0.1, 1), 3, poll_seconds=0.2)
+    trials = study.trials
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE,
+                                         TrialState.COMPLETE]
+    retry = [t for t in trials if t.system_attrs.get("failed_trial") == 0]
+    assert len(retry) == 1 and retry[0].params == trials[0].params
+
+
 # -- results of a trial -----------------------------------------------------------------------------
 
 def test_pruned_and_failed_trials_use_the_budget(url):

@@ -174,21 +174,76 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 # -- suite -------------------------------------------------------------------------------------
 
+def storage_error(error: Exception, status: int) -> int:
+    """A storage that cannot be used, told in one line: 2 for a bad ``--storage`` value, 1 for a
+    study that cannot be used (made for another suite)."""
+    print(f"optimlab suite: error: {error}", file=sys.stderr)
+    return status
+
+
 def cmd_suite(args: argparse.Namespace) -> int:
-    from optimlab.lab.suite.export import json_summary, write_json
-    from optimlab.lab.suite.report import write_suite_report
-    from optimlab.lab.suite.runner import run_suite
+    from optimlab.lab.suite.storage import StorageError
+
+    if args.worker:
+        return cmd_suite_worker(args)
     from optimlab.lab.suite.setup import suite_spec
-    from optimlab.lab.suite.summary import summarize
-    from optimlab.lab.suite.verdict import recommendations
 
     try:
         spec, skipped = suite_spec("quick" if args.quick else "full", problems=names_list(args.problems or ""),
                                    optimizers=names_list(args.optimizers) if args.optimizers else None,
                                    trials=args.trials, seeds=args.seeds, max_steps=args.max_steps, name=args.name,
                                    storage=args.storage, db=args.db)
+    except StorageError as error:
+        return storage_error(error, 2)
     except ValueError as error:
         raise UsageError(str(error)) from None
+    try:
+        return run_and_report(args, spec, skipped)
+    except StorageError as error:
+        return storage_error(error, 1)
+
+
+def cmd_suite_worker(args: argparse.Namespace) -> int:
+    """``optimlab suite --worker``: join the suite's tuning studies in the storage (those of suite
+    ``--name``, or every suite's) and run their trials until their budgets are spent."""
+    from optimlab.lab.suite import studies
+    from optimlab.lab.suite.setup import suite_storage
+    from optimlab.lab.suite.storage import StorageError
+    from optimlab.lab.suite.workers import work, worker_name
+
+    ignored = [option for option, value in (("--quick", args.quick), ("--problems", args.problems),
+                                            ("--optimizers", args.optimizers), ("--trials", args.trials),
+                                            ("--seeds", args.seeds), ("--max-steps", args.max_steps),
+                                            ("--json", args.json)) if value]
+    if ignored:
+        raise UsageError(f"--worker: {', '.join(ignored)} cannot be given to a worker; expected only --storage, "
+                         "--name, --db (a worker takes each study's settings from the storage)")
+    try:
+        url = suite_storage(args.storage, args.db)
+    except StorageError as error:
+        return storage_error(error, 2)
+
+    def joins(name: str, spec: Any) -> bool:
+        return studies.is_tuning(spec) and (args.name is None or spec.get("suite") == args.name)
+
+    print(f"optimlab suite --worker {worker_name()}: joining {'suite ' + repr(args.name) if args.name else 'every suite'}"
+          f" in {url}", flush=True)
+    try:
+        ran = work(url, studies.objective_for, studies.budget_of, pruner_of=studies.pruner_of, joins=joins,
+                   wait_for_studies=args.wait)
+    except StorageError as error:
+        return storage_error(error, 1)
+    print(f"{ran} trials run by this worker; no study it joined has budget left")
+    return 0
+
+
+def run_and_report(args: argparse.Namespace, spec: Any, skipped: dict[str, str]) -> int:
+    from optimlab.lab.suite.export import json_summary, write_json
+    from optimlab.lab.suite.report import write_suite_report
+    from optimlab.lab.suite.runner import run_suite
+    from optimlab.lab.suite.summary import summarize
+    from optimlab.lab.suite.verdict import recommendations
+
     print(f"optimlab suite {spec.name!r}: {len(spec.workloads)} workloads x {len(spec.tracks)} tracks, "
           f"{spec.n_trials} trials each, seeds {', '.join(map(str, spec.seeds))}; storage {spec.storage}", flush=True)
     for name, why in skipped.items():
@@ -530,7 +585,14 @@ def add_suite_parser(commands: Any) -> None:
     suite.add_argument("--max-steps", type=positive_int, default=None,
                        help="step budget of every workload (default: each workload's)")
     suite.add_argument("--storage", default=None,
-                       help="Optuna storage URL, e.g. postgresql://host/db (default: sqlite:/// the --db file)")
+                       help="Optuna storage URL: sqlite:///file, postgresql://user@host:5432/db or mysql://... "
+                            "(default: sqlite:/// the --db file)")
+    suite.add_argument("--worker", action="store_true",
+                       help="join the suite's tuning studies in --storage (suite --name, or every suite) and run "
+                            "their trials until their budgets are spent; start it on each machine beside one "
+                            "'optimlab suite --storage URL' that creates the studies, measures and reports")
+    suite.add_argument("--wait", type=non_negative_int, default=600, metavar="SECONDS",
+                       help="with --worker: how long to wait for a study to join (default: 600)")
     suite.add_argument("--name", type=sweep_name, default=None,
                        help="suite name: its studies' prefix and its report's folder under --out (default: from "
                             "the mode and the settings)")

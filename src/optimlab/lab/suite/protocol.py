@@ -24,16 +24,16 @@ import optuna
 from optimlab.lab import RunConfig
 from optimlab.lab.suite.measure import Measurement, measured_run, objective_value
 from optimlab.lab.suite.problems import Workload
+from optimlab.lab.suite.storage import finished_trials, open_storage, open_study
 from optimlab.lab.suite.studies import (
-    FINISHED,
-    finished,
+    RUN_ERRORS,
     median_pruner,
     objective_for,
-    open_study,
-    run_trials,
+    tpe_options,
     tuning_spec,
 )
 from optimlab.lab.suite.tracks import Track, clip_to, optimizer_kwargs
+from optimlab.lab.suite.workers import run_trials, study_lock
 
 SETTINGS = ("tuned", "default")
 
@@ -75,11 +75,16 @@ def tuning_study(spec: SuiteSpec, workload: Workload, track: Track) -> optuna.St
     if (spec.storage, name) in _opened:
         return _opened[spec.storage, name]
     study_spec = tuning_spec(spec.name, workload, track, spec.n_trials, spec.tuning_seed)
-    study = open_study(spec.storage, name, study_spec, seed=spec.tuning_seed, pruner=median_pruner(study_spec))
-    # the defaults come first; again if the process that took them was killed before they finished
-    started = (*FINISHED, optuna.trial.TrialState.WAITING)
-    if not study.get_trials(deepcopy=False, states=started):
-        study.enqueue_trial(clip_to(track.search_space, track.defaults))
+    storage = open_storage(spec.storage)
+    # The defaults come first, queued once, by whichever process finds the study empty, under the
+    # claim lock: a worker that joins the study as soon as it exists claims under that lock too, so
+    # it finds them queued. A process that dies running them loses nothing: its trial is failed
+    # and queued again with them (heartbeats, workers.fail_lost_trials).
+    with study_lock(storage.engine, name):
+        study = open_study(storage, name, study_spec, seed=spec.tuning_seed, pruner=median_pruner(study_spec),
+                           tpe=tpe_options(spec.n_trials))
+        if not study.get_trials(deepcopy=False):
+            study.enqueue_trial(clip_to(track.search_space, track.defaults))
     _opened[spec.storage, name] = study
     return study
 
@@ -88,8 +93,7 @@ def runs_study(spec: SuiteSpec, workload: Workload) -> optuna.Study:
     name = spec.runs_study_name(workload)
     if (spec.storage, name) not in _opened:
         study_spec = {"kind": "runs", "suite": spec.name, "problem": workload.problem, "budget": workload.budget}
-        _opened[spec.storage, name] = open_study(spec.storage, name, study_spec, seed=spec.tuning_seed,
-                                                 pruner=optuna.pruners.NopPruner())
+        _opened[spec.storage, name] = open_study(spec.storage, name, study_spec, seed=spec.tuning_seed)
     return _opened[spec.storage, name]
 
 
@@ -130,17 +134,22 @@ def done_units(spec: SuiteSpec) -> int:
     for workload in spec.workloads:
         done += len(stored_runs(runs_study(spec, workload)))
         for track in spec.tracks:
-            done += min(finished(tuning_study(spec, workload, track)), spec.n_trials)
+            trials = tuning_study(spec, workload, track).get_trials(deepcopy=False)
+            done += min(len(finished_trials(trials)), spec.n_trials)
     return done
 
 
 def tune(spec: SuiteSpec) -> Iterator[int]:
-    """Phase 1, in rounds; yields how many trials each step ran (for a progress bar)."""
+    """Phase 1, in rounds; yields how many trials each step ran (for a progress bar). Workers
+    (``--worker``) may take trials of the same studies meanwhile: each round claims what is left
+    of it, and the last step waits for the trials others still run (taking over a lost one)."""
     studies = {(w.problem, t.name): tuning_study(spec, w, t) for w in spec.workloads for t in spec.tracks}
     objectives = {key: objective_for(study.user_attrs["spec"]) for key, study in studies.items()}
     for round_ in range(1, spec.n_trials + 1):
         for key, study in studies.items():
-            yield run_trials(study, objectives[key], round_)
+            yield run_trials(study, objectives[key], round_, wait=False)
+    for key, study in studies.items():
+        yield run_trials(study, objectives[key], spec.n_trials)
 
 
 def measure(spec: SuiteSpec) -> Iterator[int]:
@@ -166,8 +175,6 @@ def measure(spec: SuiteSpec) -> Iterator[int]:
 
 def measure_safely(config: RunConfig) -> Measurement:
     """A measurement run; a run that fails on its hyperparameters is a miss, kept with no steps."""
-    from optimlab.lab.suite.studies import RUN_ERRORS
-
     try:
         return measured_run(config)
     except RUN_ERRORS as error:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from optimlab.lab.suite.problems import FULL, QUICK, Workload, workload
 from optimlab.lab.suite.protocol import SuiteSpec
+from optimlab.lab.suite.storage import storage_url
 from optimlab.lab.suite.tracks import BASELINE, Track, registry_tracks
 
 #: mode -> (workloads, tuning trials per track and workload, measurement seeds)
@@ -49,12 +50,15 @@ def suite_spec(mode: str, *, problems: Sequence[str] | None = None, optimizers: 
     tracks, skipped = choose_tracks(None if optimizers is not None and list(optimizers) == ["all"] else optimizers)
     n_trials = trials or default_trials
     spec = SuiteSpec("", chosen, tuple(tracks), n_trials, tuple(range(1, 1 + (seeds or default_seeds))),
-                     storage or default_storage(db))
+                     suite_storage(storage, db))
     return dataclasses.replace(spec, name=name or f"suite-{mode}-{spec.digest()}"), skipped
 
 
-def default_storage(db: Path) -> str:
-    """The project's SQLite file as an Optuna storage URL (its studies beside the lab's runs)."""
+def suite_storage(storage: str | None, db: Path) -> str:
+    """The storage URL of ``--storage``, checked (:func:`~optimlab.lab.suite.storage.storage_url`
+    raises a one-line StorageError), or the project's SQLite file ``db`` (the suite's studies
+    beside the lab's runs)."""
     db = Path(db).resolve()
-    db.parent.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{db}"
+    if storage is None:
+        db.parent.mkdir(parents=True, exist_ok=True)
+    return storage_url(storage, db)

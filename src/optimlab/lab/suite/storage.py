@@ -10,7 +10,8 @@ another spec is refused instead of mixing two searches.
 
 A trial whose worker died (killed, its machine gone) stops sending heartbeats; once its grace period
 has passed, the next process that looks fails it and queues a copy with the same parameters, which
-is run in its place (:class:`optuna.storages.RetryHeartbeatStaleTrialCallback`).
+is run in its place (:class:`optuna.storages.RetryHeartbeatStaleTrialCallback`; a worker of the
+same machine that is gone is seen at once: :func:`optimlab.lab.suite.workers.fail_lost_trials`).
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ CONNECT_TIMEOUT = 10
 
 SPEC_ATTR = "spec"
 SEED_ATTR = "seed"
+#: TPE's options (JSON), where the study was made with some: a worker that joins draws with the same.
+TPE_ATTR = "tpe"
 
 
 class StorageError(ValueError):
@@ -179,12 +182,17 @@ def _open_storage(url: str, heartbeat_interval: int, grace_period: int) -> RDBSt
 
 
 class TrialSeededSampler(BaseSampler):
-    """TPE whose random draws for a trial come from ``seed`` and the trial's number.
+    """TPE whose random draws for a trial come from ``seed`` and the trial's place in the budget.
 
-    One seeded TPE per process would give every worker of a study the same random start-up trials;
-    seeding each trial from its number (unique in the study) gives distinct ones, and the same
-    ones whichever process runs the trial. Later trials still depend on the results finished
-    before them, so with several workers the search is as reproducible as their timing.
+    A trial's place is how many of the study's budget trials (:func:`budget_trials`) came before
+    it: unique in the study, since workers create trials one at a time under the claim lock, so
+    workers sharing a seed draw distinct start-up trials, and a trial draws the same values
+    whichever process runs it. A lost trial's retry takes its place (its parameters are the lost
+    one's), so a suite killed and resumed by one process numbers its later trials as an
+    uninterrupted one would, and with TPE reading finished trials only (``constant_liar`` off)
+    draws the same values: it resumes to the same numbers. With several workers, later trials
+    still depend on which results were finished when they were drawn: as reproducible as the
+    workers' timing.
     """
 
     def __init__(self, seed: int, **tpe: Any) -> None:
@@ -192,41 +200,48 @@ class TrialSeededSampler(BaseSampler):
         self._number: int | None = None
         self._tpe = TPESampler(seed=seed, **tpe)
 
-    def _for(self, trial: FrozenTrial | optuna.Trial) -> TPESampler:
-        if trial.number != self._number:
-            digest = hashlib.blake2b(f"{self.seed}:{trial.number}".encode(), digest_size=4).digest()
+    def _for(self, study: optuna.Study, trial: FrozenTrial | optuna.Trial) -> TPESampler:
+        if trial.number != self._number:  # the first call is in ask(), under the claim lock
+            place = sum(t.number < trial.number for t in budget_trials(study.get_trials(deepcopy=False)))
+            digest = hashlib.blake2b(f"{self.seed}:{place}".encode(), digest_size=4).digest()
             self._tpe = TPESampler(seed=int.from_bytes(digest, "little"), **self._tpe_options)
             self._number = trial.number
         return self._tpe
 
     def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, Any]:
-        return self._for(trial).infer_relative_search_space(study, trial)
+        return self._for(study, trial).infer_relative_search_space(study, trial)
 
     def sample_relative(self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, Any]) -> dict[str, Any]:
-        return self._for(trial).sample_relative(study, trial, search_space)
+        return self._for(study, trial).sample_relative(study, trial, search_space)
 
     def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
                            param_distribution: Any) -> Any:
-        return self._for(trial).sample_independent(study, trial, param_name, param_distribution)
+        return self._for(study, trial).sample_independent(study, trial, param_name, param_distribution)
 
     def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        self._for(trial).before_trial(study, trial)
+        self._for(study, trial).before_trial(study, trial)
 
     def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: TrialState, values: Any) -> None:
-        self._for(trial).after_trial(study, trial, state, values)
+        self._for(study, trial).after_trial(study, trial, state, values)
 
 
 def open_study(storage_url: str | RDBStorage, name: str, spec: Mapping[str, Any], *, seed: int,
-               pruner: optuna.pruners.BasePruner | None = None, direction: str = "minimize") -> optuna.Study:
+               pruner: optuna.pruners.BasePruner | None = None, direction: str = "minimize",
+               tpe: Mapping[str, Any] | None = None) -> optuna.Study:
     """Create the study ``name`` in the storage, or join it if it exists (any number of processes
-    may do this at once). A study made for another ``spec``, ``seed`` or ``direction`` is refused
-    (:class:`StorageError`). ``pruner`` None: no pruning."""
+    may do this at once). A study made for another ``spec``, ``seed``, ``direction`` or TPE options
+    ``tpe`` (:class:`TrialSeededSampler`) is refused (:class:`StorageError`). ``pruner`` None: no
+    pruning."""
     storage = open_storage(storage_url) if isinstance(storage_url, str) else storage_url
     canonical = json.loads(json.dumps(spec, sort_keys=True))  # what the storage gives back: JSON
+    options = dict(tpe or {})
     study = optuna.create_study(storage=storage, study_name=name, direction=direction, load_if_exists=True,
-                                sampler=TrialSeededSampler(seed), pruner=pruner or optuna.pruners.NopPruner())
+                                sampler=TrialSeededSampler(seed, **options),
+                                pruner=pruner or optuna.pruners.NopPruner())
     if SPEC_ATTR not in study.user_attrs:
         study.set_user_attr(SEED_ATTR, seed)  # first: a study with a spec always has its seed
+        if options:
+            study.set_user_attr(TPE_ATTR, options)
         study.set_user_attr(SPEC_ATTR, canonical)
     where = f"study {name!r}"
     stored = study.user_attrs[SPEC_ATTR]  # read back: a process that created it at the same time wins
@@ -236,6 +251,9 @@ def open_study(storage_url: str | RDBStorage, name: str, spec: Mapping[str, Any]
     if study.user_attrs.get(SEED_ATTR) != seed:
         raise StorageError(f"{where} was made with seed {study.user_attrs.get(SEED_ATTR)}, not {seed}; "
                            "expected the same seed, or another study name")
+    if study.user_attrs.get(TPE_ATTR, {}) != options:
+        raise StorageError(f"{where} was made with TPE options {study.user_attrs.get(TPE_ATTR, {})}, not {options}; "
+                           "expected the same options, or another study name")
     if study.direction.name.lower() != direction:
         raise StorageError(f"{where} is to {study.direction.name.lower()}, not {direction}; "
                            "expected the same direction, or another study name")
@@ -252,7 +270,7 @@ def load_study(storage: RDBStorage, name: str, pruner: optuna.pruners.BasePruner
         raise StorageError(f"--study: no study named {name!r} in the storage; expected one of: {known}") from None
     if SPEC_ATTR not in study.user_attrs or SEED_ATTR not in study.user_attrs:
         raise StorageError(f"--study: study {name!r} holds no spec; expected a study made by optimlab suite")
-    study.sampler = TrialSeededSampler(study.user_attrs[SEED_ATTR])
+    study.sampler = TrialSeededSampler(study.user_attrs[SEED_ATTR], **study.user_attrs.get(TPE_ATTR, {}))
     study.pruner = pruner or optuna.pruners.NopPruner()
     return study
 

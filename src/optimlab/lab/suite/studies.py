@@ -1,20 +1,18 @@
-"""The suite's tuning through Optuna: one study per (workload, track), trials in an RDB storage.
+"""The suite's tuning studies: what they are made of, and their objective rebuilt from a spec.
 
-:func:`open_study` creates or loads a study whose ``user_attrs["spec"]`` says everything that
-determines its trials, and :func:`objective_for` rebuilds the objective from that spec alone, so
-a process that knows only the storage URL and the study's name can work on it. :func:`run_trials`
-runs trials until the study holds ``n_trials`` finished ones: a suite that was stopped continues
-where it stopped.
+One study per (workload, track), kept in an Optuna RDB storage by :mod:`.storage` and worked on,
+by one process or several, through :mod:`.workers`. A study's ``spec`` (:func:`tuning_spec`) says
+everything that determines its trials; :func:`objective_for`, :func:`pruner_of` and
+:func:`tpe_options` rebuild the rest from it, so a process that knows only the storage URL (the
+``--worker`` mode) works on the same search as the suite that made the study.
 
-The sampler is TPE, reseeded for every trial from the study's seed and the number of finished
-trials in it: the k-th trial's parameters do not depend on whether the process ran the first
-k - 1 or found them in the storage (TPE and the median pruner read finished trials only). Hopeless trials are pruned by a median pruner on intermediate
-scores (:func:`~optimlab.lab.suite.measure.objective_value` of the best metric so far).
+The sampler is TPE with its draws seeded per trial (:class:`.storage.TrialSeededSampler`).
+Hopeless trials are pruned by a median pruner on intermediate scores
+(:func:`~optimlab.lab.suite.measure.objective_value` of the best metric so far).
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -29,25 +27,13 @@ from optimlab.lab.suite.tracks import Track, optimizer_kwargs
 #: optimizer refusing a value, a step that needs what the loop cannot give (a line search).
 RUN_ERRORS = (RuntimeError, ValueError, FloatingPointError)
 
-_storages: dict[str, Any] = {}
 
-
-def storage_for(url: str) -> Any:
-    """One Optuna RDB storage per URL in this process (making one checks the schema: slow)."""
-    if url not in _storages:
-        _storages[url] = optuna.storages.RDBStorage(url)
-    return _storages[url]
-
-
-def sampler_for(seed: int, n_trials: int, done: int) -> optuna.samplers.BaseSampler:
-    """TPE seeded by ``(seed, done)``; a third of the budget (at least 2 trials) explores at random.
-
-    ``constant_liar`` off (Optuna 5 turns it on): a trial left RUNNING by a killed process would
-    otherwise weigh on every later choice as a bad result."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.samplers.TPESampler(seed=seed * 100_003 + done, n_startup_trials=max(2, n_trials // 3),
-                                          multivariate=True, constant_liar=False)
+def tpe_options(n_trials: int) -> dict[str, Any]:
+    """TPE's options for a study of ``n_trials``: a third of the budget (at least 2 trials)
+    explores at random. ``constant_liar`` off (Optuna 5 turns it on): a trial left RUNNING by a
+    killed process would otherwise weigh on later choices as a bad result, and a resumed suite
+    would draw other values than an uninterrupted one."""
+    return {"n_startup_trials": max(2, n_trials // 3), "multivariate": True, "constant_liar": False}
 
 
 def median_pruner(spec: Mapping[str, Any]) -> optuna.pruners.BasePruner:
@@ -55,41 +41,17 @@ def median_pruner(spec: Mapping[str, Any]) -> optuna.pruners.BasePruner:
     return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=max(1, spec["budget"] // 4))
 
 
-def open_study(storage_url: str, name: str, spec: dict, *, seed: int, pruner: Any) -> optuna.Study:
-    """Create the study ``name`` in ``storage_url`` or load it; ``spec`` is kept in its user
-    attributes, and a study of that name made from another spec is an error."""
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(storage=storage_for(storage_url), study_name=name, direction="minimize",
-                                sampler=sampler_for(seed, int(spec.get("n_trials", 10)), 0), pruner=pruner,
-                                load_if_exists=True)
-    stored = study.user_attrs.get("spec")
-    if stored is None:
-        study.set_user_attr("spec", spec)
-    elif stored != spec:
-        raise ValueError(f"study {name!r} in {storage_url} holds another suite's trials (made with {stored}, "
-                         f"not {spec}); use another --name or --storage")
-    return study
+def is_tuning(spec: Mapping[str, Any]) -> bool:
+    """Whether a study's spec is a tuning study's (the ``runs`` studies keep measurements, no trials to run)."""
+    return spec.get("kind") == "tuning"
 
 
-#: A trial in these states is done; a RUNNING one may belong to a process that was killed, and
-#: does not count (its setting is tried again).
-FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+def pruner_of(spec: Mapping[str, Any]) -> optuna.pruners.BasePruner:
+    return median_pruner(spec)
 
 
-def finished(study: optuna.Study) -> int:
-    return len(study.get_trials(deepcopy=False, states=FINISHED))
-
-
-def run_trials(study: optuna.Study, objective: Callable[[optuna.Trial], float], n_trials: int) -> int:
-    """Run trials until the study holds ``n_trials`` finished ones; returns how many ran now."""
-    spec = study.user_attrs.get("spec", {})
-    ran = 0
-    while (done := finished(study)) < n_trials:
-        # seeded by the finished trials: a trial left running by a killed process shifts nothing
-        study.sampler = sampler_for(int(spec.get("seed", 0)), int(spec.get("n_trials", n_trials)), done)
-        study.optimize(objective, n_trials=1)
-        ran += 1
-    return ran
+def budget_of(spec: Mapping[str, Any]) -> int:
+    return int(spec["n_trials"])
 
 
 class PruneReporter:
@@ -119,7 +81,7 @@ def tuning_spec(suite: str, workload: Workload, track: Track, n_trials: int, see
             "track": track.to_dict(), "n_trials": n_trials, "seed": seed}
 
 
-def objective_for(spec: dict) -> Callable[[optuna.Trial], float]:
+def objective_for(spec: Mapping[str, Any]) -> Callable[[optuna.Trial], float]:
     """The objective of a tuning study, from its spec alone: one run of the track at the trial's
     hyperparameters from the study's seed, scored by steps to the target (lower is better)."""
     workload = Workload(spec["problem"], int(spec["budget"]))

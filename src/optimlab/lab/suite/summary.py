@@ -27,6 +27,7 @@ from optimlab.lab.suite.protocol import (
     stored_runs,
     tuning_study,
 )
+from optimlab.lab.suite.storage import finished_trials
 
 NOISE_SPREAD = 1.5
 NOISE_LOAD = 1.5
@@ -62,10 +63,9 @@ def setting_summary(measurements: list[Measurement], values: dict[str, float]) -
 
 
 def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
+    """The study's finished trials (a lost trial that was run again counts once: its retry)."""
     rows = []
-    for trial in study.get_trials(deepcopy=False):
-        if not trial.state.is_finished():
-            continue
+    for trial in finished_trials(study.get_trials(deepcopy=False)):
         measured = trial.user_attrs.get("measurement", {})
         rows.append({"number": trial.number, "state": trial.state.name, "value": trial.value,
                      "params": dict(trial.params), "best_valid": measured.get("best_valid"),
