@@ -7,3 +7,9 @@ class Unsupported(Exception):
 
 class NeedsEagerStep(Exception):
     """The transform adds state on this step (e.g. a momentum buffer on the first step)."""
+
+
+class EagerByDesign(Unsupported):
+    """The transform can be a kernel, but not with torch's numbers for these tensors (a
+    documented case: half-precision math reading 0-d state of another dtype); the eager path
+    takes them without a warning."""

@@ -28,7 +28,7 @@ import torch
 from optimlab.core import Transform
 from optimlab.engine import native
 from optimlab.engine.cpu import BuildError, Compiled, kernel_for
-from optimlab.engine.errors import Unsupported
+from optimlab.engine.errors import EagerByDesign, Unsupported
 from optimlab.engine.hyper import hp_key, hp_values
 from optimlab.engine.paths import path_counts, warn_once
 
@@ -386,7 +386,7 @@ def run_group(work: Any, hyperparams: dict[str, Any], batches: dict[tuple, Batch
             if isinstance(compiled, Exception):
                 if isinstance(compiled, BuildError):
                     warn_once(f"optimlab: the fused CPU step is unavailable, using the eager path: {compiled}")
-                elif isinstance(compiled, Unsupported):
+                elif isinstance(compiled, Unsupported) and not isinstance(compiled, EagerByDesign):
                     warn_once(f"optimlab: {work.transform!r} runs on the eager path: {compiled}")
                 eager += batch.indices
                 continue

@@ -34,7 +34,7 @@ from torch import Tensor
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from optimlab.core import Transform
-from optimlab.engine.errors import NeedsEagerStep, Unsupported
+from optimlab.engine.errors import EagerByDesign, NeedsEagerStep, Unsupported
 from optimlab.engine.hyper import hp_rebuild, hp_structure
 from optimlab.engine.ops import ATEN
 
@@ -145,7 +145,7 @@ class Recorder(TorchDispatchMode):
                                                 for i in args):
                 # torch first rounds such a 0-d tensor (ASGD's float64 eta) to the half type;
                 # the kernel computes with it in float.
-                raise Unsupported(f"a {out.dtype} operation reads 0-d state of another dtype")
+                raise EagerByDesign(f"a {out.dtype} operation reads 0-d state of another dtype")
             return out.dtype
         tensors = [self.nodes[i].dtype for i in args if i not in self.numbers
                    and self.nodes[i].dtype is not None and self.nodes[i].dtype.is_floating_point]

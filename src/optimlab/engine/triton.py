@@ -40,7 +40,7 @@ import torch
 from optimlab.engine.compiled import dense_on_device
 from optimlab.engine.cpu import BuildError, cache_dir, kernel_key, step_counter, traced_kernel
 from optimlab.engine.eager import run_eager
-from optimlab.engine.errors import NeedsEagerStep, Unsupported
+from optimlab.engine.errors import EagerByDesign, NeedsEagerStep, Unsupported
 from optimlab.engine.expressions import (
     COMPARISONS,
     RECIPROCAL_DIVISION,
@@ -443,7 +443,7 @@ def run(work: Any, indices: Sequence[int], hyperparams: Mapping[str, Any], initi
         kernel = kernel_for(work.transform, hyperparams, structure, sig[:3], work.states[members[0]],
                             work.counts_steps, work.form)
         if isinstance(kernel, Exception):
-            if not isinstance(kernel, NeedsEagerStep):
+            if not isinstance(kernel, (NeedsEagerStep, EagerByDesign)):
                 warn_once(f"optimlab: {work.transform!r} has no Triton kernel ({kernel}); using another path")
             left += members
             continue
