@@ -41,6 +41,36 @@ def twins(name: str) -> tuple[type, type]:
     return getattr(optimlab, name), getattr(torch.optim, name)
 
 
+#: The options every optimlab optimizer takes beyond its torch twin's, each a keyword-only flag
+#: that is off by default (docs/reliability.md): what the comparisons with torch set aside.
+EXTRA_OPTIONS = {"check_finite": False}
+
+
+def described_signature(cls: type) -> list[tuple[str, Any, Any]]:
+    """``(name, kind, default)`` of each of ``cls``'s constructor arguments."""
+    return [(p.name, p.kind, p.default) for p in inspect.signature(cls).parameters.values()]
+
+
+def expected_signature(twin: type) -> list[tuple[str, Any, Any]]:
+    """What an optimlab optimizer's :func:`described_signature` is: its torch ``twin``'s, then
+    :data:`EXTRA_OPTIONS` (keyword-only)."""
+    extras = [(key, inspect.Parameter.KEYWORD_ONLY, default) for key, default in EXTRA_OPTIONS.items()]
+    return described_signature(twin) + extras
+
+
+def without_extra_options(group: dict[str, Any]) -> dict[str, Any]:
+    """``group`` (or ``defaults``) without :data:`EXTRA_OPTIONS`, each checked to be at its default."""
+    for key, default in EXTRA_OPTIONS.items():
+        assert group.get(key) == default, (key, group.get(key))
+    return {key: value for key, value in group.items() if key not in EXTRA_OPTIONS}
+
+
+def repr_without_extra_options(optimizer: torch.optim.Optimizer) -> str:
+    """``repr(optimizer)`` without the lines of :data:`EXTRA_OPTIONS` (torch's repr: one line per option)."""
+    return "\n".join(line for line in repr(optimizer).splitlines()
+                     if line.split(":")[0].strip() not in EXTRA_OPTIONS)
+
+
 # -- the registry, as the tests use it --------------------------------------------------------
 def names(where: Callable[[Entry], bool] = lambda entry: True) -> list[str]:
     """The registry's optimizers (in its order) for which ``where(entry)`` holds."""
