@@ -345,6 +345,58 @@ def step_with(optimizer: torch.optim.Optimizer, params: Sequence[Tensor], grads:
     return optimizer.step()
 
 
+class Feed:
+    """What one step gives an optimizer of a registry entry: the next gradients of a sequence
+    (sparse ones, over the first dimension, for an entry of sparse gradients), or, for an entry
+    that needs a closure (L-BFGS), a closure over a fixed smooth loss
+    ``sum w * |p - c|^2 + quartic * |p|^4`` (targets ``c`` drawn from ``seed``; ``|.|`` keeps it real
+    for complex parameters).
+
+    ``steps`` and ``skip`` size the gradient sequence; ``weighted`` draws per-element weights
+    ``w`` in [0.5, 1.5) (else 1); ``grads_like_params`` lays each dense gradient out like its
+    parameter, as autograd makes them (torch's fused kernels read both as one flat array each),
+    else gradients keep the layout they were drawn in.
+    """
+
+    def __init__(self, entry: Entry, params: Sequence[Tensor], seed: int, steps: int, *, skip: float = 0.0,
+                 weighted: bool = False, quartic: float = 0.1, grads_like_params: bool = False) -> None:
+        self.entry, self.quartic, self.grads_like_params = entry, quartic, grads_like_params
+        if entry.needs_closure:
+            generator = torch.Generator().manual_seed(seed)
+            self.targets = [torch.randn(p.shape, generator=generator, dtype=torch.float64) for p in params]
+            self.weights = [torch.rand(p.shape, generator=generator, dtype=torch.float64) + 0.5 if weighted
+                            else None for p in params]
+        elif entry.sparse_grads:
+            self.sequence = sparse_grad_sequence(params, steps, seed)
+        else:
+            self.sequence = grad_sequence(params, steps, seed, skip=skip)
+
+    def step(self, optimizer: torch.optim.Optimizer, params: Sequence[Tensor], t: int) -> None:
+        """Step ``t`` (from 1): its gradients set, or the closure passed."""
+        if not self.entry.needs_closure:
+            for p, g in zip(params, self.sequence[t - 1], strict=True):
+                like_param = self.grads_like_params and g is not None and not g.is_sparse
+                p.grad = None if g is None else torch.empty_like(p).copy_(g) if like_param else g.clone()
+            optimizer.step()
+            return
+
+        def closure() -> Tensor:
+            optimizer.zero_grad()
+            with torch.enable_grad():
+                loss = sum(self.loss_term(p, c, w) for p, c, w in zip(params, self.targets, self.weights))
+                loss.backward()
+            contiguous_grads(params)
+            return loss
+
+        optimizer.step(closure)
+
+    def loss_term(self, p: Tensor, target: Tensor, weight: Tensor | None) -> Tensor:
+        squares = (p - target.to(p.dtype)).abs() ** 2
+        if weight is not None:
+            squares = weight.to(p.real.dtype) * squares
+        return squares.sum() + self.quartic * (p.abs() ** 4).sum()
+
+
 def run_steps(optimizer: torch.optim.Optimizer, params: Sequence[Tensor], sequence: Grads,
               after_step: Callable[[int], Any] | None = None) -> None:
     """One :func:`step_with` per step's gradients; ``after_step(t)`` runs after step t (from 1)."""
