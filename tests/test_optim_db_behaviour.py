@@ -21,10 +21,7 @@ from typing import Any
 import pytest
 import torch
 from torch import Tensor
-from torch.optim.optimizer import (
-    register_optimizer_step_post_hook,
-    register_optimizer_step_pre_hook,
-)
+from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
 
 from optimlab.optimizers.registry import ENTRIES, REGISTRY, Entry
 from tests.helpers import (
