@@ -82,9 +82,14 @@ def takes(name: str, option: str) -> bool:
     return option in inspect.signature(REGISTRY[name].cls).parameters
 
 
-def config_cases() -> list[Any]:
-    """``pytest.param(name, index)`` for every configuration of every registry entry."""
-    return [pytest.param(entry.name, index, id=f"{entry.name}-{index}")
+def config_cases(tiered: bool = False) -> list[Any]:
+    """``pytest.param(name, index)`` for every configuration of every registry entry; ``tiered``:
+    each entry's richest configuration (:func:`rich_config`) in the quick tier, the others marked
+    ``slow``."""
+    def marks(entry: Entry, index: int) -> Any:
+        richest = max(range(len(entry.configs)), key=lambda i: len(entry.configs[i]))
+        return () if not tiered or index == richest else pytest.mark.slow
+    return [pytest.param(entry.name, index, id=f"{entry.name}-{index}", marks=marks(entry, index))
             for entry in ENTRIES for index in range(len(entry.configs))]
 
 

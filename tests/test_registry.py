@@ -107,7 +107,16 @@ def modes_of(entry: Entry) -> list[str]:
     return ["reload", "exchange"] if entry.twin() is not None else ["reload"]
 
 
-CASES = [pytest.param(entry.name, i, dtype, mode, id=f"{entry.name}-{i}-{str(dtype)[6:]}-{mode}")
+def quick_case(entry: Entry) -> tuple[int, torch.dtype, str]:
+    """The case of ``entry`` in the quick tier (on each path): its richest configuration (the one
+    that sets the most options), in float64, reloading its own checkpoint. The other
+    configurations, dtypes and the exchange of checkpoints with the reference are the slow tier."""
+    richest = max(range(len(entry.configs)), key=lambda i: len(entry.configs[i]))
+    return richest, torch.float64, modes_of(entry)[0]
+
+
+CASES = [pytest.param(entry.name, i, dtype, mode, id=f"{entry.name}-{i}-{str(dtype)[6:]}-{mode}",
+                      marks=() if (i, dtype, mode) == quick_case(entry) else pytest.mark.slow)
          for entry in ENTRIES for i in range(len(entry.configs)) for dtype in dtypes_of(entry)
          for mode in modes_of(entry)]
 
