@@ -1,8 +1,14 @@
 #!/usr/bin/env python3
 """Set up and run optimlab on a machine that has only Python.
 
-    python3 dev.py run    # set up (first time) and run the main job: optimlab compare
-    python3 dev.py test   # set up (first time) and run the whole test suite
+    python3 dev.py run        # set up (first time) and run the main job: optimlab compare
+    python3 dev.py test       # set up (first time) and run the quick tier of the tests (CI runs it)
+    python3 dev.py test-all   # the whole suite: the quick tier and the slow one (before a release)
+
+The quick tier is every test not marked ``slow`` (pytest -m "not slow"): every optimizer on every
+engine path, small shapes and few steps, the faults tier included. The slow tier adds the
+exhaustive comparisons (every configuration, dtype and checkpoint mode) and training on real data.
+Arguments after the command go to pytest (``python3 dev.py test tests/test_registry.py -x``).
 
 Set-up makes ./.venv and installs optimlab with everything it needs, always under
 constraints.txt (torch pinned, so pip never pulls a CUDA build). It reruns only when
@@ -93,7 +99,8 @@ def main() -> int:
     commands = {
         "setup": [],
         "run": [PYTHON, "-m", "optimlab", "compare"],  # the main job: the classic comparison and its report
-        "test": [PYTHON, "-m", "pytest", "-q"],
+        "test": [PYTHON, "-m", "pytest", "-q", "-m", "not slow"],  # the quick tier: CI's
+        "test-all": [PYTHON, "-m", "pytest", "-q"],  # every tier: before a release
     }
     if len(sys.argv) < 2 or sys.argv[1] not in commands:
         print(__doc__.strip())

@@ -38,8 +38,9 @@ for path in (ROOT / "src", ROOT / "benchmarks"):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
-from optimlab import engine# noqa: E402
 from step_speed import OPTIMIZERS, make_params  # noqa: E402
+
+from optimlab import engine  # noqa: E402
 
 #: What is timed inside a step, per path: (module or class, attribute).
 PARTS = {

@@ -41,6 +41,36 @@ def twins(name: str) -> tuple[type, type]:
     return getattr(optimlab, name), getattr(torch.optim, name)
 
 
+#: The options every optimlab optimizer takes beyond its torch twin's, each a keyword-only flag
+#: that is off by default (docs/reliability.md): what the comparisons with torch set aside.
+EXTRA_OPTIONS = {"check_finite": False}
+
+
+def described_signature(cls: type) -> list[tuple[str, Any, Any]]:
+    """``(name, kind, default)`` of each of ``cls``'s constructor arguments."""
+    return [(p.name, p.kind, p.default) for p in inspect.signature(cls).parameters.values()]
+
+
+def expected_signature(twin: type) -> list[tuple[str, Any, Any]]:
+    """What an optimlab optimizer's :func:`described_signature` is: its torch ``twin``'s, then
+    :data:`EXTRA_OPTIONS` (keyword-only)."""
+    extras = [(key, inspect.Parameter.KEYWORD_ONLY, default) for key, default in EXTRA_OPTIONS.items()]
+    return described_signature(twin) + extras
+
+
+def without_extra_options(group: dict[str, Any]) -> dict[str, Any]:
+    """``group`` (or ``defaults``) without :data:`EXTRA_OPTIONS`, each checked to be at its default."""
+    for key, default in EXTRA_OPTIONS.items():
+        assert group.get(key) == default, (key, group.get(key))
+    return {key: value for key, value in group.items() if key not in EXTRA_OPTIONS}
+
+
+def repr_without_extra_options(optimizer: torch.optim.Optimizer) -> str:
+    """``repr(optimizer)`` without the lines of :data:`EXTRA_OPTIONS` (torch's repr: one line per option)."""
+    return "\n".join(line for line in repr(optimizer).splitlines()
+                     if line.split(":")[0].strip() not in EXTRA_OPTIONS)
+
+
 # -- the registry, as the tests use it --------------------------------------------------------
 def names(where: Callable[[Entry], bool] = lambda entry: True) -> list[str]:
     """The registry's optimizers (in its order) for which ``where(entry)`` holds."""
@@ -52,9 +82,14 @@ def takes(name: str, option: str) -> bool:
     return option in inspect.signature(REGISTRY[name].cls).parameters
 
 
-def config_cases() -> list[Any]:
-    """``pytest.param(name, index)`` for every configuration of every registry entry."""
-    return [pytest.param(entry.name, index, id=f"{entry.name}-{index}")
+def config_cases(tiered: bool = False) -> list[Any]:
+    """``pytest.param(name, index)`` for every configuration of every registry entry; ``tiered``:
+    each entry's richest configuration (:func:`rich_config`) in the quick tier, the others marked
+    ``slow``."""
+    def marks(entry: Entry, index: int) -> Any:
+        richest = max(range(len(entry.configs)), key=lambda i: len(entry.configs[i]))
+        return () if not tiered or index == richest else pytest.mark.slow
+    return [pytest.param(entry.name, index, id=f"{entry.name}-{index}", marks=marks(entry, index))
             for entry in ENTRIES for index in range(len(entry.configs))]
 
 
@@ -313,6 +348,58 @@ def step_with(optimizer: torch.optim.Optimizer, params: Sequence[Tensor], grads:
         return optimizer.step(loss_with_grads(params, grads))
     set_grads(params, as_fed(optimizer, grads))
     return optimizer.step()
+
+
+class Feed:
+    """What one step gives an optimizer of a registry entry: the next gradients of a sequence
+    (sparse ones, over the first dimension, for an entry of sparse gradients), or, for an entry
+    that needs a closure (L-BFGS), a closure over a fixed smooth loss
+    ``sum w * |p - c|^2 + quartic * |p|^4`` (targets ``c`` drawn from ``seed``; ``|.|`` keeps it real
+    for complex parameters).
+
+    ``steps`` and ``skip`` size the gradient sequence; ``weighted`` draws per-element weights
+    ``w`` in [0.5, 1.5) (else 1); ``grads_like_params`` lays each dense gradient out like its
+    parameter, as autograd makes them (torch's fused kernels read both as one flat array each),
+    else gradients keep the layout they were drawn in.
+    """
+
+    def __init__(self, entry: Entry, params: Sequence[Tensor], seed: int, steps: int, *, skip: float = 0.0,
+                 weighted: bool = False, quartic: float = 0.1, grads_like_params: bool = False) -> None:
+        self.entry, self.quartic, self.grads_like_params = entry, quartic, grads_like_params
+        if entry.needs_closure:
+            generator = torch.Generator().manual_seed(seed)
+            self.targets = [torch.randn(p.shape, generator=generator, dtype=torch.float64) for p in params]
+            self.weights = [torch.rand(p.shape, generator=generator, dtype=torch.float64) + 0.5 if weighted
+                            else None for p in params]
+        elif entry.sparse_grads:
+            self.sequence = sparse_grad_sequence(params, steps, seed)
+        else:
+            self.sequence = grad_sequence(params, steps, seed, skip=skip)
+
+    def step(self, optimizer: torch.optim.Optimizer, params: Sequence[Tensor], t: int) -> None:
+        """Step ``t`` (from 1): its gradients set, or the closure passed."""
+        if not self.entry.needs_closure:
+            for p, g in zip(params, self.sequence[t - 1], strict=True):
+                like_param = self.grads_like_params and g is not None and not g.is_sparse
+                p.grad = None if g is None else torch.empty_like(p).copy_(g) if like_param else g.clone()
+            optimizer.step()
+            return
+
+        def closure() -> Tensor:
+            optimizer.zero_grad()
+            with torch.enable_grad():
+                loss = sum(self.loss_term(p, c, w) for p, c, w in zip(params, self.targets, self.weights))
+                loss.backward()
+            contiguous_grads(params)
+            return loss
+
+        optimizer.step(closure)
+
+    def loss_term(self, p: Tensor, target: Tensor, weight: Tensor | None) -> Tensor:
+        squares = (p - target.to(p.dtype)).abs() ** 2
+        if weight is not None:
+            squares = weight.to(p.real.dtype) * squares
+        return squares.sum() + self.quartic * (p.abs() ** 4).sum()
 
 
 def run_steps(optimizer: torch.optim.Optimizer, params: Sequence[Tensor], sequence: Grads,

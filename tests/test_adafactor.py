@@ -8,8 +8,17 @@ import pytest
 import torch
 
 import optimlab
-from tests.helpers import (Run, clone_params, compare_runs, grad_sequence, make_params, rel_error, run_steps,
-                           set_grads, through_bytes)
+from tests.helpers import (
+    Run,
+    clone_params,
+    compare_runs,
+    grad_sequence,
+    make_params,
+    rel_error,
+    run_steps,
+    set_grads,
+    through_bytes,
+)
 from tests.twins import scheduled_run
 
 #: Shapes and layouts: batches of matrices (3-D, 4-D), rows and columns of one element.

@@ -80,3 +80,21 @@ def test_a_dtensor_state_dict_round_trip(mesh):
     p.grad = tensor_api.distribute_tensor(torch.ones(4, 3), mesh, [Shard(0)])
     again.step()
     assert int(again.state[p]["step"]) == 3 and isinstance(again.state[p]["exp_avg"], DTensor)
+
+
+def test_check_finite_reads_every_shard_of_a_dtensor_gradient(mesh):
+    """``check_finite=True`` finds a NaN in a sharded gradient (its norm is a collective every rank
+    joins) and steps nothing; a finite one steps."""
+    layouts = [[Shard(0)], [Replicate()]]
+    params = [torch.nn.Parameter(tensor_api.distribute_tensor(torch.ones(4, 3), mesh, layout)) for layout in layouts]
+    optimizer = optimlab.AdamW(params, lr=0.1, check_finite=True)
+    bad = torch.ones(4, 3)
+    bad[1, 1] = float("nan")
+    for p, g in zip(params, (torch.ones(4, 3), bad)):
+        p.grad = tensor_api.distribute_tensor(g, mesh, p.placements)
+    with pytest.raises(FloatingPointError, match="parameter #1 of group 0 has 1 NaN of 12 values"):
+        optimizer.step()
+    assert all(torch.equal(p.full_tensor(), torch.ones(4, 3)) for p in params) and not optimizer.state
+    params[1].grad = tensor_api.distribute_tensor(torch.ones(4, 3), mesh, params[1].placements)
+    optimizer.step()
+    assert all(bool((p.full_tensor() < 1).all()) for p in params)

@@ -17,10 +17,9 @@ from typing import Any
 
 import pytest
 import torch
-
-import optimlab
 from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
 
+import optimlab
 from optimlab import engine
 from optimlab.engine.state import StateDict, StateTable
 

@@ -73,7 +73,9 @@ def forced() -> str:
     return "triton"
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16])
+# float32 in the quick tier (every configuration), the other dtypes in the slow one.
+@pytest.mark.parametrize("dtype", [torch.float32, *(pytest.param(d, marks=pytest.mark.slow)
+                                                 for d in (torch.float64, torch.bfloat16, torch.float16))])
 @pytest.mark.parametrize("config", CONFIGS, ids=[f"{n}-{i}" for i, (n, _) in enumerate(CONFIGS)])
 def test_triton_path_agrees_with_eager(config: tuple, dtype: torch.dtype) -> None:
     name, kwargs = config

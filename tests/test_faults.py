@@ -3,7 +3,8 @@
 Each scenario runs a command to the end once (the reference), then runs it again in a process
 that pauses at a chosen point and is killed there with SIGKILL (no chance to clean up: a crash,
 a power cut, ``kill -9``), a few times over, each time starting the same command again; the last
-start runs to the end. Then:
+start runs to the end (in the test's own process, as the reference: it resumes from what the
+killed processes left on disk, and nothing else). Then:
 
 * no process of the killed command outlives it (its process group is scanned in /proc: the
   command, its workers, multiprocessing's helpers);
@@ -104,12 +105,17 @@ def kill_at(tmp_path: Path, point: str, count: int, argv: list[str]) -> None:
     wait_until(lambda: not group(process.pid), f"every process of the command killed {point} to end", limit=15)
 
 
-def run_to_the_end(tmp_path: Path, argv: list[str]) -> str:
-    done = subprocess.run([sys.executable, "-m", "optimlab", *argv], env=environment(), cwd=tmp_path,
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-    assert "Traceback" not in done.stderr
-    return done.stdout
+def run_to_the_end(folder: Path, argv: list[str], capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+                   ) -> str:
+    """The last start, to the end, in this process (as the reference runs): what it resumes from
+    is only what the killed processes left on disk, and it spares a Python start with torch's
+    imports. Returns what it printed."""
+    monkeypatch.chdir(folder)
+    capsys.readouterr()
+    status = cli.main(argv)
+    out, err = capsys.readouterr()
+    assert status == 0 and "Traceback" not in err, err
+    return out
 
 
 def outcome(db: Path, sweep: str) -> dict[str, tuple]:
@@ -147,7 +153,8 @@ def compare_reference(tmp_path_factory) -> dict[str, tuple]:
 # In one process: killed once at each kind of point. With 2 worker processes (each start costs
 # them seconds of imports): killed once, the workers with it.
 @pytest.mark.parametrize("workers, kills", [(1, 2), (2, 1)])
-def test_compare_killed_anywhere_resumes_to_the_uninterrupted_results(tmp_path, compare_reference, workers, kills):
+def test_compare_killed_anywhere_resumes_to_the_uninterrupted_results(tmp_path, compare_reference, workers, kills,
+                                                                      capsys, monkeypatch):
     db = tmp_path / "r.sqlite"
     argv = [*COMPARE, "--workers", str(workers), "--db", str(db)]
     rng, stored, points = random.Random(SEED + workers), 0, []
@@ -159,7 +166,7 @@ def test_compare_killed_anywhere_resumes_to_the_uninterrupted_results(tmp_path, 
         # Killed inside its transaction, a run is not stored at all; killed after, it is stored whole.
         stored += count - (point == "in a run's transaction")
         assert len(outcome(db, "faults")) == stored, points
-    out = run_to_the_end(tmp_path, argv)
+    out = run_to_the_end(tmp_path, argv, capsys, monkeypatch)
     assert f"{RUNS - stored} runs done now, {RUNS} stored for this sweep" in out, (points, out)
     assert leftovers(tmp_path) == [], points
     assert outcome(db, "faults") == compare_reference, points
@@ -178,7 +185,7 @@ def finetune(folder: Path) -> list[str]:
 
 
 @needs_fashion
-def test_finetune_killed_anywhere_resumes_to_the_uninterrupted_result(tmp_path):
+def test_finetune_killed_anywhere_resumes_to_the_uninterrupted_result(tmp_path, capsys, monkeypatch):
     reference, work = tmp_path / "reference", tmp_path / "work"
     assert cli.main(finetune(reference)) == 0
     checkpoints = work / "out" / "checkpoints"
@@ -192,7 +199,7 @@ def test_finetune_killed_anywhere_resumes_to_the_uninterrupted_result(tmp_path):
         assert not set(previous) & set(leftovers(checkpoints)), (points, previous)
         previous = leftovers(checkpoints)
         assert outcome(work / "r.sqlite", SWEEP) == {}, points  # nothing stored before the end
-    out = run_to_the_end(work, finetune(work))
+    out = run_to_the_end(work, finetune(work), capsys, monkeypatch)
     assert "resuming run" in out and "from step 12" in out, out
     assert leftovers(work) == [] and list(checkpoints.iterdir()) == [], points
     assert outcome(work / "r.sqlite", SWEEP) == outcome(reference / "r.sqlite", SWEEP), points

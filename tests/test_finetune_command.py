@@ -70,6 +70,7 @@ def test_recipe_options_become_problem_parameters():
         problem_spec("finetune-fashion", layer_decay=2.0)
 
 
+@pytest.mark.slow  # the faults tier kills finetune mid-checkpoint and checks the resumed result too
 @needs_fashion
 def test_killed_run_resumes_from_its_checkpoint_and_ends_as_an_uninterrupted_one(tmp_path):
     env = environment()

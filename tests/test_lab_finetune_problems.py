@@ -80,6 +80,7 @@ def test_sentence_classifier_keeps_the_pretrained_encoder_and_ignores_padding():
         torch.testing.assert_close(a(ids[1:]), a(ids)[1:], rtol=1e-4, atol=1e-5)  # rows do not see each other
 
 
+@pytest.mark.slow  # trains MiniLM on real text (minutes on a busy machine)
 @needs_text
 def test_sentiment_run_trains_head_and_body_through_the_lab():
     problem = get_problem(SMALL_SENTIMENT)
@@ -97,6 +98,7 @@ def test_sentiment_run_trains_head_and_body_through_the_lab():
     assert result.test_metric is not None
 
 
+@pytest.mark.slow  # trains on real Fashion-MNIST (a minute on a busy machine)
 @needs_fashion
 def test_pretrained_cnn_reads_digits_and_transfers_to_fashion():
     from optimlab.lab.training.data import mnist
@@ -163,6 +165,7 @@ def test_a_problem_trained_under_autocast_is_evaluated_under_it():
     assert model.training  # evaluation leaves the model's mode as it was
 
 
+@pytest.mark.slow  # a range test on real data; lr-find itself is in the quick tier (tests/test_cli.py)
 @needs_fashion
 def test_lr_find_sweeps_a_finetuning_problem_with_its_recipe():
     from optimlab.finetune import GradientClipping

@@ -324,6 +324,7 @@ def test_ctrl_c_with_workers_stops_promptly_and_resumes(tmp_path):
     assert result.complete and len(calls.ran) == 8 - 1
 
 
+@pytest.mark.slow  # the faults tier kills compare --workers 2 and checks that no process is left too
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs Linux /proc to find the worker processes")
 def test_workers_die_with_a_killed_sweep(tmp_path):
     # One run diverges at once and is stored; the other two would each take minutes: killed with
@@ -361,6 +362,7 @@ def test_interrupts_are_held_while_workers_start_and_delivered_after(signum):
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
+@pytest.mark.slow  # the faults tier compares a resumed compare --workers 2 with one process's run too
 def test_workers_give_the_same_results_as_one_process(tmp_path):
     spec = cancer_spec()
     with Store(tmp_path / "one.sqlite") as one, Store(tmp_path / "two.sqlite") as two:

@@ -38,7 +38,7 @@ SHAPES = [((8, 3, 3, 3), False), ((8, 3, 3, 3), True), ((32, 2, 3), False), ((64
 
 @pytest.mark.parametrize("config", [dict(lr=0.02), dict(lr=0.02, nesterov=False, momentum=0.9, weight_decay=0.05,
                                                          adjust_lr_fn="match_rms_adamw")], ids=["default", "options"])
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("dtype", [pytest.param(torch.float64, marks=pytest.mark.slow), torch.float32])  # float64: slow tier
 def test_nd_weights_step_as_torch_steps_their_matrices(config: dict[str, Any], dtype: torch.dtype) -> None:
     """optimlab.Muon on N-D weights == torch.optim.Muon on 2-D copies of them (same values,
     gradients reshaped the same way): the orthogonalization and the lr adjustment both use the

@@ -26,7 +26,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import inspect
-from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -36,11 +35,10 @@ from torch import Tensor
 from optimlab import engine
 from optimlab.optimizers.registry import ENTRIES, REGISTRY, Entry
 from tests.helpers import (
+    Feed,
     PathScale,
     clone_params,
-    grad_sequence,
     make_params,
-    sparse_grad_sequence,
     through_bytes,
 )
 from tests.test_registry import compare, param_specs
@@ -53,42 +51,6 @@ STEPS = 6
 HALF = 3
 def halved(lr: Any) -> Any:
     return lr * 0.5  # a tensor learning rate stays a tensor
-
-
-class Feed:
-    """What a step gives the optimizer: the next gradients (sparse ones for a sparse entry), or
-    a closure over a fixed smooth loss for an optimizer that needs one."""
-
-    def __init__(self, entry: Entry, params: Sequence[Tensor], seed: int, skip: float = 0.2) -> None:
-        self.entry = entry
-        if entry.needs_closure:
-            generator = torch.Generator().manual_seed(seed)
-            self.targets = [torch.randn(p.shape, generator=generator, dtype=torch.float64) for p in params]
-        elif entry.sparse_grads:
-            self.sequence = sparse_grad_sequence(params, STEPS, seed)
-        else:
-            self.sequence = grad_sequence(params, STEPS, seed, skip=skip)
-
-    def step(self, optimizer: torch.optim.Optimizer, params: Sequence[Tensor], t: int) -> None:
-        if not self.entry.needs_closure:
-            for p, g in zip(params, self.sequence[t - 1], strict=True):
-                # Laid out like the parameter, as autograd makes gradients: torch's fused kernels
-                # read a gradient and its parameter as one flat array each.
-                p.grad = None if g is None else g.clone() if g.is_sparse else torch.empty_like(p).copy_(g)
-            optimizer.step()
-            return
-
-        def closure() -> Tensor:
-            optimizer.zero_grad()
-            with torch.enable_grad():
-                loss = sum(((p - c.to(p.dtype)) ** 2).sum() + 0.1 * (p**4).sum()
-                           for p, c in zip(params, self.targets))
-                loss.backward()
-            for p in params:
-                p.grad = p.grad.contiguous()  # torch.optim.LBFGS flattens with view(-1)
-            return loss
-
-        optimizer.step(closure)
 
 
 def build(cls: type, entry: Entry, params: list[Tensor], kwargs: dict[str, Any]) -> torch.optim.Optimizer:
@@ -137,7 +99,7 @@ def parity_problem(entry: Entry, desc: str, kwargs: dict[str, Any], dtype: torch
     """
     twin, reference = entry.twin(), forloop(kwargs)
     start = parameters(entry, dtype, seed, kwargs.get("differentiable", False))
-    feed = Feed(entry, start, seed + 1)
+    feed = Feed(entry, start, seed + 1, STEPS, skip=0.2, grads_like_params=True)
     theirs_params, scale = clone_params(start), PathScale()
     theirs = build(twin, entry, theirs_params, reference)
     steps(theirs, theirs_params, feed, range(1, HALF + 1), scale)
@@ -167,7 +129,9 @@ def parity_problem(entry: Entry, desc: str, kwargs: dict[str, Any], dtype: torch
 
 
 @pytest.mark.parametrize("path", ["eager", "auto"])
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
+# float64 in the quick tier (every optimizer, both paths), float32 in the slow one.
+@pytest.mark.parametrize("dtype", [torch.float64, pytest.param(torch.float32, marks=pytest.mark.slow)],
+                         ids=["float64", "float32"])
 @pytest.mark.parametrize("name", TWINNED)
 def test_every_torch_configuration_matches_torch(name: str, dtype: torch.dtype, path: str) -> None:
     entry = REGISTRY[name]

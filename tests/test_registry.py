@@ -21,7 +21,7 @@ within the entry's tolerance (relative error as tests/helpers.py defines it).
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -31,15 +31,12 @@ from torch import Tensor
 from optimlab import engine
 from optimlab.optimizers.registry import ENTRIES, REGISTRY, Entry
 from tests.helpers import (
+    Feed,
     PathScale,
     clone_params,
-    contiguous_grads,
     default_lr,
-    grad_sequence,
     make_params,
     rel_error,
-    set_grads,
-    sparse_grad_sequence,
     states_in_order,
     through_bytes,
     two_groups,
@@ -73,39 +70,7 @@ def groups_of(entry: Entry, params: list[Tensor], config: dict[str, Any]) -> Any
     return two_groups(params, len(params) // 2, {"lr": lr * 0.5})
 
 
-class Driver:
-    """What one step feeds an optimizer: the next gradients, or a closure over a fixed loss."""
-
-    def __init__(self, entry: Entry, params: list[Tensor], seed: int) -> None:
-        self.entry = entry
-        if entry.needs_closure:
-            generator = torch.Generator().manual_seed(seed)
-            self.targets = [torch.randn(p.shape, generator=generator, dtype=torch.float64) for p in params]
-            self.weights = [torch.rand(p.shape, generator=generator, dtype=torch.float64) + 0.5 for p in params]
-        elif entry.sparse_grads:
-            self.sequence = sparse_grad_sequence(params, STEPS, seed)
-        else:
-            self.sequence = grad_sequence(params, STEPS, seed, skip=SKIP)
-
-    def step(self, optimizer: torch.optim.Optimizer, params: Sequence[Tensor], t: int) -> None:
-        if not self.entry.needs_closure:
-            set_grads(params, self.sequence[t - 1])
-            optimizer.step()
-            return
-
-        def closure() -> Tensor:
-            optimizer.zero_grad()
-            # |.| makes the loss real for complex parameters too (and changes no real value).
-            loss = sum(((w.to(p.real.dtype) * (p - c.to(p.dtype)).abs() ** 2).sum() + 0.05 * (p.abs() ** 4).sum())
-                       for p, c, w in zip(params, self.targets, self.weights))
-            loss.backward()
-            contiguous_grads(params)
-            return loss
-
-        optimizer.step(closure)
-
-
-def run(make: Callable[[list[Tensor]], torch.optim.Optimizer], params: list[Tensor], driver: Driver,
+def run(make: Callable[[list[Tensor]], torch.optim.Optimizer], params: list[Tensor], driver: Feed,
         steps: range, scale: PathScale | None = None, optimizer: torch.optim.Optimizer | None = None
         ) -> torch.optim.Optimizer:
     optimizer = optimizer or make(params)
@@ -142,7 +107,16 @@ def modes_of(entry: Entry) -> list[str]:
     return ["reload", "exchange"] if entry.twin() is not None else ["reload"]
 
 
-CASES = [pytest.param(entry.name, i, dtype, mode, id=f"{entry.name}-{i}-{str(dtype)[6:]}-{mode}")
+def quick_case(entry: Entry) -> tuple[int, torch.dtype, str]:
+    """The case of ``entry`` in the quick tier (on each path): its richest configuration (the one
+    that sets the most options), in float64, reloading its own checkpoint. The other
+    configurations, dtypes and the exchange of checkpoints with the reference are the slow tier."""
+    richest = max(range(len(entry.configs)), key=lambda i: len(entry.configs[i]))
+    return richest, torch.float64, modes_of(entry)[0]
+
+
+CASES = [pytest.param(entry.name, i, dtype, mode, id=f"{entry.name}-{i}-{str(dtype)[6:]}-{mode}",
+                      marks=() if (i, dtype, mode) == quick_case(entry) else pytest.mark.slow)
          for entry in ENTRIES for i in range(len(entry.configs)) for dtype in dtypes_of(entry)
          for mode in modes_of(entry)]
 
@@ -156,7 +130,7 @@ def test_matches_reference(name: str, index: int, dtype: torch.dtype, mode: str,
     tol = entry.tolerance[torch.float64 if dtype in (torch.float64, torch.complex128) else torch.float32]
     seed = 1000 * index + len(name)
     start = make_params(param_specs(entry), dtype, seed)
-    driver = Driver(entry, start, seed + 1)
+    driver = Feed(entry, start, seed + 1, STEPS, skip=SKIP, weighted=True, quartic=0.05)
 
     def make(cls: type) -> Callable[[list[Tensor]], torch.optim.Optimizer]:
         return lambda params: cls(groups_of(entry, params, config), **config)

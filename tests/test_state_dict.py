@@ -88,7 +88,7 @@ def hyperparameters(optimizer: torch.optim.Optimizer) -> list[dict[str, Any]]:
 
 # -- (a) round trip -------------------------------------------------------------------------
 @pytest.mark.parametrize("transfer", list(TRANSFERS))
-@pytest.mark.parametrize(("name", "index"), config_cases())
+@pytest.mark.parametrize(("name", "index"), config_cases(tiered=True))
 @settings(max_examples=2)
 @given(data=st.data(), specs=param_specs(), seed=seeds, split=st.integers(1, 3))
 def test_round_trip_mid_run_is_bit_exact(name, index, transfer, data, specs, seed, split):
@@ -113,7 +113,7 @@ def test_round_trip_mid_run_is_bit_exact(name, index, transfer, data, specs, see
 
 # -- (b) exchange with torch.optim ------------------------------------------------------------
 @pytest.mark.parametrize("direction", ["torch-to-optimlab", "optimlab-to-torch"])
-@pytest.mark.parametrize(("name", "index"), config_cases())
+@pytest.mark.parametrize(("name", "index"), config_cases(tiered=True))
 @settings(max_examples=2)
 @given(specs=param_specs(), seed=seeds, split=st.integers(1, 3))
 def test_checkpoint_exchange_with_torch(name, index, direction, specs, seed, split):

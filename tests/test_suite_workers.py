@@ -142,7 +142,8 @@ def test_two_workers_share_a_study(url, tmp_path):
     assert all(r["ran"] > 0 for r in results)
 
 
-@pytest.mark.slow
+# In the quick tier (CI) with test_spawned_workers_die_with_their_parent: what a kill must not
+# lose or leave behind; the other worker tests repeat their set-up (slow tier).
 def test_a_killed_workers_trial_is_run_again(url, tmp_path):
     name = make_study(url, tmp_path)
     (tmp_path / "hang").mkdir()
@@ -177,7 +178,6 @@ def test_spawned_workers_share_a_study(tmp_path):
     assert len(ran_by) == 2 and result["pid"] not in ran_by  # the two spawned processes, not their parent
 
 
-@pytest.mark.slow
 def test_spawned_workers_die_with_their_parent(tmp_path):
     url = st.storage_url(None, tmp_path / "optuna.db")
     make_study(url, tmp_path)

@@ -7,7 +7,20 @@ transforms (:mod:`optimlab.transforms`) run by one engine (:mod:`optimlab.engine
 from optimlab.core import Chain, Transform, chain
 from optimlab.optimizer import Optimizer
 from optimlab.optimizers import (
-    ASGD, LBFGS, SGD, Adadelta, Adafactor, Adagrad, Adam, Adamax, AdamW, Muon, NAdam, RAdam, RMSprop, Rprop,
+    ASGD,
+    LBFGS,
+    SGD,
+    Adadelta,
+    Adafactor,
+    Adagrad,
+    Adam,
+    Adamax,
+    AdamW,
+    Muon,
+    NAdam,
+    RAdam,
+    RMSprop,
+    Rprop,
     SparseAdam,
 )
 

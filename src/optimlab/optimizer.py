@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from optimlab import engine, flags
+from optimlab import checks, engine, finite, flags
 from optimlab.checks import Check
 from optimlab.core import Transform, keeps_state, scalar_dtype, state_spec
 from optimlab.engine.state import StateDict, StateTable, adopt
@@ -49,7 +49,14 @@ class Optimizer(torch.optim.Optimizer):
     #: a number loaded from an older checkpoint becomes one, as torch's optimizers convert it.
     tensor_steps: ClassVar[bool] = True
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # Every optimizer takes the keyword-only check_finite=False (optimlab.finite).
+        if "__init__" in cls.__dict__:
+            cls.__init__ = finite.with_option(cls.__dict__["__init__"])  # type: ignore[method-assign]
+
     def __init__(self, params: Any, defaults: dict[str, Any]) -> None:
+        defaults = {**defaults, finite.OPTION: self.__dict__.pop("_check_finite", defaults.get(finite.OPTION, False))}
         #: Schedules given in place of numbers, and this optimizer's step count ``schedules.t``.
         self.schedules = DirectSchedules()
         self.schedules.check(self.checks, self.owner, defaults)
@@ -128,6 +135,8 @@ class Optimizer(torch.optim.Optimizer):
         for key, check in self.checks.items():
             if key in group:
                 check(owner, key, group[key])
+        if finite.OPTION in group:
+            checks.flag(owner, finite.OPTION, group[finite.OPTION])
 
     def check_group_cached(self, index: int, group: dict[str, Any]) -> None:
         """:meth:`check_group`, skipped when the group holds the very same immutable values as
@@ -201,9 +210,17 @@ class Optimizer(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        self.check_finite(loss)
         with torch.set_grad_enabled(bool(self.defaults.get("differentiable"))):
             self.step_groups()
         return loss
+
+    def check_finite(self, loss: Any = None) -> None:
+        """Raise FloatingPointError, having changed nothing, if a group with ``check_finite=True``
+        has a NaN or infinite gradient or ``loss`` is one (:mod:`optimlab.finite`)."""
+        if finite.wanted(self.param_groups):
+            with torch.no_grad():
+                finite.check(self.owner, self.param_groups, loss)
 
     def step_groups(self) -> None:
         """The step itself: every group checked and collected, then run by the engine.

@@ -135,10 +135,11 @@ class LBFGS(Optimizer):
         group = self.param_groups[0]
         self.check_group_cached(0, group)
         flat = FlatParams(group["params"])
+        first_loss = closure()
+        self.check_finite(first_loss)  # the first evaluation, before the state is touched
         state = self.state[group["params"][0]]
         state.setdefault("func_evals", 0)
         state.setdefault("n_iter", 0)
-        first_loss = closure()
         state["func_evals"] += 1
         grad = flat.grad()
         if not grad.abs().max() <= group["tolerance_grad"]:  # else optimal already

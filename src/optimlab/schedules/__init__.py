@@ -16,6 +16,8 @@ from optimlab.schedules.base import Constant, Monotone, Product, Schedule
 from optimlab.schedules.compose import Join, join, sequence, wsd
 from optimlab.schedules.cycles import Cyclic, OneCycle, WarmRestarts, cyclic, one_cycle, warm_restarts
 from optimlab.schedules.decay import Exponential, MultiStep, StepDecay, constant, exponential, multistep, step_decay
+from optimlab.schedules.plateau import ReduceOnPlateau, reduce_on_plateau
+from optimlab.schedules.plot import plot, trace
 from optimlab.schedules.ramps import (
     InverseSqrt,
     Polynomial,
@@ -29,8 +31,6 @@ from optimlab.schedules.ramps import (
     polynomial,
     ramp,
 )
-from optimlab.schedules.plateau import ReduceOnPlateau, reduce_on_plateau
-from optimlab.schedules.plot import plot, trace
 from optimlab.schedules.scheduler import Scheduler
 
 __all__ = [

@@ -96,5 +96,8 @@ class ScaleByAdafactor(Transform):
             variance = state["variance"].lerp_(u * u, one_minus_beta2)
 
         update = u * variance.clamp(min=eps1 * eps1).rsqrt()
-        clipping = (rms(update) / d).clamp(min=1)
+        ratio = rms(update) / d
+        # max(1, ratio) as torch's Python max takes it: a NaN ratio (a NaN gradient) clips by 1,
+        # so NaN stays where the gradient had it, as in torch.
+        clipping = select(ratio > 1, ratio, 1.0)
         return update * (-alpha / clipping)
