@@ -20,7 +20,7 @@ from optimlab.lab.suite.storage import finished_trials, open_study
 from optimlab.lab.suite.studies import tpe_options
 from optimlab.lab.suite.workers import claim, run_trials, worker_name
 from tests.processes import group, wait_until
-from tests.test_faults import environment, run_to_the_end
+from tests.test_faults import environment
 
 TINY = ["suite", "--problems", "logreg-cancer,linreg-diabetes", "--optimizers", "adam", "--trials", "3",
         "--seeds", "2", "--max-steps", "40", "--quiet", "--name", "tiny"]
@@ -82,6 +82,15 @@ def trial_states(db: Path) -> dict[str, list[tuple[str, str]]]:
     for study, state, trial_id in rows:
         out.setdefault(study, []).append((state, json.dumps(sorted(params.get(trial_id, [])))))
     return out
+
+
+def run_to_the_end(folder: Path, argv: list[str]) -> str:
+    """``optimlab argv`` in a process of its own, to the end (a module's fixture, so not in this
+    process, whose capture and working folder belong to each test); returns what it printed."""
+    done = subprocess.run([sys.executable, "-m", "optimlab", *argv], env=environment(), cwd=folder,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    return done.stdout
 
 
 def step_numbers(summary: dict) -> dict:
