@@ -395,6 +395,16 @@ class Feed:
 
         optimizer.step(closure)
 
+    def run(self, optimizer: torch.optim.Optimizer, params: Sequence[Tensor], ts: range,
+            scale: PathScale | None = None) -> torch.optim.Optimizer:
+        """Steps ``ts`` of ``optimizer``; ``scale`` records the parameters' sizes after each."""
+        for t in ts:
+            self.step(optimizer, params, t)
+            if scale is not None:
+                for i, p in enumerate(params):
+                    scale.update(("param", i), p)
+        return optimizer
+
     def loss_term(self, p: Tensor, target: Tensor, weight: Tensor | None) -> Tensor:
         squares = (p - target.to(p.dtype)).abs() ** 2
         if weight is not None:

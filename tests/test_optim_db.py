@@ -67,16 +67,6 @@ def default_lr(cls: type) -> Any:
     return inspect.signature(cls).parameters["lr"].default
 
 
-def steps(optimizer: torch.optim.Optimizer, params: list[Tensor], feed: Feed, ts: range,
-          scale: PathScale | None = None) -> torch.optim.Optimizer:
-    for t in ts:
-        feed.step(optimizer, params, t)
-        if scale is not None:
-            for i, p in enumerate(params):
-                scale.update(("param", i), p)
-    return optimizer
-
-
 def parameters(entry: Entry, dtype: torch.dtype, seed: int, differentiable: bool) -> list[Tensor]:
     params = make_params(param_specs(entry), dtype, seed)
     # With differentiable=True both step with autograd on: leaves that require grad cannot be
@@ -102,9 +92,9 @@ def parity_problem(entry: Entry, desc: str, kwargs: dict[str, Any], dtype: torch
     feed = Feed(entry, start, seed + 1, STEPS, skip=0.2, grads_like_params=True)
     theirs_params, scale = clone_params(start), PathScale()
     theirs = build(twin, entry, theirs_params, reference)
-    steps(theirs, theirs_params, feed, range(1, HALF + 1), scale)
+    feed.run(theirs, theirs_params, range(1, HALF + 1), scale)
     their_checkpoint = through_bytes(theirs.state_dict())
-    steps(theirs, theirs_params, feed, range(HALF + 1, STEPS + 1), scale)
+    feed.run(theirs, theirs_params, range(HALF + 1, STEPS + 1), scale)
     declared = entry.rounding_differences.get(desc.split(" & ")[0])
     tol = max(entry.tolerance[dtype], declared[0] if declared else 0.0)
     try:
@@ -112,14 +102,14 @@ def parity_problem(entry: Entry, desc: str, kwargs: dict[str, Any], dtype: torch
             for how in ("reload", "exchange") if reference == kwargs else ("reload",):
                 mine_params = clone_params(start)
                 if how == "reload":
-                    first = steps(build(entry.cls, entry, mine_params, kwargs), mine_params, feed, range(1, HALF + 1))
+                    first = feed.run(build(entry.cls, entry, mine_params, kwargs), mine_params, range(1, HALF + 1))
                     checkpoint = through_bytes(first.state_dict())
                 else:
-                    steps(build(twin, entry, mine_params, kwargs), mine_params, feed, range(1, HALF + 1))
+                    feed.run(build(twin, entry, mine_params, kwargs), mine_params, range(1, HALF + 1))
                     checkpoint = their_checkpoint
                 mine = build(entry.cls, entry, mine_params, kwargs)
                 mine.load_state_dict(checkpoint)
-                steps(mine, mine_params, feed, range(HALF + 1, STEPS + 1))
+                feed.run(mine, mine_params, range(HALF + 1, STEPS + 1))
                 assert state_owners(mine) == state_owners(theirs), (
                     f"{how}: parameters with state {state_owners(mine)}, torch {state_owners(theirs)}")
                 compare(mine, theirs, mine_params, theirs_params, scale, tol)

@@ -70,18 +70,6 @@ def groups_of(entry: Entry, params: list[Tensor], config: dict[str, Any]) -> Any
     return two_groups(params, len(params) // 2, {"lr": lr * 0.5})
 
 
-def run(make: Callable[[list[Tensor]], torch.optim.Optimizer], params: list[Tensor], driver: Feed,
-        steps: range, scale: PathScale | None = None, optimizer: torch.optim.Optimizer | None = None
-        ) -> torch.optim.Optimizer:
-    optimizer = optimizer or make(params)
-    for t in steps:
-        driver.step(optimizer, params, t)
-        if scale is not None:
-            for i, p in enumerate(params):
-                scale.update(("param", i), p)
-    return optimizer
-
-
 def compare(mine: torch.optim.Optimizer, theirs: torch.optim.Optimizer, my_params: list[Tensor],
             their_params: list[Tensor], scale: PathScale, tol: float) -> None:
     for i, (p, q) in enumerate(zip(my_params, their_params, strict=True)):
@@ -136,18 +124,19 @@ def test_matches_reference(name: str, index: int, dtype: torch.dtype, mode: str,
         return lambda params: cls(groups_of(entry, params, config), **config)
 
     theirs_params, scale = clone_params(start), PathScale()
-    theirs = run(make(reference), theirs_params, driver, range(1, STEPS + 1), scale)
+    theirs = driver.run(make(reference)(theirs_params), theirs_params, range(1, STEPS + 1), scale)
 
     mine_params = clone_params(start)
     with engine.using(path):
         if mode == "reload":
-            first = run(make(entry.cls), mine_params, driver, range(1, RELOAD_AT + 1))
+            first = driver.run(make(entry.cls)(mine_params), mine_params, range(1, RELOAD_AT + 1))
             saved = through_bytes(first.state_dict())
         else:
-            saved = through_bytes(run(make(reference), mine_params, driver, range(1, RELOAD_AT + 1)).state_dict())
+            saved = through_bytes(driver.run(make(reference)(mine_params), mine_params,
+                                                    range(1, RELOAD_AT + 1)).state_dict())
         mine = make(entry.cls)(mine_params)
         mine.load_state_dict(saved)
-        run(make(entry.cls), mine_params, driver, range(RELOAD_AT + 1, STEPS + 1), optimizer=mine)
+        driver.run(mine, mine_params, range(RELOAD_AT + 1, STEPS + 1))
     compare(mine, theirs, mine_params, theirs_params, scale, tol)
 
 
