@@ -108,9 +108,22 @@ def suites(tmp_path_factory) -> dict[str, Path]:
     resumed = tmp_path_factory.mktemp("resumed")
     kill_mid_trial(resumed, 150)
     before = trial_states(resumed / "db.sqlite")
-    output = run_to_the_end(resumed, argv(resumed, False))
+    output = run_to_the_end(resumed, [*argv(resumed, False), "--jobs", "2"])  # resumed in two processes
     again = run_to_the_end(resumed, argv(resumed, False))
     return {"reference": reference, "resumed": resumed, "before": before, "output": output, "again": again}
+
+
+def test_jobs_share_out_the_workloads_and_give_the_numbers_of_one_process(tmp_path):
+    small = ["--trials", "2", "--seeds", "1", "--max-steps", "20"]
+    summaries = {}
+    for jobs in ("1", "2"):
+        folder = tmp_path / f"jobs{jobs}"
+        folder.mkdir()
+        printed = run_to_the_end(folder, [*argv(folder, False), *small, "--jobs", jobs])
+        assert ("2 jobs" in printed) == (jobs == "2")
+        summaries[jobs] = json.loads((folder / "summary.json").read_text())
+    assert step_numbers(summaries["2"]) == step_numbers(summaries["1"])
+    assert trial_states(tmp_path / "jobs2" / "db.sqlite").keys() == trial_states(tmp_path / "jobs1" / "db.sqlite").keys()
 
 
 @pytest.mark.slow

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 from optimlab import cli
+from optimlab.lab.suite.problems import workload
+from optimlab.lab.suite.runner import one_workload_each, run_suite
 from optimlab.lab.suite.setup import QUICK_OPTIMIZERS, suite_spec
 from optimlab.lab.suite.tracks import BASELINE, optimizer_kwargs, registry_tracks
 from optimlab.lab.training.zoo import REFUSED, registry_name
@@ -46,6 +48,8 @@ def test_the_quick_suite_has_five_workloads_and_six_optimizers_or_more(tmp_path)
     (["--optimizers", "sparseadam"], "'sparseadam' cannot run in the lab: it takes sparse gradients"),
     (["--problems", "nope"], "unknown problem 'nope'"),
     (["--trials", "0"], "--trials"),
+    (["--jobs", "0"], "--jobs"),
+    (["--worker", "--jobs", "2"], "--jobs cannot be given to a worker"),
 ])
 def test_bad_arguments_are_usage_errors_naming_the_argument(capsys, tmp_path, argv, message):
     with pytest.raises(SystemExit) as exit_:
@@ -53,3 +57,16 @@ def test_bad_arguments_are_usage_errors_naming_the_argument(capsys, tmp_path, ar
     assert exit_.value.code == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "db.sqlite").exists()  # nothing written
+
+
+def test_several_jobs_take_the_costliest_workloads_first_under_the_suites_own_names(tmp_path):
+    spec, _ = suite_spec("full", db=tmp_path / "db.sqlite")
+    parts = one_workload_each(spec)
+    assert sorted(p.workloads[0].problem for p in parts) == sorted(w.problem for w in spec.workloads)
+    costs = [p.workloads[0].step_seconds * p.workloads[0].budget for p in parts]
+    assert costs == sorted(costs, reverse=True)
+    assert all(p.name == spec.name and p.tracks == spec.tracks and p.seeds == spec.seeds for p in parts)
+    assert workload("cnn-fashion") == workload("cnn-fashion", 800)  # the cost is no part of a workload's identity
+    for jobs in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="jobs must be an int >= 1"):
+            run_suite(spec, jobs=jobs)

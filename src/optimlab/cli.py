@@ -214,10 +214,11 @@ def cmd_suite_worker(args: argparse.Namespace) -> int:
     ignored = [option for option, value in (("--quick", args.quick), ("--problems", args.problems),
                                             ("--optimizers", args.optimizers), ("--trials", args.trials),
                                             ("--seeds", args.seeds), ("--max-steps", args.max_steps),
-                                            ("--json", args.json)) if value]
+                                            ("--json", args.json), ("--jobs", args.jobs != 1)) if value]
     if ignored:
         raise UsageError(f"--worker: {', '.join(ignored)} cannot be given to a worker; expected only --storage, "
-                         "--name, --db (a worker takes each study's settings from the storage)")
+                         "--name, --db (a worker takes each study's settings from the storage; start one worker "
+                         "per core)")
     try:
         url = suite_storage(args.storage, args.db)
     except StorageError as error:
@@ -245,10 +246,11 @@ def run_and_report(args: argparse.Namespace, spec: Any, skipped: dict[str, str])
     from optimlab.lab.suite.verdict import recommendations
 
     print(f"optimlab suite {spec.name!r}: {len(spec.workloads)} workloads x {len(spec.tracks)} tracks, "
-          f"{spec.n_trials} trials each, seeds {', '.join(map(str, spec.seeds))}; storage {spec.storage}", flush=True)
+          f"{spec.n_trials} trials each, seeds {', '.join(map(str, spec.seeds))}; storage {spec.storage}"
+          + (f"; {args.jobs} jobs" if args.jobs > 1 else ""), flush=True)
     for name, why in skipped.items():
         print(f"  skipped {name}: {why}")
-    ran = run_suite(spec, progress=False if args.quiet else None)
+    ran = run_suite(spec, progress=False if args.quiet else None, jobs=args.jobs)
     summary = summarize(spec)
     verdicts = recommendations(summary)
     print(f"{ran} trials and runs done now, {spec.units()} in the suite\n")
@@ -587,6 +589,9 @@ def add_suite_parser(commands: Any) -> None:
     suite.add_argument("--storage", default=None,
                        help="Optuna storage URL: sqlite:///file, postgresql://user@host:5432/db or mysql://... "
                             "(default: sqlite:/// the --db file)")
+    suite.add_argument("--jobs", type=positive_int, default=1,
+                       help="processes that run the workloads side by side, one torch thread each, the costliest "
+                            "workloads first (default: 1); a suite stopped with one number of jobs resumes with any")
     suite.add_argument("--worker", action="store_true",
                        help="join the suite's tuning studies in --storage (suite --name, or every suite) and run "
                             "their trials until their budgets are spent; start it on each machine beside one "
