@@ -149,29 +149,54 @@ def changed(values: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
 #: (`optimlab compare --problem finetune-sentiment:autocast=auto` with `--optimizers adamw --lrs
 #: 0.0001,0.0002,0.0005` and `--optimizers momentum,adagrad --points 3`, 1 seed, no extra seeds.)
 SENTIMENT_LRS: dict[str, float] = {"adamw": 0.0002, "momentum": 0.0316, "adagrad": 0.000316}
-SENTIMENT_SIZES = {"train": 2000, "valid": 1000, "test": 1000, "max_length": 64, "batch": 32}
+SENTIMENT_SIZES = {"train": 2000, "valid": 1000, "test": 1000, "max_length": 64, "batch": 32, "top_layers": 6,
+                   "target": 0.78}
 
 
 def finetune_sentiment(train: int = 2000, valid: int = 1000, test: int = 1000, max_length: int = 64, batch: int = 32,
                        head_scale: float = 10.0, layer_decay: float = 1.0, clip: float = 1.0, unfreeze: int = 0,
-                       patience: int = 0, accumulate: int = 1, autocast: str = "off") -> Problem:
+                       patience: int = 0, accumulate: int = 1, autocast: str = "off", top_layers: int = 6,
+                       target: float = 0.78) -> Problem:
     for name, value in (("train", train), ("valid", valid), ("test", test), ("batch", batch)):
         if value < 1:
             raise ValueError(f"finetune-sentiment: {name} must be >= 1, got {value!r}")
-    sizes = {"train": train, "valid": valid, "test": test, "max_length": max_length, "batch": batch}
+    try:
+        pretrained.check_top_layers(top_layers)
+    except ValueError as error:
+        raise ValueError(f"finetune-sentiment: {error}") from None
+    if isinstance(target, bool) or not isinstance(target, (int, float)) or not 0 < target < 1:
+        raise ValueError(f"finetune-sentiment: target must be a number in (0, 1), got {target!r}")
+    sizes = {"train": train, "valid": valid, "test": test, "max_length": max_length, "batch": batch,
+             "top_layers": top_layers, "target": target}
     choices = {"head_scale": head_scale, "layer_decay": layer_decay, "clip": clip, "unfreeze": unfreeze,
                "patience": patience, "accumulate": accumulate, "autocast": resolve_autocast(autocast)}
     fields = recipe("finetune-sentiment", **choices)
     steps = math.ceil(math.ceil(train / batch) / accumulate)
+    data, model, what = sentiment_model(train, valid, test, max_length, top_layers)
     return Problem(format_spec("finetune-sentiment", {**changed(sizes, SENTIMENT_SIZES),
                                                       **changed(choices, RECIPE_DEFAULTS)}),
-                   f"fine-tune all-MiniLM-L6-v2 (22.7 M parameters, pretrained) with a new linear head on Rotten "
+                   f"fine-tune {what} with a new linear head on Rotten "
                    f"Tomatoes snippets, fresh vs rotten: 1 epoch of {train:,} snippets, batch {batch * accumulate}, "
                    f"up to {max_length} tokens; {recipe_text(**choices)}",
-                   functools.partial(pretrained.rotten_tomatoes, train, valid, test, max_length),
-                   pretrained.SentenceClassifier, F.cross_entropy, "accuracy", True, 0.78,
+                   data, model, F.cross_entropy, "accuracy", True, target,
                    max_steps=steps, batch_size=batch, eval_every=max(1, steps // 3), metric_fn=accuracy,
                    lrs=SENTIMENT_LRS, **fields)
+
+
+def sentiment_model(train: int, valid: int, test: int, max_length: int, top_layers: int) -> tuple[Any, Any, str]:
+    """The data loader, the model and the words for what trains: the whole MiniLM on token ids
+    (``top_layers`` = 6), or its top layers on the cached states of the frozen ones below."""
+    if top_layers == pretrained.MINILM_LAYERS:
+        return (functools.partial(pretrained.rotten_tomatoes, train, valid, test, max_length),
+                pretrained.SentenceClassifier, "all-MiniLM-L6-v2 (22.7 M parameters, pretrained)")
+    frozen = pretrained.MINILM_LAYERS - top_layers
+    layers = f"layer {frozen + 1}" if top_layers == 1 else f"layers {frozen + 1}-{pretrained.MINILM_LAYERS}"
+    lower = "layer 1" if frozen == 1 else f"layers 1-{frozen}"
+    trained = top_layers * pretrained.MINILM_LAYER_PARAMETERS / 1e6
+    return (functools.partial(pretrained.rotten_tomatoes_states, train, valid, test, max_length, top_layers),
+            functools.partial(pretrained.TopLayersClassifier, top_layers),
+            f"the top {top_layers} of all-MiniLM-L6-v2's 6 layers ({layers}, {trained:.1f} M parameters, pretrained; "
+            f"the embeddings and {lower} frozen, their states computed once)")
 
 
 #: Measured (seed 0, the default sizes and recipe, 300 steps; best validation accuracy in brackets):
