@@ -28,6 +28,23 @@ it natively, else off; the problem's name says which was chosen); e.g.
 ``warmup-linear:warmup=0.06``. The data and models ship
 in pip packages (:mod:`optimlab.lab.problems.pretrained`); a missing one raises
 :class:`~optimlab.lab.training.data.DataNotFoundError` saying how to install it.
+
+The sentiment problem's ``top_layers`` (1..6, default 6: the whole model) trains only MiniLM's
+top ``top_layers`` transformer layers and the head: the embeddings and the layers below are
+frozen and run once per process and data set, their token states becoming the problem's inputs
+(:func:`~optimlab.lab.problems.pretrained.rotten_tomatoes_states`,
+:class:`~optimlab.lab.problems.pretrained.TopLayersClassifier`). A step then costs a fraction of
+the whole model's (``top_layers=1``: one layer's forward and backward, no embedding gradients),
+for workloads that need many cheap runs (the benchmark suite). ``target`` (default 0.78) is the
+validation accuracy to reach, in (0, 1), for variants that reach less. One torch thread, AdamW,
+seed 0 (docs/finetune.md has the calibration):
+
+======================================================================================================  =========  ==========
+spec                                                                                                    CPU / run  best valid
+======================================================================================================  =========  ==========
+``finetune-sentiment`` (the whole model, 63 steps, float32)                                             ~200 s     0.783
+``finetune-sentiment:top_layers=1,train=512,valid=256,test=128,max_length=32,batch=16,target=0.7``      5.4 s      0.715
+======================================================================================================  =========  ==========
 """
 
 from __future__ import annotations
@@ -195,8 +212,8 @@ def sentiment_model(train: int, valid: int, test: int, max_length: int, top_laye
     trained = top_layers * pretrained.MINILM_LAYER_PARAMETERS / 1e6
     return (functools.partial(pretrained.rotten_tomatoes_states, train, valid, test, max_length, top_layers),
             functools.partial(pretrained.TopLayersClassifier, top_layers),
-            f"the top {top_layers} of all-MiniLM-L6-v2's 6 layers ({layers}, {trained:.1f} M parameters, pretrained; "
-            f"the embeddings and {lower} frozen, their states computed once)")
+            (f"the top {top_layers} of all-MiniLM-L6-v2's 6 layers ({layers}, {trained:.1f} M parameters, "
+             f"pretrained; the embeddings and {lower} frozen, their states computed once)"))
 
 
 #: Measured (seed 0, the default sizes and recipe, 300 steps; best validation accuracy in brackets):
