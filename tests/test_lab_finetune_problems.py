@@ -189,3 +189,101 @@ def test_lr_find_sweeps_a_finetuning_problem_with_its_recipe():
     assert all(lrs == pytest.approx([lrs[0], HEAD_SCALE * lrs[0]]) for lrs in seen)  # the head keeps 10x
     clip = next(h for h in hooks if isinstance(h, GradientClipping))
     assert clip.last_norm == clip.last_norm  # the problem's clipping ran (a norm was recorded)
+
+
+# -- top_layers: the top MiniLM layers trained on cached states of the frozen ones -------------
+
+#: A tiny size for the top-layers tests: the frozen layers run once on 64 snippets.
+TINY = {"train": 32, "valid": 16, "test": 16, "max_length": 16}
+TINY_SPEC = "finetune-sentiment:" + ",".join(f"{k}={v}" for k, v in TINY.items())
+
+
+@needs_text
+@pytest.mark.parametrize("top_layers", [1, 2])
+def test_top_layers_on_cached_states_give_the_whole_models_logits(top_layers):
+    whole = get_problem(TINY_SPEC).build_model(0).eval()
+    top = pretrained.TopLayersClassifier(top_layers).eval()
+    top.classifier.load_state_dict(whole.classifier.state_dict())  # the same head
+    tokens = pretrained.rotten_tomatoes(*TINY.values())
+    states = pretrained.rotten_tomatoes_states(*TINY.values(), top_layers)
+    assert states.train.x.shape == (*tokens.train.x.shape, pretrained.MINILM_WIDTH + 1)
+    assert torch.equal(states.valid.y, tokens.valid.y)
+    with torch.no_grad():
+        for ids, x in ((tokens.train.x, states.train.x), (tokens.valid.x, states.valid.x),
+                       (tokens.train.x[:5], states.train.x[:5]), (tokens.valid.x[:4], states.valid.x[:4])):
+            torch.testing.assert_close(top(x), whole(ids), rtol=0, atol=1e-5)
+
+
+@needs_text
+def test_only_the_top_layers_and_the_head_train():
+    problem = get_problem(TINY_SPEC + ",top_layers=2")
+    model = problem.build_model(0)
+    names = [name for name, _ in model.named_parameters()]
+    assert {name.split(".")[0] + (f".{name.split('.')[1]}" if name.startswith("layers") else "") for name in names} \
+        == {"layers.0", "layers.1", "classifier"}
+    assert sum(p.numel() for p in model.parameters()) == 2 * pretrained.MINILM_LAYER_PARAMETERS + 384 * 2 + 2
+    encoder = pretrained._minilm()
+    for i in (0, 1):  # copies of MiniLM's layers 5 and 6
+        for (name, p), (_, q) in zip(model.layers[i].named_parameters(), encoder.encoder.layer[4 + i].named_parameters()):
+            assert torch.equal(p, q), name
+    data = problem.load()
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    frozen = {name: p.detach().clone() for name, p in encoder.named_parameters()}
+    cached = data.train.x.clone()
+    from optimlab import AdamW
+
+    optimizer = AdamW(problem.param_groups(model, 1e-3))
+    model.train()
+    problem.loss_fn(model(data.train.x[:16]), data.train.y[:16]).backward()
+    optimizer.step()
+    assert all(not torch.equal(p, before[name]) for name, p in model.named_parameters())
+    assert all(torch.equal(p, frozen[name]) for name, p in encoder.named_parameters())  # the frozen model
+    assert torch.equal(problem.load().train.x, cached)  # the cached states
+
+
+@needs_text
+def test_a_top_layers_problem_runs_through_the_lab():
+    problem = get_problem(TINY_SPEC + ",top_layers=1,batch=8,target=0.7")
+    assert problem.max_steps == 4 and problem.target == 0.7
+    result = execute(RunConfig.for_problem(problem.name, "adamw", 1e-3, 0, stop_at_target=False))
+    assert result.steps == 4 and result.test_metric is not None
+    assert all(0 <= p.valid_metric <= 1 for p in result.curve)
+
+
+def test_top_layers_and_target_round_trip_and_are_checked():
+    from optimlab.lab.problems.finetune import finetune_sentiment
+
+    spec = "finetune-sentiment:top_layers=2,train=64,valid=32,target=0.74"
+    problem = get_problem(spec)
+    assert problem.name == "finetune-sentiment:target=0.74,top_layers=2,train=64,valid=32"
+    assert get_problem(problem.name) is problem and problem.target == 0.74
+    assert "(layers 5-6, 3.5 M parameters" in problem.description
+    assert "embeddings and layers 1-4 frozen" in problem.description
+    assert "(layer 6, 1.8 M parameters" in get_problem("finetune-sentiment:top_layers=1").description
+    assert get_problem("finetune-sentiment:top_layers=6") is get_problem("finetune-sentiment")
+    for bad in (0, 7, 1.5, True):
+        with pytest.raises(ValueError, match=r"^finetune-sentiment: top_layers must be an int in 1\.\.6, got ") as error:
+            finetune_sentiment(top_layers=bad)
+        assert "\n" not in str(error.value)
+    for text in ("0", "7"):
+        with pytest.raises(ValueError, match=r"top_layers must be an int in 1\.\.6"):
+            get_problem(f"finetune-sentiment:top_layers={text}")
+    with pytest.raises(ValueError, match="top_layers must be int, got '1.5'"):
+        get_problem("finetune-sentiment:top_layers=1.5")
+    for bad in (0.0, 1.0, 1.5, -0.1, True):
+        with pytest.raises(ValueError, match=r"^finetune-sentiment: target must be a number in \(0, 1\), got "):
+            finetune_sentiment(target=bad)
+
+
+@needs_text
+def test_the_default_sentiment_problem_is_unchanged():
+    problem = get_problem("finetune-sentiment")
+    assert problem.name == "finetune-sentiment" and problem.target == 0.78
+    assert problem.model is pretrained.SentenceClassifier
+    assert problem.description == (
+        "fine-tune all-MiniLM-L6-v2 (22.7 M parameters, pretrained) with a new linear head on Rotten Tomatoes "
+        "snippets, fresh vs rotten: 1 epoch of 2,000 snippets, batch 32, up to 64 tokens; head at 10x lr, "
+        "warm-up + linear decay, clipping at norm 1")
+    # the digests of the definitions before top_layers and target existed: stored runs stay valid
+    assert problem.fingerprint == "b6bd5e38f213ef5a"
+    assert get_problem(SMALL_SENTIMENT + ",top_layers=6,target=0.78").fingerprint == "96765e9b3441412a"

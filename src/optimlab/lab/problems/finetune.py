@@ -28,6 +28,23 @@ it natively, else off; the problem's name says which was chosen); e.g.
 ``warmup-linear:warmup=0.06``. The data and models ship
 in pip packages (:mod:`optimlab.lab.problems.pretrained`); a missing one raises
 :class:`~optimlab.lab.training.data.DataNotFoundError` saying how to install it.
+
+The sentiment problem's ``top_layers`` (1..6, default 6: the whole model) trains only MiniLM's
+top ``top_layers`` transformer layers and the head: the embeddings and the layers below are
+frozen and run once per process and data set, their token states becoming the problem's inputs
+(:func:`~optimlab.lab.problems.pretrained.rotten_tomatoes_states`,
+:class:`~optimlab.lab.problems.pretrained.TopLayersClassifier`). A step then costs a fraction of
+the whole model's (``top_layers=1``: one layer's forward and backward, no embedding gradients),
+for workloads that need many cheap runs (the benchmark suite). ``target`` (default 0.78) is the
+validation accuracy to reach, in (0, 1), for variants that reach less. One torch thread, AdamW,
+seed 0 (docs/finetune.md has the calibration):
+
+======================================================================================================  =========  ==========
+spec                                                                                                    CPU / run  best valid
+======================================================================================================  =========  ==========
+``finetune-sentiment`` (the whole model, 63 steps, float32)                                             ~200 s     0.783
+``finetune-sentiment:top_layers=1,train=512,valid=256,test=128,max_length=32,batch=16,target=0.7``      5.4 s      0.715
+======================================================================================================  =========  ==========
 """
 
 from __future__ import annotations
@@ -149,29 +166,54 @@ def changed(values: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
 #: (`optimlab compare --problem finetune-sentiment:autocast=auto` with `--optimizers adamw --lrs
 #: 0.0001,0.0002,0.0005` and `--optimizers momentum,adagrad --points 3`, 1 seed, no extra seeds.)
 SENTIMENT_LRS: dict[str, float] = {"adamw": 0.0002, "momentum": 0.0316, "adagrad": 0.000316}
-SENTIMENT_SIZES = {"train": 2000, "valid": 1000, "test": 1000, "max_length": 64, "batch": 32}
+SENTIMENT_SIZES = {"train": 2000, "valid": 1000, "test": 1000, "max_length": 64, "batch": 32, "top_layers": 6,
+                   "target": 0.78}
 
 
 def finetune_sentiment(train: int = 2000, valid: int = 1000, test: int = 1000, max_length: int = 64, batch: int = 32,
                        head_scale: float = 10.0, layer_decay: float = 1.0, clip: float = 1.0, unfreeze: int = 0,
-                       patience: int = 0, accumulate: int = 1, autocast: str = "off") -> Problem:
+                       patience: int = 0, accumulate: int = 1, autocast: str = "off", top_layers: int = 6,
+                       target: float = 0.78) -> Problem:
     for name, value in (("train", train), ("valid", valid), ("test", test), ("batch", batch)):
         if value < 1:
             raise ValueError(f"finetune-sentiment: {name} must be >= 1, got {value!r}")
-    sizes = {"train": train, "valid": valid, "test": test, "max_length": max_length, "batch": batch}
+    try:
+        pretrained.check_top_layers(top_layers)
+    except ValueError as error:
+        raise ValueError(f"finetune-sentiment: {error}") from None
+    if isinstance(target, bool) or not isinstance(target, (int, float)) or not 0 < target < 1:
+        raise ValueError(f"finetune-sentiment: target must be a number in (0, 1), got {target!r}")
+    sizes = {"train": train, "valid": valid, "test": test, "max_length": max_length, "batch": batch,
+             "top_layers": top_layers, "target": target}
     choices = {"head_scale": head_scale, "layer_decay": layer_decay, "clip": clip, "unfreeze": unfreeze,
                "patience": patience, "accumulate": accumulate, "autocast": resolve_autocast(autocast)}
     fields = recipe("finetune-sentiment", **choices)
     steps = math.ceil(math.ceil(train / batch) / accumulate)
+    data, model, what = sentiment_model(train, valid, test, max_length, top_layers)
     return Problem(format_spec("finetune-sentiment", {**changed(sizes, SENTIMENT_SIZES),
                                                       **changed(choices, RECIPE_DEFAULTS)}),
-                   f"fine-tune all-MiniLM-L6-v2 (22.7 M parameters, pretrained) with a new linear head on Rotten "
+                   f"fine-tune {what} with a new linear head on Rotten "
                    f"Tomatoes snippets, fresh vs rotten: 1 epoch of {train:,} snippets, batch {batch * accumulate}, "
                    f"up to {max_length} tokens; {recipe_text(**choices)}",
-                   functools.partial(pretrained.rotten_tomatoes, train, valid, test, max_length),
-                   pretrained.SentenceClassifier, F.cross_entropy, "accuracy", True, 0.78,
+                   data, model, F.cross_entropy, "accuracy", True, target,
                    max_steps=steps, batch_size=batch, eval_every=max(1, steps // 3), metric_fn=accuracy,
                    lrs=SENTIMENT_LRS, **fields)
+
+
+def sentiment_model(train: int, valid: int, test: int, max_length: int, top_layers: int) -> tuple[Any, Any, str]:
+    """The data loader, the model and the words for what trains: the whole MiniLM on token ids
+    (``top_layers`` = 6), or its top layers on the cached states of the frozen ones below."""
+    if top_layers == pretrained.MINILM_LAYERS:
+        return (functools.partial(pretrained.rotten_tomatoes, train, valid, test, max_length),
+                pretrained.SentenceClassifier, "all-MiniLM-L6-v2 (22.7 M parameters, pretrained)")
+    frozen = pretrained.MINILM_LAYERS - top_layers
+    layers = f"layer {frozen + 1}" if top_layers == 1 else f"layers {frozen + 1}-{pretrained.MINILM_LAYERS}"
+    lower = "layer 1" if frozen == 1 else f"layers 1-{frozen}"
+    trained = top_layers * pretrained.MINILM_LAYER_PARAMETERS / 1e6
+    return (functools.partial(pretrained.rotten_tomatoes_states, train, valid, test, max_length, top_layers),
+            functools.partial(pretrained.TopLayersClassifier, top_layers),
+            (f"the top {top_layers} of all-MiniLM-L6-v2's 6 layers ({layers}, {trained:.1f} M parameters, "
+             f"pretrained; the embeddings and {lower} frozen, their states computed once)"))
 
 
 #: Measured (seed 0, the default sizes and recipe, 300 steps; best validation accuracy in brackets):

@@ -180,12 +180,103 @@ class SentenceClassifier(nn.Module):
 
     def forward(self, ids: Tensor) -> Tensor:
         mask = ids != 0
-        length = int(mask.sum(dim=1).max())
+        length = trim_padding(mask)
         ids, mask = ids[:, :length], mask[:, :length]
         states = self.encoder(input_ids=ids, attention_mask=mask.long()).last_hidden_state
-        weights = mask.unsqueeze(-1).to(states.dtype)
-        pooled = (states * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
-        return self.classifier(self.dropout(pooled))
+        return self.classifier(self.dropout(masked_mean(states, mask)))
+
+
+def masked_mean(states: Tensor, mask: Tensor) -> Tensor:
+    """The mean of ``states`` [n, length, width] over the positions ``mask`` [n, length] keeps
+    (sentence-transformers' mean pooling); a row with no kept position gives zeros."""
+    weights = mask.unsqueeze(-1).to(states.dtype)
+    return (states * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+
+
+def trim_padding(mask: Tensor) -> int:
+    """The number of leading columns some row of ``mask`` keeps (padding is on the right)."""
+    return max(1, int(mask.sum(dim=1).max()))
+
+
+# -- the top layers alone, on cached states of the frozen lower ones ---------------------------
+
+#: MiniLM's transformer layers, and the parameters of one (attention 4 x (384^2 + 384), two
+#: feed-forward matrices 384 x 1536 with their biases, two LayerNorms of 2 x 384).
+MINILM_LAYERS = 6
+MINILM_LAYER_PARAMETERS = 4 * (384 * 384 + 384) + (384 * 1536 + 1536) + (1536 * 384 + 384) + 2 * 2 * 384
+#: Rows per pass when computing the frozen layers' states (bounds the memory of one pass).
+STATES_CHUNK = 256
+
+
+def check_top_layers(top_layers: int) -> int:
+    if isinstance(top_layers, bool) or not isinstance(top_layers, int) or not 1 <= top_layers <= MINILM_LAYERS:
+        raise ValueError(f"top_layers must be an int in 1..{MINILM_LAYERS}, got {top_layers!r}")
+    return top_layers
+
+
+def run_layers(layers: nn.ModuleList, states: Tensor, mask: Tensor) -> Tensor:
+    """``states`` through MiniLM ``layers`` (BertLayer) with the padding ``mask`` [n, length]
+    (bool), turned into the attention mask as BertModel turns it (for its attention kernel)."""
+    config = _minilm().config  # loads transformers first, or says how to install it
+    from transformers.masking_utils import create_bidirectional_mask
+    attention = create_bidirectional_mask(config=config, inputs_embeds=states, attention_mask=mask.long())
+    for layer in layers:
+        states = layer(states, attention)
+    return states
+
+
+@torch.no_grad()
+def frozen_states(ids: Tensor, top_layers: int) -> Tensor:
+    """MiniLM's embeddings and its lower ``6 - top_layers`` layers (eval mode) on token ``ids``
+    [n, length]: float32 [n, length, 385], the token states with the padding mask (1 real, 0
+    padding) as the last channel, the input of :class:`TopLayersClassifier`."""
+    encoder = _minilm().eval()
+    lower = encoder.encoder.layer[:MINILM_LAYERS - check_top_layers(top_layers)]
+    out = torch.zeros(ids.shape[0], ids.shape[1], MINILM_WIDTH + 1)
+    for start in range(0, ids.shape[0], STATES_CHUNK):
+        chunk = ids[start:start + STATES_CHUNK]
+        mask = chunk != 0
+        length = trim_padding(mask)
+        chunk, mask = chunk[:, :length], mask[:, :length]
+        states = run_layers(lower, encoder.embeddings(input_ids=chunk), mask)
+        out[start:start + len(chunk), :length, :MINILM_WIDTH] = states
+        out[start:start + len(chunk), :length, MINILM_WIDTH] = mask.float()
+    return out
+
+
+@functools.lru_cache(maxsize=4)
+def rotten_tomatoes_states(train: int = 2000, valid: int = 1000, test: int = 1000, max_length: int = 64,
+                           top_layers: int = 1) -> Dataset:
+    """:func:`rotten_tomatoes` with each split's token ids replaced by their
+    :func:`frozen_states` (computed once per process and sizes): ``x`` float32 [n, length, 385]."""
+    tokens = rotten_tomatoes(train, valid, test, max_length)
+
+    def states(split: Split) -> Split:
+        return Split(frozen_states(split.x, top_layers), split.y)
+
+    return Dataset("rotten-tomatoes", states(tokens.train), states(tokens.valid), states(tokens.test))
+
+
+class TopLayersClassifier(nn.Module):
+    """MiniLM's top ``top_layers`` transformer layers (pretrained, dropout as in the encoder) ->
+    the mean of the token states over the real tokens -> dropout -> linear head, as
+    :class:`SentenceClassifier`, on the states of the frozen layers below (from
+    :func:`frozen_states`: the padding mask is their last channel). Padding columns every row
+    shares are trimmed first. Parameters: ``layers.*`` (pretrained) and ``classifier.*`` (new)."""
+
+    def __init__(self, top_layers: int = 1, classes: int = 2, dropout: float = 0.1) -> None:
+        super().__init__()
+        first = MINILM_LAYERS - check_top_layers(top_layers)
+        self.layers = nn.ModuleList(copy.deepcopy(layer) for layer in _minilm().encoder.layer[first:])
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(MINILM_WIDTH, classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        mask = x[:, :, MINILM_WIDTH] > 0.5
+        length = trim_padding(mask)
+        states, mask = x[:, :length, :MINILM_WIDTH], mask[:, :length]
+        states = run_layers(self.layers, states, mask)
+        return self.classifier(self.dropout(masked_mean(states, mask)))
 
 
 # -- the pretrained CNN ------------------------------------------------------------------------
