@@ -70,3 +70,27 @@ def test_several_jobs_take_the_costliest_workloads_first_under_the_suites_own_na
     for jobs in (0, -1, 1.5, True):
         with pytest.raises(ValueError, match="jobs must be an int >= 1"):
             run_suite(spec, jobs=jobs)
+
+
+def test_every_workload_is_named_by_its_canonical_spec_and_keeps_its_budget():
+    from optimlab.lab import get_problem
+    from optimlab.lab.suite.problems import FULL, SUITE_FINETUNE
+
+    for known in FULL:
+        assert get_problem(known.problem).name == known.problem
+        assert workload(known.problem) == known and workload(known.problem).step_seconds == known.step_seconds
+    # written in any order, a spec finds the suite's workload: its budget, not the problem's own
+    reordered = "finetune-sentiment:top_layers=1,train=512,valid=256,test=128,max_length=32,batch=16,target=0.7"
+    assert workload(reordered) == workload(SUITE_FINETUNE) and workload(reordered).budget == 32
+
+
+def test_problem_specs_with_parameters_pass_through_a_comma_separated_list(tmp_path):
+    from optimlab.lab.running.arguments import specs_list
+
+    assert specs_list("mlp-digits, quadratic:cond=1000,dim=5,rosenbrock") == [
+        "mlp-digits", "quadratic:cond=1000,dim=5", "rosenbrock"]
+    assert specs_list("a:x=1,y=2,b:z=3") == ["a:x=1,y=2", "b:z=3"]
+    assert specs_list("") == []
+    args = cli.build_parser().parse_args(["suite", "--problems", "quadratic:cond=1000,dim=5,logreg-cancer"])
+    spec, _ = suite_spec("full", problems=specs_list(args.problems), db=tmp_path / "db.sqlite")
+    assert [w.problem for w in spec.workloads] == ["quadratic:cond=1000.0,dim=5", "logreg-cancer"]

@@ -35,6 +35,7 @@ from optimlab.lab.running.arguments import (
     non_negative_int,
     positive_float,
     positive_int,
+    specs_list,
     sweep_name,
 )
 from optimlab.lab.training.zoo import fmt_lr
@@ -189,7 +190,7 @@ def cmd_suite(args: argparse.Namespace) -> int:
     from optimlab.lab.suite.setup import suite_spec
 
     try:
-        spec, skipped = suite_spec("quick" if args.quick else "full", problems=names_list(args.problems or ""),
+        spec, skipped = suite_spec("quick" if args.quick else "full", problems=specs_list(args.problems or ""),
                                    optimizers=names_list(args.optimizers) if args.optimizers else None,
                                    trials=args.trials, seeds=args.seeds, max_steps=args.max_steps, name=args.name,
                                    storage=args.storage, db=args.db)

@@ -20,6 +20,18 @@ def names_list(text: str) -> list[str]:
     return [item.strip() for item in text.split(",") if item.strip()]
 
 
+def specs_list(text: str) -> list[str]:
+    """Comma-separated specs whose parameters are comma-separated too: an item ``key=value``
+    (no ``:``) continues the spec before it. ``'a,b:x=1,y=2,c'`` -> ``['a', 'b:x=1,y=2', 'c']``."""
+    specs: list[str] = []
+    for item in names_list(text):
+        if specs and "=" in item and ":" not in item.split("=", 1)[0]:
+            specs[-1] += "," + item
+        else:
+            specs.append(item)
+    return specs
+
+
 def parsed(text: str, convert: Callable[[str], Any], ok: Callable[[Any], bool], expected: str,
            unparsable: str | None = None) -> Any:
     """``convert(text)`` if it parses and ``ok`` holds, else argparse's error: "expected ..."."""

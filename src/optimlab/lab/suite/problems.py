@@ -20,15 +20,18 @@ validation metric any of the three reached (its lr, and its steps to the target)
   mlp-mnist        accuracy >= 0.97   0.975 (0.001, 1100; 0.974 at 0.00316 in 800)         2000
   cnn-fashion      accuracy >= 0.87   0.896 (0.01, 300)                                     800
   rosenbrock       f <= 1e-3          9.4e-5 (0.0316, 910)                                 5000
-  finetune-        accuracy >= 0.78   0.785 (0.0002, 63; measured by the lab's own sweep,     63
-  sentiment                           finetune_problems.py: one epoch of 2,000 snippets)
+  finetune-        accuracy >= 0.7    0.715 (0.001, 30; the top layer of MiniLM on 512         32
+  sentiment:                          snippets, lower layers frozen; 0.0003: 0.688, 0.003:
+  top_layers=1                        0.660, 0.01: 0.559; see SUITE_FINETUNE)
 
 Each target is that best minus a margin (0.5 to 3 points of accuracy, 0.013 of R^2; the losses
 a decade or more above what AdamW reaches), so that it asks for a well-trained model and still
 leaves room for seed-to-seed spread; each budget is at least 2.5x (mostly 4x or more) the steps
 tuned AdamW needs, so slower optimizers get a time rather than a miss. The MiniLM fine-tune is
 the exception, kept as the lab defines it (one epoch, AdamW reaching the target at its last
-evaluation): a hard workload, on which a miss is the common result.
+evaluation but one): a hard workload, on which a miss is the common result. The cnn-fashion
+calibration ran 1,500 steps; the suite gives it 800 (2.7x AdamW's 300), its steps being the
+suite's costliest after the fine-tune's.
 """
 
 from __future__ import annotations
@@ -36,6 +39,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from optimlab.lab import Problem, get_problem
+
+#: The MiniLM fine-tune as the suite runs it: the top layer trained on the cached states of the frozen
+#: five below it, one epoch of 512 snippets (32 steps), about 5 s a run where the whole model's
+#: default problem costs about 200 s (docs/finetune.md).
+SUITE_FINETUNE = "finetune-sentiment:batch=16,max_length=32,target=0.7,test=128,top_layers=1,train=512,valid=256"
 
 #: A step's cost for a problem the suite has not measured (it only orders the work of several jobs).
 DEFAULT_STEP_SECONDS = 1e-3
@@ -76,7 +84,7 @@ FULL = QUICK + (
     Workload("mlp-mnist", 2000, 1.4e-3),
     Workload("cnn-fashion", 800, 0.02),
     Workload("rosenbrock", 5000, 4.5e-4),
-    Workload("finetune-sentiment", 63),
+    Workload(SUITE_FINETUNE, 32, 0.17),
 )
 
 WORKLOADS = {w.problem: w for w in FULL}
