@@ -82,7 +82,7 @@ QUICK = (
 #: sentiment fine-tune (it needs the ``finetune`` extra: transformers and the model's package).
 FULL = QUICK + (
     Workload("mlp-mnist", 2000, 1.4e-3),
-    Workload("cnn-fashion", 800, 0.02),
+    Workload("cnn-fashion", 800, 0.011),
     Workload("rosenbrock", 5000, 4.5e-4),
     Workload(SUITE_FINETUNE, 32, 0.17),
 )
