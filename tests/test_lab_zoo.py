@@ -104,6 +104,19 @@ def test_matrices_go_to_muon_and_the_rest_to_adamw():
         muon_adamw(small_model(), momentum_decay=0.1)
 
 
+def test_muon_with_adamw_keeps_a_groups_label_as_torch_optimizers_do():
+    # a fine-tune names its groups ("head", "body"): a key no optimizer takes is kept, not refused
+    model = small_model()
+    matrices = [p for p in model.parameters() if p.dim() == 2]
+    others = [p for p in model.parameters() if p.dim() < 2]
+    optimizer = get_optimizer("muon").make([{"params": matrices[:1] + others[:1], "group": "head", "lr": 0.1},
+                                            {"params": matrices[1:] + others[1:], "group": "body"}], 0.02)
+    assert [(g["group"], g["lr"]) for g in optimizer.param_groups] == [("head", 0.1), ("head", 0.1),
+                                                                       ("body", 0.02), ("body", 0.02)]
+    assert [g["group"] for g in optimizer.parts["main"].param_groups] == ["head", "body"]
+    assert [g["group"] for g in torch.optim.AdamW([{"params": others[:1], "group": "head"}]).param_groups] == ["head"]
+
+
 def step_all(optimizer: torch.optim.Optimizer, model: nn.Module, sequence: list) -> None:
     for grads in sequence:
         for p, g in zip(model.parameters(), grads):

@@ -204,13 +204,17 @@ class WithAdamW(torch.optim.Optimizer):
         params = param_group["params"]
         params = [params] if isinstance(params, torch.Tensor) else list(params)
         tensor = lambda item: item[1] if isinstance(item, tuple) else item  # noqa: E731 - named parameters
-        options = {k: v for k, v in param_group.items() if k != "params"}
+        taken = set(inspect.signature(self.main).parameters) | set(inspect.signature(self.rest).parameters)
+        options = {k: v for k, v in param_group.items() if k != "params" and k in taken}
+        # a key neither optimizer takes is the caller's label (a fine-tune's "group" name): torch's
+        # optimizers keep such keys in the group, so both parts keep it
+        labels = {k: v for k, v in param_group.items() if k != "params" and k not in taken}
         split = {"main": [p for p in params if tensor(p).dim() >= self.min_dim],
                  "rest": [p for p in params if tensor(p).dim() < self.min_dim]}
         for role, members in split.items():
             if not members:
                 continue
-            group = {"params": members, **self.routed(role, options)}
+            group = {"params": members, **self.routed(role, options), **labels}
             if role in self.parts:
                 self.parts[role].add_param_group(group)
             else:
