@@ -241,10 +241,13 @@ def test_only_the_top_layers_and_the_head_train():
     assert torch.equal(problem.load().train.x, cached)  # the cached states
 
 
-def suite_optimizers() -> list[str]:
+def suite_optimizers() -> list:
+    """Every optimizer the suite tunes; the quick tier runs the two kinds of wrapper the lab has
+    (Muon + AdamW, L-BFGS's closure) and AdamW, the others run in the slow tier."""
     from optimlab.lab.suite.tracks import registry_tracks
 
-    return sorted({track.optimizer for track in registry_tracks()[0]})
+    return [name if name in ("adamw", "muon", "lbfgs") else pytest.param(name, marks=pytest.mark.slow)
+            for name in sorted({track.optimizer for track in registry_tracks()[0]})]
 
 
 @needs_text
