@@ -44,6 +44,9 @@ def twins(name: str) -> tuple[type, type]:
 #: The options every optimlab optimizer takes beyond its torch twin's, each a keyword-only flag
 #: that is off by default (docs/reliability.md): what the comparisons with torch set aside.
 EXTRA_OPTIONS = {"check_finite": False}
+#: Keyword-only options one optimizer has beyond its torch twin's, with their defaults (which
+#: keep torch's behaviour): they come before EXTRA_OPTIONS in its signature.
+OWN_OPTIONS = {"Muon": {"ns_dtype": None}}
 
 
 def described_signature(cls: type) -> list[tuple[str, Any, Any]]:
@@ -54,21 +57,23 @@ def described_signature(cls: type) -> list[tuple[str, Any, Any]]:
 def expected_signature(twin: type) -> list[tuple[str, Any, Any]]:
     """What an optimlab optimizer's :func:`described_signature` is: its torch ``twin``'s, then
     :data:`EXTRA_OPTIONS` (keyword-only)."""
-    extras = [(key, inspect.Parameter.KEYWORD_ONLY, default) for key, default in EXTRA_OPTIONS.items()]
+    options = {**OWN_OPTIONS.get(twin.__qualname__.split(".")[0], {}), **EXTRA_OPTIONS}
+    extras = [(key, inspect.Parameter.KEYWORD_ONLY, default) for key, default in options.items()]
     return described_signature(twin) + extras
 
 
 def without_extra_options(group: dict[str, Any]) -> dict[str, Any]:
     """``group`` (or ``defaults``) without :data:`EXTRA_OPTIONS`, each checked to be at its default."""
-    for key, default in EXTRA_OPTIONS.items():
+    extra = {**EXTRA_OPTIONS, **{k: v for own in OWN_OPTIONS.values() for k, v in own.items()}}
+    for key, default in extra.items():
         assert group.get(key) == default, (key, group.get(key))
-    return {key: value for key, value in group.items() if key not in EXTRA_OPTIONS}
+    return {key: value for key, value in group.items() if key not in extra}
 
 
 def repr_without_extra_options(optimizer: torch.optim.Optimizer) -> str:
     """``repr(optimizer)`` without the lines of :data:`EXTRA_OPTIONS` (torch's repr: one line per option)."""
-    return "\n".join(line for line in repr(optimizer).splitlines()
-                     if line.split(":")[0].strip() not in EXTRA_OPTIONS)
+    extra = {*EXTRA_OPTIONS, *(k for own in OWN_OPTIONS.values() for k in own)}
+    return "\n".join(line for line in repr(optimizer).splitlines() if line.split(":")[0].strip() not in extra)
 
 
 # -- the registry, as the tests use it --------------------------------------------------------

@@ -130,7 +130,7 @@ def test_muon_with_adamw_steps_as_the_two_optimizers_would():
     step_all(muon_adamw(model), model, sequence)
     matrices = [p for p in twin.parameters() if p.dim() == 2]
     others = [p for p in twin.parameters() if p.dim() < 2]
-    muon = optimlab.Muon(matrices, lr=0.02, adjust_lr_fn="match_rms_adamw")
+    muon = optimlab.Muon(matrices, lr=0.02, adjust_lr_fn="match_rms_adamw", ns_dtype=torch.float32)
     adamw = optimlab.AdamW(others, lr=0.02, weight_decay=0.1)
     for grads in sequence:
         for p, g in zip(twin.parameters(), grads):
@@ -201,5 +201,5 @@ def test_compare_runs_optimizers_beyond_the_classics(capsys, tmp_path):
     text = capsys.readouterr().out
     assert status == 0, text
     assert "6 runs done now, 6 stored for this sweep" in text  # 3 optimizers x 2 lrs
-    for label in ("NAdam", "Muon (2-d+) + AdamW (rest)", "LBFGS (one iteration per step)"):
+    for label in ("NAdam", "Muon (2-d+, float32 Newton-Schulz) + AdamW (rest)", "LBFGS (one iteration per step)"):
         assert label in text

@@ -100,3 +100,38 @@ def test_bfloat16_weights_keep_their_momentum() -> None:
         optimizer.step()
         expected.lerp_(g, 0.1)
     assert torch.equal(optimizer.state[weight]["momentum_buffer"], expected)
+
+
+def newton_schulz_float64(m: Tensor, steps: int = 5) -> Tensor:
+    """Jordan et al.'s quintic iteration, written out in float64 (the paper's algorithm box)."""
+    a, b, c = (3.4445, -4.7750, 2.0315)
+    x = m.double()
+    tall = x.shape[0] > x.shape[1]
+    x = x.T if tall else x
+    x = x / x.norm().clamp(min=1e-7)
+    for _ in range(steps):
+        gram = x @ x.T
+        x = a * x + (b * gram + c * gram @ gram) @ x
+    return x.T if tall else x
+
+
+@pytest.mark.parametrize("ns_dtype, tol", [(torch.float32, 1e-5), (torch.float64, 1e-12), (None, 3e-2)])
+def test_ns_dtype_chooses_the_precision_of_the_newton_schulz_products(ns_dtype: torch.dtype | None,
+                                                                        tol: float) -> None:
+    generator = torch.Generator().manual_seed(3)
+    shapes = ((6, 10), (12, 5), (4, 3, 3, 3))
+    params = [torch.randn(shape, generator=generator, dtype=torch.float64, requires_grad=True) for shape in shapes]
+    start = [p.detach().clone() for p in params]
+    grads = [torch.randn(shape, generator=generator, dtype=torch.float64) for shape in shapes]
+    optimizer = optimlab.Muon(params, lr=0.1, weight_decay=0.0, momentum=0.0, nesterov=False, ns_dtype=ns_dtype)
+    for p, g in zip(params, grads):
+        p.grad = g
+    optimizer.step()
+    for p, p0, g in zip(params, start, grads):
+        rows, cols = p.shape[0], p[0].numel()
+        expected = p0 - 0.1 * max(1, rows / cols) ** 0.5 * newton_schulz_float64(g.reshape(rows, -1)).reshape(p.shape)
+        assert rel_error(p.detach(), expected) < tol  # bfloat16 (None): only to its 8 bits
+    assert optimizer.param_groups[0]["ns_dtype"] is ns_dtype
+    assert optimlab.Muon(params).param_groups[0]["ns_dtype"] is None  # torch's bfloat16 by default
+    with pytest.raises(ValueError, match="ns_dtype must be one of None, torch.bfloat16"):
+        optimlab.Muon(params, ns_dtype=torch.int32)

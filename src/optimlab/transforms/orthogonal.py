@@ -35,16 +35,18 @@ def matrix_shape(shape: torch.Size | tuple[int, ...]) -> tuple[int, int]:
     return shape[0], math.prod(shape[1:])
 
 
-def newton_schulz(matrix: Tensor, coefficients: tuple[float, float, float], steps: int, eps: float) -> Tensor:
+def newton_schulz(matrix: Tensor, coefficients: tuple[float, float, float], steps: int, eps: float,
+                  dtype: torch.dtype | None = None) -> Tensor:
     """``U V^T`` of ``matrix = U S V^T``, approximately, by ``steps`` quintic Newton-Schulz steps.
 
-    Computed in bfloat16 as torch.optim.Muon does (and Jordan's reference): the result is only
-    an approximation, and the matrix products dominate Muon's cost. The wide orientation is
-    iterated (``X X^T`` is the smaller Gram matrix), and each step is two ``addmm`` as in torch,
-    one rounding to bfloat16 per product, so both give the same bits. Returns bfloat16.
+    Computed in ``dtype``, by default (None) bfloat16 as torch.optim.Muon does (and Jordan's
+    reference): the result is only an approximation, and the matrix products dominate Muon's
+    cost. The wide orientation is iterated (``X X^T`` is the smaller Gram matrix), and each step
+    is two ``addmm`` as in torch, one rounding per product, so both give the same bits. Returns
+    a tensor of ``dtype``.
     """
     a, b, c = coefficients
-    x = matrix.bfloat16()
+    x = matrix.to(torch.bfloat16 if dtype is None else dtype)
     tall = matrix.size(0) > matrix.size(1)
     if tall:
         x = x.mT
@@ -75,10 +77,11 @@ class Orthogonalize(Transform):
     on the ``(shape[0], -1)`` matrix of a weight of any number (>= 2) of dimensions."""
 
     kind = TENSOR
-    hyperparams = ("ns_coefficients", "ns_steps", "eps")
+    hyperparams = ("ns_coefficients", "ns_steps", "eps", "ns_dtype")
 
     def update(self, u: Tensor, param: Tensor, state: State, hp: HyperParams, step: Any) -> Tensor:
-        ortho = newton_schulz(u.reshape(matrix_shape(u.shape)), hp["ns_coefficients"], hp["ns_steps"], hp["eps"])
+        ortho = newton_schulz(u.reshape(matrix_shape(u.shape)), hp["ns_coefficients"], hp["ns_steps"], hp["eps"],
+                              hp["ns_dtype"])
         return ortho.reshape(u.shape).to(u.dtype)  # bfloat16 widens exactly
 
 

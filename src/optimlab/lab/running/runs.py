@@ -134,8 +134,12 @@ class RunConfig:
     def key(self) -> str:
         """16 hex digits of the SHA-256 of the canonical JSON and the problem's fingerprint:
         equal configs, equal keys; a changed problem definition (another model, target, ...)
-        gives new keys, so its old results are not reused."""
+        gives new keys, so its old results are not reused. So do the fixed arguments the lab
+        gives an optimizer (L-BFGS's ``max_iter``, Muon's ``ns_dtype``), for those that have any."""
         text = self.canonical_json() + "\n" + get_problem(self.problem).fingerprint
+        fixed = get_optimizer(self.optimizer).kwargs
+        if fixed:
+            text += "\n" + json.dumps({name: str(value) for name, value in sorted(fixed.items())})
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def __hash__(self) -> int:
