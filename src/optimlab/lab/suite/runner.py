@@ -64,12 +64,16 @@ def run_in_processes(spec: SuiteSpec, jobs: int, bar: Any) -> int:
     context = multiprocessing.get_context("spawn")
     with context.Pool(min(jobs, len(parts))) as pool:
         results = [pool.apply_async(run_part, (part,)) for part in parts]
-        for result in results:
-            while not result.ready():
-                result.wait(POLL_SECONDS if not bar.disable else None)
-                if not bar.disable:
-                    bar.update(done_units(spec) - bar.n)
-        ran = sum(result.get() for result in results)  # a part's error is raised here
+        pending = list(results)
+        while pending:
+            pending[0].wait(POLL_SECONDS)
+            for result in pending:
+                if result.ready() and not result.successful():
+                    result.get()  # a part's error stops the suite now, not when its turn to be read comes
+            pending = [result for result in pending if not result.ready()]
+            if not bar.disable:
+                bar.update(done_units(spec) - bar.n)
+        ran = sum(result.get() for result in results)
     bar.update(done_units(spec) - bar.n)
     return ran
 
